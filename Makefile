@@ -1,0 +1,40 @@
+# Cinema: the two commands of the quick start are `make up` and `make test`.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help bootstrap up down status test lint typecheck proto proto-check clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+bootstrap: ## install what is missing (venv, server wheels, Go tools); idempotent
+	@scripts/bootstrap
+
+up: bootstrap ## start stores (and services) on 127.0.0.1, supervised; print where to look
+	@$(PY) -m scripts.stack up
+
+down: ## stop everything `make up` started
+	@$(PY) -m scripts.stack down
+
+status: ## what runs, where, healthy or not (exit 1 when anything is not)
+	@$(PY) -m scripts.stack status
+
+test: bootstrap lint typecheck ## everything: lint, types, contracts, unit, integration (throwaway stores)
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: ## ruff
+	@.venv/bin/ruff check .
+	@echo "ruff: clean"
+
+typecheck: ## mypy (strict)
+	@.venv/bin/mypy services scripts tests
+
+proto: ## regenerate gen/python from protos/
+	@$(PY) scripts/genproto
+
+proto-check: ## fail when gen/python is stale
+	@$(PY) scripts/genproto --check
+
+clean: down ## remove local data, caches and built tools (keeps nothing of `make up`)
+	rm -rf .data .tools .venv .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Cinema's developer tooling: bootstrap, the local runtime (stores and services), benchmarks."""

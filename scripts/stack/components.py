@@ -1,0 +1,148 @@
+"""What `make up` runs: the components of the local system and how to check each one.
+
+A component is either a process the supervisor owns (a store today; the services plug in
+here as they land) or an external server named by an environment variable
+(`DATABASE_URL`, `MONGO_URL`, `REDIS_URL`, `NATS_URL`), which is only checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from scripts.stack import stores
+from scripts.stack.paths import DATA
+from scripts.stack.process import ManagedProcess
+
+
+def _port(var: str, default: int) -> int:
+    return int(os.environ.get(var, default))
+
+
+# Fixed local ports, away from the usual ones so a machine's own servers do not clash.
+PG_PORT = _port("CINEMA_PG_PORT", 55432)
+MONGO_PORT = _port("CINEMA_MONGO_PORT", 57017)
+REDIS_PORT = _port("CINEMA_REDIS_PORT", 56379)
+NATS_PORT = _port("CINEMA_NATS_PORT", 54222)
+NATS_MONITOR_PORT = _port("CINEMA_NATS_MONITOR_PORT", 58222)
+
+LOGS = DATA / "logs"
+
+
+@dataclass
+class Component:
+    name: str
+    url: str  # what a client uses (for PostgreSQL: the admin database)
+    check: Callable[[], bool]  # a live health probe
+    make_process: Callable[[], ManagedProcess] | None = None  # None: external, not ours to run
+    after_ready: Callable[[], None] | None = None  # idempotent set-up once it answers
+    note: str = ""
+
+    @property
+    def external(self) -> bool:
+        return self.make_process is None
+
+
+# -- health probes by URL (they work for our own servers and for external ones alike) --
+
+
+def check_postgres(url: str) -> bool:
+    import asyncpg
+
+    async def probe() -> bool:
+        conn = await asyncpg.connect(url, timeout=2)
+        try:
+            return bool(await conn.fetchval("SELECT 1") == 1)
+        finally:
+            await conn.close()
+
+    return asyncio.run(probe())
+
+
+def check_mongo(url: str) -> bool:
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, object]] = MongoClient(url, serverSelectionTimeoutMS=1500)
+    try:
+        return bool(client.admin.command("ping").get("ok"))
+    finally:
+        client.close()
+
+
+def check_redis(url: str) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=1.5)
+    try:
+        return bool(client.ping())
+    finally:
+        client.close()
+
+
+def check_nats(url: str, monitor_port: int | None = None) -> bool:
+    if monitor_port is not None:
+        return stores.nats_healthy(monitor_port)
+    parsed = urlparse(url)
+    with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 4222), timeout=1.5) as s:
+        return s.recv(5) == b"INFO "
+
+
+def _log(name: str) -> Path:
+    return LOGS / f"{name}.log"
+
+
+def _create_databases(url: str) -> None:
+    asyncio.run(stores.create_databases(url))
+
+
+def local_components() -> list[Component]:
+    """The stores (and, later, services) of the local system, in start order."""
+    components: list[Component] = []
+
+    if pg_ext := os.environ.get("DATABASE_URL"):
+        components.append(Component("postgres", pg_ext, lambda: check_postgres(pg_ext), note="external (DATABASE_URL)"))
+    else:
+        spec = stores.PostgresSpec(stores.pg_data_dir(DATA / "postgres"), PG_PORT)
+        components.append(Component(
+            "postgres", spec.url(), lambda: check_postgres(spec.url()),
+            make_process=lambda: stores.postgres_process(spec, _log("postgres")),
+            after_ready=lambda: _create_databases(spec.url()),
+            note="databases: " + ", ".join(stores.PG_DATABASES),
+        ))
+
+    if mongo_ext := os.environ.get("MONGO_URL"):
+        components.append(Component("mongo", mongo_ext, lambda: check_mongo(mongo_ext), note="external (MONGO_URL)"))
+    else:
+        murl = stores.mongo_url(MONGO_PORT)
+        components.append(Component(
+            "mongo", murl, lambda: check_mongo(murl),
+            make_process=lambda: stores.ferretdb_process(DATA / "ferretdb", MONGO_PORT, _log("ferretdb")),
+            note="FerretDB (MongoDB wire protocol) on SQLite",
+        ))
+
+    if redis_ext := os.environ.get("REDIS_URL"):
+        components.append(Component("redis", redis_ext, lambda: check_redis(redis_ext), note="external (REDIS_URL)"))
+    else:
+        rurl = stores.redis_url(REDIS_PORT)
+        components.append(Component(
+            "redis", rurl, lambda: check_redis(rurl),
+            make_process=lambda: stores.redis_process(DATA / "redis", REDIS_PORT, _log("redis")),
+            note="append-only file under .data/redis",
+        ))
+
+    if nats_ext := os.environ.get("NATS_URL"):
+        components.append(Component("nats", nats_ext, lambda: check_nats(nats_ext), note="external (NATS_URL)"))
+    else:
+        nspec = stores.NatsSpec(DATA / "nats", NATS_PORT, NATS_MONITOR_PORT)
+        components.append(Component(
+            "nats", nspec.url, lambda: check_nats(nspec.url, NATS_MONITOR_PORT),
+            make_process=lambda: stores.nats_process(nspec, _log("nats")),
+            note=f"JetStream; monitor http://127.0.0.1:{NATS_MONITOR_PORT}",
+        ))
+
+    return components

@@ -1,0 +1,136 @@
+"""One managed server process: start it, wait until it is ready, stop it gracefully.
+
+Used by the supervisor (`make up`) and by the test fixtures alike, so the two start the
+stores the same way. Every child gets PR_SET_PDEATHSIG, so a crashed parent (a killed test
+run, a killed supervisor) does not leave servers behind on the machine.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class ProcessFailed(RuntimeError):
+    """A server exited or did not become ready; the message carries the end of its log."""
+
+
+@dataclass
+class ManagedProcess:
+    """A long-running server started from `argv`, logging to `log_path`.
+
+    `ready` is a cheap probe (a TCP connect, a health endpoint) that says whether the server
+    answers; `user` runs it as another system user (PostgreSQL refuses to run as root).
+    """
+
+    name: str
+    argv: Sequence[str]
+    log_path: Path
+    ready: Callable[[], bool]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    user: str | None = None
+    stop_signal: int = signal.SIGTERM
+    popen: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        env = {**os.environ, **self.env}
+        kwargs: dict[str, object] = {}
+        if self.user and os.geteuid() == 0:
+            kwargs.update(user=self.user, group=self.user, extra_groups=[])
+        self.popen = subprocess.Popen(  # type: ignore[call-overload]
+            list(self.argv),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(self.cwd) if self.cwd else None,
+            preexec_fn=_die_with_parent,
+            **kwargs,
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen is not None and self.popen.poll() is not None:
+                raise ProcessFailed(
+                    f"{self.name} exited with code {self.popen.returncode} before it was ready:\n{self.log_tail()}"
+                )
+            try:
+                if self.ready():
+                    return
+            except Exception:  # noqa: S110 - a probe that raises simply means "not yet"
+                pass
+            time.sleep(0.1)
+        raise ProcessFailed(f"{self.name} was not ready within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM (or the server's own graceful signal), then SIGKILL after `timeout`."""
+        code: int | None = None
+        if self.popen is not None:
+            if self.popen.poll() is None:
+                try:
+                    self.popen.send_signal(self.stop_signal)
+                    code = self.popen.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    self.popen.kill()
+                    code = self.popen.wait(timeout=timeout)
+            else:
+                code = self.popen.returncode
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (chaos tests)."""
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(timeout=15)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,304 @@
+"""The local supervisor behind `make up`, `make down` and `make status`.
+
+`up` starts a detached supervisor process that runs every component, restarts one that
+dies with exponential backoff (the local counterpart of a Kubernetes liveness probe), and
+writes what it knows to `.data/run/state.json`. `down` asks it to stop (SIGTERM): it stops
+the components in reverse order, gracefully. `status` reads the state and probes every
+component live; it exits non-zero when anything is not healthy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import FrameType
+
+from scripts.stack.components import LOGS, Component, local_components
+from scripts.stack.paths import DATA, REPO
+from scripts.stack.process import ManagedProcess, ProcessFailed
+
+RUN = DATA / "run"
+STATE = RUN / "state.json"
+PIDFILE = RUN / "supervisor.pid"
+SUPERVISOR_LOG = LOGS / "supervisor.log"
+
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 30.0
+STABLE_AFTER_S = 60.0  # a process that ran this long is healthy again: its backoff resets
+READY_TIMEOUT_S = 120.0
+
+log = logging.getLogger("cinema.supervisor")
+
+
+@dataclass
+class ComponentState:
+    name: str
+    url: str
+    note: str
+    external: bool
+    phase: str = "pending"  # pending | starting | ready | backoff | stopped | external
+    pid: int | None = None
+    restarts: int = 0
+    last_exit: int | None = None
+    started_at: float | None = None
+    next_start_at: float | None = None
+    error: str = ""
+
+
+class Supervisor:
+    def __init__(self, components: list[Component]) -> None:
+        self.components = components
+        self.states = {c.name: ComponentState(c.name, c.url, c.note, c.external) for c in components}
+        self.procs: dict[str, ManagedProcess] = {}
+        self.failures: dict[str, int] = {c.name: 0 for c in components}
+        self.stopping = False
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for c in self.components:
+            if c.external:
+                self.states[c.name].phase = "external"
+            else:
+                self._start(c)
+        self._write_state()
+        while not self.stopping:
+            for c in self.components:
+                if not c.external:
+                    self._tend(c)
+            self._write_state()
+            time.sleep(0.3)
+        self._stop_all()
+        self._write_state()
+        return 0
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        self.stopping = True
+
+    def _start(self, c: Component) -> None:
+        st = self.states[c.name]
+        assert c.make_process is not None
+        try:
+            proc = c.make_process()
+            proc.start()
+        except Exception as exc:  # a broken data dir or a missing binary: back off, retry
+            log.exception("could not start %s", c.name)
+            self._schedule_restart(c, None, f"start failed: {exc}")
+            return
+        self.procs[c.name] = proc
+        st.phase, st.pid, st.started_at, st.next_start_at, st.error = "starting", proc.pid, time.time(), None, ""
+        log.info("started %s (pid %s)", c.name, proc.pid)
+
+    def _tend(self, c: Component) -> None:
+        st = self.states[c.name]
+        proc = self.procs.get(c.name)
+        now = time.time()
+        if st.phase == "backoff":
+            if st.next_start_at is not None and now >= st.next_start_at:
+                st.restarts += 1
+                self._start(c)
+            return
+        if proc is None:
+            return
+        if not proc.running():
+            code = proc.stop()
+            log.warning("%s exited with code %s:\n%s", c.name, code, proc.log_tail(10))
+            self._schedule_restart(c, code, f"exited with code {code}")
+            return
+        if st.phase == "starting":
+            try:
+                ready = proc.ready()
+            except Exception:
+                ready = False
+            if ready:
+                if c.after_ready is not None:
+                    try:
+                        c.after_ready()
+                    except Exception as exc:
+                        log.exception("set-up of %s failed", c.name)
+                        st.error = f"set-up failed: {exc}"
+                        return
+                st.phase = "ready"
+                log.info("%s is ready at %s", c.name, c.url)
+            elif st.started_at is not None and now - st.started_at > READY_TIMEOUT_S:
+                log.error("%s not ready after %.0f s: killing it", c.name, READY_TIMEOUT_S)
+                proc.kill()
+        elif st.phase == "ready" and st.started_at is not None and now - st.started_at > STABLE_AFTER_S:
+            self.failures[c.name] = 0
+
+    def _schedule_restart(self, c: Component, code: int | None, error: str) -> None:
+        st = self.states[c.name]
+        self.failures[c.name] += 1
+        delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (self.failures[c.name] - 1))
+        st.phase, st.pid, st.last_exit, st.error = "backoff", None, code, error
+        st.next_start_at = time.time() + delay
+        self.procs.pop(c.name, None)
+        log.info("restarting %s in %.0f s", c.name, delay)
+
+    def _stop_all(self) -> None:
+        for c in reversed(self.components):
+            proc = self.procs.pop(c.name, None)
+            if proc is not None:
+                code = proc.stop()
+                log.info("stopped %s (exit %s)", c.name, code)
+            st = self.states[c.name]
+            if not c.external:
+                st.phase, st.pid = "stopped", None
+
+    def _write_state(self) -> None:
+        RUN.mkdir(parents=True, exist_ok=True)
+        tmp = STATE.with_suffix(".tmp")
+        payload = {"supervisor_pid": os.getpid(), "updated_at": time.time(),
+                   "components": [asdict(s) for s in self.states.values()]}
+        tmp.write_text(json.dumps(payload, indent=2))
+        tmp.replace(STATE)
+
+
+# ---------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------
+
+
+def supervisor_pid() -> int | None:
+    try:
+        pid = int(PIDFILE.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def read_state() -> dict[str, object] | None:
+    try:
+        data = json.loads(STATE.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def supervise() -> int:
+    """Run in the foreground (the detached process `up` starts)."""
+    RUN.mkdir(parents=True, exist_ok=True)
+    PIDFILE.write_text(str(os.getpid()))
+    try:
+        return Supervisor(local_components()).run()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            PIDFILE.unlink()
+
+
+def up() -> int:
+    if (pid := supervisor_pid()) is not None:
+        print(f"already running (supervisor pid {pid})")
+        return status()
+    LOGS.mkdir(parents=True, exist_ok=True)
+    STATE.unlink(missing_ok=True)
+    print(f"starting the local system (data in {DATA}, logs in {LOGS}) ...", flush=True)
+    with open(SUPERVISOR_LOG, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scripts.stack", "supervise"],
+            cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    shown: set[str] = set()
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            print(f"the supervisor exited with code {proc.returncode}; see {SUPERVISOR_LOG}", file=sys.stderr)
+            return 1
+        state = read_state()
+        comps = state.get("components", []) if state else []
+        assert isinstance(comps, list)
+        for c in comps:
+            if c["phase"] in ("ready", "external") and c["name"] not in shown:
+                shown.add(c["name"])
+                print(f"  {c['name']:<10} ready   {_redact(c['url'])}", flush=True)
+        if comps and all(c["phase"] in ("ready", "external") for c in comps):
+            print()
+            return status()
+        time.sleep(0.3)
+    print(f"not everything was ready within {READY_TIMEOUT_S:.0f} s; see {LOGS}", file=sys.stderr)
+    status()
+    return 1
+
+
+def down() -> int:
+    pid = supervisor_pid()
+    if pid is None:
+        print("not running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if supervisor_pid() is None:
+            print("stopped")
+            return 0
+        time.sleep(0.2)
+    print(f"the supervisor (pid {pid}) did not stop within 60 s", file=sys.stderr)
+    return 1
+
+
+def status() -> int:
+    pid = supervisor_pid()
+    state = read_state() or {}
+    comps = state.get("components", [])
+    recorded: dict[str, dict[str, object]] = {c["name"]: c for c in comps} if pid and isinstance(comps, list) else {}
+    healthy_all = True
+    print(f"supervisor: {'running, pid ' + str(pid) if pid else 'not running'}")
+    print(f"{'component':<10} {'health':<9} {'phase':<9} {'pid':>7} {'restarts':>8}  url")
+    for c in local_components():
+        rec = recorded.get(c.name, {})
+        try:
+            healthy = c.check()
+        except Exception:
+            healthy = False
+        healthy_all &= healthy
+        phase = rec.get("phase", "external" if c.external else "stopped")
+        print(f"{c.name:<10} {'healthy' if healthy else 'DOWN':<9} {phase:<9} {rec.get('pid') or '-':>7} "
+              f"{rec.get('restarts', 0):>8}  {_redact(c.url)}" + (f"  ({c.note})" if c.note else ""))
+        if rec.get("error") and not healthy:
+            print(f"{'':<10} last error: {rec['error']}")
+    print(f"logs: {LOGS}")
+    owns_processes = any(not c.external for c in local_components())
+    if owns_processes and pid is None:
+        return 1
+    return 0 if healthy_all else 1
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a URL when printing it."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    commands = {"up": up, "down": down, "status": status, "supervise": supervise}
+    if len(argv) != 1 or argv[0] not in commands:
+        print(f"usage: python -m scripts.stack {{{'|'.join(commands)}}}", file=sys.stderr)
+        return 2
+    try:
+        return commands[argv[0]]()
+    except ProcessFailed as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+
+
+__all__ = ["Path", "main"]
