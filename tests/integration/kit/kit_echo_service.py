@@ -1,7 +1,7 @@
 """A tiny test service for the kit: handlers on well-known protobuf messages, no generated code.
 
 Used in-process by the integration tests and as a separate process (run this file) by the
-graceful-shutdown test.
+graceful-shutdown test (`python tests/integration/kit/kit_echo_service.py`).
 """
 
 from __future__ import annotations
