@@ -1,0 +1,1 @@
+"""Payment service: authorize and refund reservations through a simulated card processor."""

@@ -1,0 +1,1 @@
+"""Payment domain model: pure Python, no I/O, no protobuf, no gRPC, no database driver."""

@@ -1,0 +1,1 @@
+"""Payment use cases and the ports (repository, unit of work, card processor) they run on."""

@@ -1,0 +1,1 @@
+"""Reservation service (booking core): seat reservations and their life cycle."""

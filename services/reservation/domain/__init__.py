@@ -1,0 +1,1 @@
+"""Booking domain model: pure Python, no I/O, no protobuf, no gRPC, no database driver."""

@@ -1,0 +1,1 @@
+"""Booking use cases and the ports (repositories, unit of work, payment gateway) they run on."""

@@ -1,0 +1,282 @@
+"""Booking use cases: create, cancel, read and list reservations, and seat availability.
+
+`create_reservation` runs in three phases, because a call to payment must never happen
+inside a database transaction (it would hold row locks for the length of a network call):
+
+1. one transaction: idempotency lookup, validation against the replica, seat claim (the
+   unique constraint decides races), reservation saved PENDING;
+2. no transaction: payment.Authorize with a deadline;
+3. a second transaction: CONFIRMED (+ ReservationConfirmed in the outbox), or FAILED with
+   the seats released.
+
+When payment gives no answer (unreachable, deadline passed, breaker open) the reservation is
+left PENDING and the caller gets UNAVAILABLE at once. We do not void it on the spot because
+the outcome is unknown: a timed-out authorization may have been approved, and voiding would
+leave an approved payment for a reservation that does not stand. The reconciler asks payment
+what happened once it answers again and confirms or fails the reservation; until then the
+seats stay held, at most for the reconciler's window. A retry with the same request_id
+returns the same reservation, and if it is still PENDING re-sends the (idempotent per
+reservation) authorization, so a retry can settle it sooner but never charges twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from services.reservation.domain.policy import check_reservation_request, parse_seats
+from services.reservation.domain.reservation import (
+    PAYMENT_NOT_COMPLETED,
+    Reservation,
+    ReservationState,
+)
+from services.reservation.domain.screening import SYSTEM, ScreeningStatus
+from services.reservation.domain.values import Money, SeatLabel
+from services.reservation.service_layer.commands import (
+    CancelReservation,
+    CreateReservation,
+    GetReservation,
+    GetSeatAvailability,
+    ListReservations,
+)
+from services.reservation.service_layer.dependencies import BookingDependencies
+from services.reservation.service_layer.ports import (
+    DuplicateRequest,
+    PaymentResult,
+    PaymentStatus,
+    PaymentUnavailable,
+    ReservationPage,
+)
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------- create
+
+
+async def create_reservation(cmd: CreateReservation, deps: BookingDependencies) -> Reservation:
+    """Reserve seats and pay for them; see the module docstring for the phases.
+
+    Returns the reservation (CONFIRMED; or CANCELLED on a replay of one cancelled since).
+    Raises InvalidArgument / NotFound / FailedPrecondition (SCREENING_*, SEATS_TAKEN,
+    PAYMENT_DECLINED with `decline_reason`, REQUEST_ID_REUSED) or Unavailable (payment).
+    """
+    if not cmd.request_id:
+        raise InvalidArgument.for_field("request_id", "an idempotency key is required")
+    reservation = await _open_or_find(cmd, deps)
+    if reservation.state is not ReservationState.PENDING:
+        return outcome(reservation, deps)  # a replay of a settled request: the same answer again
+    result = await _authorize(reservation, cmd, deps)
+    return outcome(await settle(reservation.id, result, deps), deps)
+
+
+async def _open_or_find(cmd: CreateReservation, deps: BookingDependencies) -> Reservation:
+    """Phase 1: the caller's existing reservation for this request_id, or a new PENDING one."""
+    customer_id = cmd.caller.subject
+    for _attempt in range(2):
+        async with deps.uow() as uow:
+            existing = await uow.reservations.get_by_request(customer_id, cmd.request_id)
+            if existing is not None:
+                _require_same_request(existing, cmd)
+                return existing
+            now = deps.clock.now()
+            screening = await uow.screenings.get(cmd.screening_id) if cmd.screening_id else None
+            seats = check_reservation_request(cmd.screening_id, screening, cmd.seats, now)
+            assert screening is not None  # check_reservation_request raised NotFound otherwise
+            reservation = Reservation.open(
+                reservation_id=deps.new_id(),
+                customer_id=customer_id,
+                screening=screening,
+                seats=seats,
+                request_id=cmd.request_id,
+                at=now,
+            )
+            try:
+                await uow.reservations.add(reservation)
+            except DuplicateRequest:
+                # A twin request with the same key won the insert; the next attempt finds it.
+                continue
+            await uow.claims.claim(screening.id, reservation.seats, reservation.id)
+            await uow.commit()
+            return reservation
+    raise Unavailable("the reservation request is being processed; retry", retry_after_s=deps.retry_after_s)
+
+
+def _require_same_request(existing: Reservation, cmd: CreateReservation) -> None:
+    try:
+        same_seats = sorted(parse_seats(cmd.seats)) == list(existing.seats)
+    except InvalidArgument:
+        same_seats = False
+    if existing.screening_id != cmd.screening_id or not same_seats:
+        raise FailedPrecondition(
+            f"request_id {cmd.request_id!r} was already used for another reservation request",
+            reason="REQUEST_ID_REUSED",
+            metadata={"request_id": cmd.request_id, "reservation": existing.id},
+        )
+
+
+async def _authorize(reservation: Reservation, cmd: CreateReservation, deps: BookingDependencies) -> PaymentResult:
+    """Phase 2: ask payment, never longer than our deadline or the caller's remaining time."""
+    deadline_s = deps.payment_deadline_s
+    if cmd.time_budget_s is not None:
+        deadline_s = min(deadline_s, cmd.time_budget_s - deps.answer_margin_s)
+    try:
+        if deadline_s <= 0:
+            raise PaymentUnavailable("no time left to call payment")
+        async with asyncio.timeout(deadline_s + deps.payment_grace_s):
+            return await deps.payments.authorize(reservation.id, reservation.amount, cmd.card, deadline_s)
+    except (PaymentUnavailable, TimeoutError) as error:
+        log.warning(
+            "payment unavailable; reservation left PENDING for the reconciler",
+            extra={"reservation_id": reservation.id, "error": type(error).__name__},
+        )
+        raise payment_unavailable(deps) from error
+
+
+def payment_unavailable(deps: BookingDependencies) -> Unavailable:
+    return Unavailable(
+        "payment is unavailable; retry with the same request_id",
+        retry_after_s=deps.retry_after_s,
+        reason="PAYMENT_UNAVAILABLE",
+    )
+
+
+async def settle(reservation_id: str, result: PaymentResult, deps: BookingDependencies) -> Reservation:
+    reservation, _changed = await settle_and_tell(reservation_id, result, deps)
+    return reservation
+
+
+async def settle_and_tell(
+    reservation_id: str, result: PaymentResult, deps: BookingDependencies
+) -> tuple[Reservation, bool]:
+    """Phase 3 (also the reconciler's): apply payment's answer; also tell whether it changed anything.
+
+    Under a row lock, so that create, a replay, the reconciler and a cancellation settle one
+    reservation one at a time; whoever comes second finds it settled and changes nothing.
+    An approval that arrives after the reservation ended (cancelled meanwhile, or failed by
+    the reconciler) is voided: a refund-only ReservationCancelled tells payment to refund.
+    """
+    async with deps.uow() as uow:
+        reservation = await uow.reservations.get(reservation_id, lock=True)
+        if reservation is None:
+            raise NotFound("reservation", reservation_id)
+        now = deps.clock.now()
+        version_before = reservation.version
+        if result.status is PaymentStatus.APPROVED:
+            if reservation.state is ReservationState.PENDING:
+                reservation.confirm(result.payment_id, now)
+            elif not reservation.is_active:
+                reservation.void_late_payment(result.payment_id, SYSTEM, now)
+        elif reservation.state is ReservationState.PENDING:
+            reservation.fail(result.decline_reason or result.status.value, now)
+            await uow.claims.release(reservation.id)
+        await uow.commit()
+        return reservation, reservation.version != version_before
+
+
+def outcome(reservation: Reservation, deps: BookingDependencies) -> Reservation:
+    """What create_reservation answers for a reservation in this state."""
+    if reservation.state is ReservationState.FAILED:
+        reason = reservation.failure_reason or ""
+        if reason == PAYMENT_NOT_COMPLETED:
+            raise FailedPrecondition(
+                "payment for this reservation never completed; the seats were released. "
+                "Start again with a new request_id",
+                reason=PAYMENT_NOT_COMPLETED,
+                metadata={"reservation": reservation.id},
+            )
+        raise FailedPrecondition(
+            f"payment declined: {reason}",
+            reason="PAYMENT_DECLINED",
+            metadata={"reservation": reservation.id, "decline_reason": reason},
+        )
+    if reservation.state is ReservationState.PENDING:
+        raise payment_unavailable(deps)
+    return reservation
+
+
+# ---------------------------------------------------------------------------------- cancel
+
+
+async def cancel_reservation(cmd: CancelReservation, deps: BookingDependencies) -> Reservation:
+    """Cancel by its owner (or a manager): CANCELLED, seats free at once, ReservationCancelled.
+
+    Never calls payment, so it works while payment is down: payment refunds when it
+    consumes the event. Cancelling a cancelled reservation is a no-op; a FAILED one raises
+    FailedPrecondition. Someone else's reservation is NotFound, not PermissionDenied, so
+    that ids cannot be probed.
+    """
+    async with deps.uow() as uow:
+        reservation = await uow.reservations.get(cmd.reservation_id, lock=True)
+        if reservation is None or not cmd.caller.may_see(reservation):
+            raise NotFound("reservation", cmd.reservation_id)
+        was_active = reservation.is_active
+        default_reason = "CANCELLED_BY_MANAGER" if cmd.caller.is_manager else "CANCELLED_BY_CUSTOMER"
+        reservation.cancel(cmd.caller.subject, cmd.reason or default_reason, deps.clock.now())
+        if was_active:
+            await uow.claims.release(reservation.id)
+        await uow.commit()
+        return reservation
+
+
+# ---------------------------------------------------------------------------------- queries
+
+
+async def get_reservation(query: GetReservation, deps: BookingDependencies) -> Reservation:
+    async with deps.uow() as uow:
+        reservation = await uow.reservations.get(query.reservation_id)
+    if reservation is None or not query.caller.may_see(reservation):
+        raise NotFound("reservation", query.reservation_id)
+    return reservation
+
+
+async def list_reservations(query: ListReservations, deps: BookingDependencies) -> ReservationPage:
+    """The caller's own reservations, newest first, one page at a time (managers included)."""
+    if query.page_size < 0:
+        raise InvalidArgument.for_field("page_size", "must not be negative")
+    page_size = min(query.page_size or deps.default_page_size, deps.max_page_size)
+    async with deps.uow() as uow:
+        return await uow.reservations.list_for_customer(query.caller.subject, page_size, query.page_token)
+
+
+@dataclass(frozen=True)
+class SeatAvailability:
+    """The seats of a screening: free to book, taken (held by an active reservation), blocked.
+
+    `bookable` is False once the screening is cancelled or has started; `free` is then empty.
+    """
+
+    screening_id: str
+    status: ScreeningStatus
+    bookable: bool
+    price: Money
+    free: tuple[SeatLabel, ...]
+    taken: tuple[SeatLabel, ...]
+    blocked: tuple[SeatLabel, ...]
+
+    @property
+    def free_count(self) -> int:
+        return len(self.free)
+
+
+async def get_seat_availability(query: GetSeatAvailability, deps: BookingDependencies) -> SeatAvailability:
+    async with deps.uow() as uow:
+        screening = await uow.screenings.get(query.screening_id)
+        if screening is None or screening.is_tombstone:
+            raise NotFound("screening", query.screening_id)  # unknown, or only a tombstone
+        held = await uow.claims.held_seats(screening.id)
+    seat_map = screening.seat_map
+    bookable = not screening.is_cancelled and not screening.has_started(deps.clock.now())
+    taken = tuple(sorted(seat for seat in held if seat_map.is_bookable(seat)))
+    free: Sequence[SeatLabel] = [seat for seat in seat_map.bookable_seats() if seat not in held] if bookable else []
+    return SeatAvailability(
+        screening_id=screening.id,
+        status=screening.status,
+        bookable=bookable,
+        price=screening.price,
+        free=tuple(free),
+        taken=taken,
+        blocked=tuple(sorted(seat_map.blocked)),
+    )

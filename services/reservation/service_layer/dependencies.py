@@ -1,0 +1,37 @@
+"""What every booking use case is given: the ports and the few numbers that tune them.
+
+Built once by the composition root (bootstrap.py) and passed to each use case, so that no
+use case builds its own dependencies.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from services.reservation.service_layer.ports import Clock, PaymentGateway, UnitOfWorkFactory
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class BookingDependencies:
+    uow: UnitOfWorkFactory
+    payments: PaymentGateway
+    clock: Clock
+    new_id: Callable[[], str] = field(default=new_uuid)
+    # gRPC timeout of a call to payment.
+    payment_deadline_s: float = 2.0
+    # Our own guard on top of the gateway's deadline, so that an adapter that fails to
+    # honour it still cannot make the caller hang.
+    payment_grace_s: float = 0.5
+    # Taken off the caller's remaining deadline so that UNAVAILABLE reaches it in time.
+    answer_margin_s: float = 0.2
+    # Hint in UNAVAILABLE: about one reconciler round, after which a retry with the same
+    # request_id finds the reservation settled (or settles it).
+    retry_after_s: float = 2.0
+    default_page_size: int = 20
+    max_page_size: int = 100
