@@ -125,7 +125,7 @@ async def test_alg_none_rejected(issuer: LocalTokenIssuer, jwks_path: Path) -> N
 
 
 async def test_hs256_signed_with_the_public_key_rejected(issuer: LocalTokenIssuer, jwks_path: Path) -> None:
-    public_pem = issuer.current_key.public_key.public_bytes(  # type: ignore[union-attr]
+    public_pem = issuer.current_key.public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     header = {"alg": "HS256", "typ": "JWT", "kid": issuer.kid}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import grpc
 import pytest
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 
 from services.kit import errors
 from services.kit.grpc_errors import (
@@ -31,7 +31,7 @@ class FinishedCall:
     def details(self) -> str:
         return self.status.details
 
-    def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
+    def trailing_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
         return tuple(self.status.trailing_metadata)
 
 
