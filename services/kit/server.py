@@ -75,7 +75,8 @@ class ServiceHost:
         self._metrics: MetricsEndpoint | None = None
         self._service_names: tuple[str, ...] = ()
         self._port = 0
-        self._stopping: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Future[None] | None = None
+        self._started = False
 
     @property
     def port(self) -> int:
@@ -129,6 +130,7 @@ class ServiceHost:
             )
         await self._health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.start()
+        self._started = True
         for name in ("", *self._service_names):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -143,7 +145,11 @@ class ServiceHost:
         )
 
     async def stop(self) -> None:
-        """Graceful stop: NOT_SERVING, drain, stop with grace, shutdown hooks. Safe to call twice."""
+        """Graceful stop: NOT_SERVING, drain, stop with grace, shutdown hooks. Safe to call twice.
+
+        Shutdown hooks run even when start-up failed half-way, so they must tolerate closing
+        what was never opened.
+        """
         if self._stopping is None:
             self._stopping = asyncio.ensure_future(self._stop())
         await asyncio.shield(self._stopping)
@@ -152,10 +158,12 @@ class ServiceHost:
         settings = self.settings
         log.info("service stopping", extra={"drain_s": settings.drain_s, "grace_s": settings.shutdown_grace_s})
         await self._health.enter_graceful_shutdown()
-        if self._server is not None:
+        if self._server is not None and self._started:
             # Keep answering while the mesh notices NOT_SERVING and moves new requests elsewhere.
             await asyncio.sleep(settings.drain_s)
             await self._server.stop(settings.shutdown_grace_s)
+        elif self._server is not None:
+            await self._server.stop(None)
         for hook in reversed(self._on_shutdown):
             try:
                 await hook()
@@ -163,7 +171,7 @@ class ServiceHost:
                 log.exception("shutdown hook failed", extra={"hook": getattr(hook, "__qualname__", repr(hook))})
         if self._metrics is not None:
             await asyncio.to_thread(self._metrics.stop)
-        await asyncio.to_thread(telemetry.shutdown_tracing)
+        await asyncio.to_thread(telemetry.flush_tracing)
         log.info("service stopped", extra={"address": self.address})
 
     async def wait_for_termination(self) -> None:

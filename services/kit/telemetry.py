@@ -59,8 +59,11 @@ def configure_tracing(settings: KitSettings) -> TracerProvider:
     return provider
 
 
-def shutdown_tracing() -> None:
-    """Flush and stop span export (blocking: call it through `asyncio.to_thread`)."""
+def flush_tracing() -> None:
+    """Export the spans still buffered (blocking: call it through `asyncio.to_thread`).
+
+    Flush rather than shut down: the provider is process-wide and may serve another host.
+    """
     if _provider is not None:
         _provider.force_flush()
 
