@@ -135,13 +135,13 @@ class Printer:
             inner = "".join(f"{indent}  {line}\n" for line in body.splitlines())
             return "{\n" + inner + indent + "}"
         if field.type == FieldDescriptor.TYPE_ENUM:
-            assert isinstance(value, int)
+            assert isinstance(value, int) and field.enum_type is not None
             return field.enum_type.values_by_number[value].name
         if field.type == FieldDescriptor.TYPE_BOOL:
             return "true" if value else "false"
         if field.type == FieldDescriptor.TYPE_STRING:
             assert isinstance(value, str)
-            return '"' + text_encoding.CEscape(value, as_utf8=True) + '"'
+            return '"' + text_encoding.CEscape(value, as_utf8=True) + '"'  # type: ignore[arg-type]  # str works too
         if field.type == FieldDescriptor.TYPE_BYTES:
             assert isinstance(value, bytes)
             return '"' + text_encoding.CEscape(value, as_utf8=False) + '"'
@@ -168,15 +168,17 @@ class Printer:
     def field_decl(self, f: descriptor_pb2.FieldDescriptorProto, indent: str, in_oneof: bool) -> str:
         if f.type in (FDP.TYPE_GROUP,):
             raise SystemExit(f"groups are not supported: {f.name}")
-        type_text = self.type_name(f.type_name) if f.type in (FDP.TYPE_MESSAGE, FDP.TYPE_ENUM) else _SCALAR_TYPES[f.type]
+        is_named_type = f.type in (FDP.TYPE_MESSAGE, FDP.TYPE_ENUM)
+        type_text = self.type_name(f.type_name) if is_named_type else _SCALAR_TYPES[f.type]
         label = ""
-        if not in_oneof:
-            if f.label == FDP.LABEL_REPEATED or self.file.syntax in ("", "proto2") or f.proto3_optional:
-                label = _LABELS[f.label] + " "
+        explicit_label = f.label == FDP.LABEL_REPEATED or self.file.syntax in ("", "proto2") or f.proto3_optional
+        if not in_oneof and explicit_label:
+            label = _LABELS[f.label] + " "
         opts: list[str] = []
         if f.HasField("default_value"):
             if f.type == FDP.TYPE_STRING:
-                opts.append('default = "' + text_encoding.CEscape(f.default_value, as_utf8=True) + '"')
+                escaped = text_encoding.CEscape(f.default_value, as_utf8=True)  # type: ignore[arg-type]  # str works too
+                opts.append(f'default = "{escaped}"')
             elif f.type == FDP.TYPE_BYTES:
                 opts.append(f'default = "{f.default_value}"')  # already C-escaped in the descriptor
             else:

@@ -29,10 +29,9 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
-from google.type import date_pb2 as google_dot_type_dot_date__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63inema/movie/v1/movie.proto\x12\x0f\x63inema.movie.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1c\x63inema/common/v1/money.proto\x1a\x1b\x63inema/common/v1/seat.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\"\xe1\x03\n\x05Movie\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08R\x02id\x12$\n\x05title\x18\x02 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x05\x10\x01\x18\xc8\x01R\x05title\x12*\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x88\'R\x0b\x64\x65scription\x12*\n\x06genres\x18\x04 \x03(\tB\x12\xbaH\x0f\x92\x01\x0c\x10\n\x18\x01\"\x06r\x04\x10\x01\x18(R\x06genres\x12\x39\n\x10\x64uration_minutes\x18\x05 \x01(\x05\x42\x0e\xe2\x41\x01\x02\xbaH\x07\x1a\x05\x18\xd8\x04 \x00R\x0f\x64urationMinutes\x12-\n\nposter_url\x18\x06 \x01(\tB\x0e\xbaH\x0br\x06\x18\xd0\x0f\x88\x01\x01\xd8\x01\x01R\tposterUrl\x12\'\n\x0creview_count\x18\x07 \x01(\x05\x42\x04\xe2\x41\x01\x03R\x0breviewCount\x12+\n\x0e\x61verage_rating\x18\x08 \x01(\x01\x42\x04\xe2\x41\x01\x03R\raverageRating\x12\x41\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12\x41\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\nupdateTime\"\x95\x04\n\tScreening\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08R\x02id\x12\x1f\n\x08movie_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03R\x07movieId\x12%\n\x0bmovie_title\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03R\nmovieTitle\x12!\n\x04hall\x18\x04 \x01(\tB\r\xe2\x41\x01\x02\xbaH\x06r\x04\x10\x01\x18\x32R\x04hall\x12\x45\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01R\tstartTime\x12\x41\n\x08seat_map\x18\x06 \x01(\x0b\x32\x19.cinema.common.v1.SeatMapB\x0b\xe2\x41\x02\x02\x05\xbaH\x03\xc8\x01\x01R\x07seatMap\x12:\n\x05price\x18\x07 \x01(\x0b\x32\x17.cinema.common.v1.MoneyB\x0b\xe2\x41\x02\x02\x05\xbaH\x03\xc8\x01\x01R\x05price\x12;\n\x05state\x18\x08 \x01(\x0e\x32\x1f.cinema.movie.v1.ScreeningStateB\x04\xe2\x41\x01\x03R\x05state\x12\x41\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12\x41\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\nupdateTime\"~\n\x12\x43reateMovieRequest\x12\x38\n\x05movie\x18\x01 \x01(\x0b\x32\x16.cinema.movie.v1.MovieB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01R\x05movie\x12.\n\nrequest_id\x18\x02 \x01(\tB\x0f\xe2\x41\x01\x01\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\"C\n\x13\x43reateMovieResponse\x12,\n\x05movie\x18\x01 \x01(\x0b\x32\x16.cinema.movie.v1.MovieR\x05movie\":\n\x0fGetMovieRequest\x12\'\n\x08movie_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01R\x07movieId\"@\n\x10GetMovieResponse\x12,\n\x05movie\x18\x01 \x01(\x0b\x32\x16.cinema.movie.v1.MovieR\x05movie\"\xb5\x01\n\x11ListMoviesRequest\x12&\n\tpage_size\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00R\x08pageSize\x12\'\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08R\tpageToken\x12\x1d\n\x05genre\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18(R\x05genre\x12\x30\n\nshowing_on\x18\x04 \x01(\x0b\x32\x11.google.type.DateR\tshowingOn\"l\n\x12ListMoviesResponse\x12.\n\x06movies\x18\x01 \x03(\x0b\x32\x16.cinema.movie.v1.MovieR\x06movies\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xd5\x01\n\x12UpdateMovieRequest\x12\x38\n\x05movie\x18\x01 \x01(\x0b\x32\x16.cinema.movie.v1.MovieB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01R\x05movie\x12\x84\x01\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskBG\xe2\x41\x01\x02\xbaH@\xc8\x01\x01\xe2\x01:\x12\x05title\x12\x0b\x64\x65scription\x12\x06genres\x12\x10\x64uration_minutes\x12\nposter_urlR\nupdateMask\"C\n\x13UpdateMovieResponse\x12,\n\x05movie\x18\x01 \x01(\x0b\x32\x16.cinema.movie.v1.MovieR\x05movie\"=\n\x12\x44\x65leteMovieRequest\x12\'\n\x08movie_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01R\x07movieId\"\x15\n\x13\x44\x65leteMovieResponse\"\xb9\x01\n\x18ScheduleScreeningRequest\x12\'\n\x08movie_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01R\x07movieId\x12\x44\n\tscreening\x18\x02 \x01(\x0b\x32\x1a.cinema.movie.v1.ScreeningB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01R\tscreening\x12.\n\nrequest_id\x18\x03 \x01(\tB\x0f\xe2\x41\x01\x01\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\"U\n\x19ScheduleScreeningResponse\x12\x38\n\tscreening\x18\x01 \x01(\x0b\x32\x1a.cinema.movie.v1.ScreeningR\tscreening\"F\n\x13GetScreeningRequest\x12/\n\x0cscreening_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01R\x0bscreeningId\"P\n\x14GetScreeningResponse\x12\x38\n\tscreening\x18\x01 \x01(\x0b\x32\x1a.cinema.movie.v1.ScreeningR\tscreening\"\xb8\x01\n\x15ListScreeningsRequest\x12\'\n\x08movie_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01R\x07movieId\x12&\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00R\x08pageSize\x12\'\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08R\tpageToken\x12%\n\x0eshow_cancelled\x18\x04 \x01(\x08R\rshowCancelled\"|\n\x16ListScreeningsResponse\x12:\n\nscreenings\x18\x01 \x03(\x0b\x32\x1a.cinema.movie.v1.ScreeningR\nscreenings\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb1\x01\n\x1aRescheduleScreeningRequest\x12/\n\x0cscreening_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01R\x0bscreeningId\x12\x45\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01R\tstartTime\x12\x1b\n\x04hall\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18\x32R\x04hall\"W\n\x1bRescheduleScreeningResponse\x12\x38\n\tscreening\x18\x01 \x01(\x0b\x32\x1a.cinema.movie.v1.ScreeningR\tscreening\"k\n\x16\x43\x61ncelScreeningRequest\x12/\n\x0cscreening_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01R\x0bscreeningId\x12 \n\x06reason\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03R\x06reason\"S\n\x17\x43\x61ncelScreeningResponse\x12\x38\n\tscreening\x18\x01 \x01(\x0b\x32\x1a.cinema.movie.v1.ScreeningR\tscreening*o\n\x0eScreeningState\x12\x1f\n\x1bSCREENING_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19SCREENING_STATE_SCHEDULED\x10\x01\x12\x1d\n\x19SCREENING_STATE_CANCELLED\x10\x02\x32\xcc\n\n\x0cMovieService\x12s\n\x0b\x43reateMovie\x12#.cinema.movie.v1.CreateMovieRequest\x1a$.cinema.movie.v1.CreateMovieResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\n/v1/movies:\x05movie\x12n\n\x08GetMovie\x12 .cinema.movie.v1.GetMovieRequest\x1a!.cinema.movie.v1.GetMovieResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/movies/{movie_id}\x12i\n\nListMovies\x12\".cinema.movie.v1.ListMoviesRequest\x1a#.cinema.movie.v1.ListMoviesResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/movies\x12~\n\x0bUpdateMovie\x12#.cinema.movie.v1.UpdateMovieRequest\x1a$.cinema.movie.v1.UpdateMovieResponse\"$\x82\xd3\xe4\x93\x02\x1e\x32\x15/v1/movies/{movie.id}:\x05movie\x12w\n\x0b\x44\x65leteMovie\x12#.cinema.movie.v1.DeleteMovieRequest\x1a$.cinema.movie.v1.DeleteMovieResponse\"\x1d\x82\xd3\xe4\x93\x02\x17*\x15/v1/movies/{movie_id}\x12\x9f\x01\n\x11ScheduleScreening\x12).cinema.movie.v1.ScheduleScreeningRequest\x1a*.cinema.movie.v1.ScheduleScreeningResponse\"3\x82\xd3\xe4\x93\x02-\" /v1/movies/{movie_id}/screenings:\tscreening\x12\x82\x01\n\x0cGetScreening\x12$.cinema.movie.v1.GetScreeningRequest\x1a%.cinema.movie.v1.GetScreeningResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/screenings/{screening_id}\x12\x8b\x01\n\x0eListScreenings\x12&.cinema.movie.v1.ListScreeningsRequest\x1a\'.cinema.movie.v1.ListScreeningsResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/movies/{movie_id}/screenings\x12\xa5\x01\n\x13RescheduleScreening\x12+.cinema.movie.v1.RescheduleScreeningRequest\x1a,.cinema.movie.v1.RescheduleScreeningResponse\"3\x82\xd3\xe4\x93\x02-\"(/v1/screenings/{screening_id}:reschedule:\x01*\x12\x95\x01\n\x0f\x43\x61ncelScreening\x12\'.cinema.movie.v1.CancelScreeningRequest\x1a(.cinema.movie.v1.CancelScreeningResponse\"/\x82\xd3\xe4\x93\x02)\"$/v1/screenings/{screening_id}:cancel:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63inema/movie/v1/movie.proto\x12\x0f\x63inema.movie.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1c\x63inema/common/v1/money.proto\x1a\x1b\x63inema/common/v1/seat.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x03\n\x05Movie\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08R\x02id\x12$\n\x05title\x18\x02 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x05\x10\x01\x18\xc8\x01R\x05title\x12*\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x88\'R\x0b\x64\x65scription\x12*\n\x06genres\x18\x04 \x03(\tB\x12\xbaH\x0f\x92\x01\x0c\x10\n\x18\x01\"\x06r\x04\x10\x01\x18(R\x06genres\x12\x39\n\x10\x64uration_minutes\x18\x05 \x01(\x05\x42\x0e\xe2\x41\x01\x02\xbaH\x07\x1a\x05\x18\xd8\x04 \x00R\x0f\x64urationMinutes\x12-\n\nposter_url\x18\x06 \x01(\tB\x0e\xbaH\x0br\x06\x18\xd0\x0f\x88\x01\x01\xd8\x01\x01R\tposterUrl\x12\'\n\x0creview_count\x18\x07 \x01(\x05\x42\x04\xe2\x41\x01\x03R\x0breviewCount\x12+\n\x0e\x61verage_rating\x18\x08 \x01(\x01\x42\x04\xe2\x41\x01\x03R\raverageRating\x12\x41\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12\x41\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\nupdateTime\"\x95\x04\n\tScreening\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08R\x02id\x12\x1f\n\x08movie_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03R\x07movieId\x12%\n\x0bmovie_title\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03R\nmovieTitle\x12!\n\x04hall\x18\x04 \x01(\tB\r\xe2\x41\x01\x02\xbaH\x06r\x04\x10\x01\x18\x32R\x04hall\x12\x45\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01R\tstartTime\x12\x41\n\x08seat_map\x18\x06 \x01(\x0b\x32\x19.cinema.common.v1.SeatMapB\x0b\xe2\x41\x02\x02\x05\xbaH\x03\xc8\x01\x01R\x07seatMap\x12:\n\x05price\x18\x07 \x01(\x0b\x32\x17.cinema.common.v1.MoneyB\x0b\xe2\x41\x02\x02\x05\xbaH\x03\xc8\x01\x01R\x05price\x12;\n\x05state\x18\x08 \x01(\x0e\x32\x1f.cinema.movie.v1.ScreeningStateB\x04\xe2\x41\x01\x03R\x05state\x12\x41\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12\x41\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\nupdateTime\"~\n\x12\x43reateMovieRequest\x12\x38\n\x05movie\x18\x01 \x01(\x0b\x32\x16.cinema.movie.v1.MovieB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01R\x05movie\x12.\n\nrequest_id\x18\x02 \x01(\tB\x0f\xe2\x41\x01\x01\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\"C\n\x13\x43reateMovieResponse\x12,\n\x05movie\x18\x01 \x01(\x0b\x32\x16.cinema.movie.v1.MovieR\x05movie\":\n\x0fGetMovieRequest\x12\'\n\x08movie_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01R\x07movieId\"@\n\x10GetMovieResponse\x12,\n\x05movie\x18\x01 \x01(\x0b\x32\x16.cinema.movie.v1.MovieR\x05movie\"\xca\x01\n\x11ListMoviesRequest\x12&\n\tpage_size\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00R\x08pageSize\x12\'\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08R\tpageToken\x12\x1d\n\x05genre\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18(R\x05genre\x12\x45\n\nshowing_on\x18\x04 \x01(\tB&\xbaH#r!2\x1f^([0-9]{4}-[0-9]{2}-[0-9]{2})?$R\tshowingOn\"l\n\x12ListMoviesResponse\x12.\n\x06movies\x18\x01 \x03(\x0b\x32\x16.cinema.movie.v1.MovieR\x06movies\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa8\x03\n\x12UpdateMovieRequest\x12\x38\n\x05movie\x18\x01 \x01(\x0b\x32\x16.cinema.movie.v1.MovieB\n\xe2\x41\x01\x02\xbaH\x03\xd8\x01\x03R\x05movie\x12\x84\x01\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskBG\xe2\x41\x01\x02\xbaH@\xc8\x01\x01\xe2\x01:\x12\x05title\x12\x0b\x64\x65scription\x12\x06genres\x12\x10\x64uration_minutes\x12\nposter_urlR\nupdateMask:\xd0\x01\xbaH\xcc\x01\x1a+\n\x05movie\x12\x11value is required\x1a\x0fhas(this.movie)\x1a\x9c\x01\n\x08movie.id\x12\x14must be a valid UUID\x1az!has(this.movie) || this.movie.id.matches(\'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$\')\"C\n\x13UpdateMovieResponse\x12,\n\x05movie\x18\x01 \x01(\x0b\x32\x16.cinema.movie.v1.MovieR\x05movie\"=\n\x12\x44\x65leteMovieRequest\x12\'\n\x08movie_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01R\x07movieId\"\x15\n\x13\x44\x65leteMovieResponse\"\xb9\x01\n\x18ScheduleScreeningRequest\x12\'\n\x08movie_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01R\x07movieId\x12\x44\n\tscreening\x18\x02 \x01(\x0b\x32\x1a.cinema.movie.v1.ScreeningB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01R\tscreening\x12.\n\nrequest_id\x18\x03 \x01(\tB\x0f\xe2\x41\x01\x01\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\"U\n\x19ScheduleScreeningResponse\x12\x38\n\tscreening\x18\x01 \x01(\x0b\x32\x1a.cinema.movie.v1.ScreeningR\tscreening\"F\n\x13GetScreeningRequest\x12/\n\x0cscreening_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01R\x0bscreeningId\"P\n\x14GetScreeningResponse\x12\x38\n\tscreening\x18\x01 \x01(\x0b\x32\x1a.cinema.movie.v1.ScreeningR\tscreening\"\xb8\x01\n\x15ListScreeningsRequest\x12\'\n\x08movie_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01R\x07movieId\x12&\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00R\x08pageSize\x12\'\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08R\tpageToken\x12%\n\x0eshow_cancelled\x18\x04 \x01(\x08R\rshowCancelled\"|\n\x16ListScreeningsResponse\x12:\n\nscreenings\x18\x01 \x03(\x0b\x32\x1a.cinema.movie.v1.ScreeningR\nscreenings\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb1\x01\n\x1aRescheduleScreeningRequest\x12/\n\x0cscreening_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01R\x0bscreeningId\x12\x45\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01R\tstartTime\x12\x1b\n\x04hall\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18\x32R\x04hall\"W\n\x1bRescheduleScreeningResponse\x12\x38\n\tscreening\x18\x01 \x01(\x0b\x32\x1a.cinema.movie.v1.ScreeningR\tscreening\"k\n\x16\x43\x61ncelScreeningRequest\x12/\n\x0cscreening_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01R\x0bscreeningId\x12 \n\x06reason\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03R\x06reason\"S\n\x17\x43\x61ncelScreeningResponse\x12\x38\n\tscreening\x18\x01 \x01(\x0b\x32\x1a.cinema.movie.v1.ScreeningR\tscreening*o\n\x0eScreeningState\x12\x1f\n\x1bSCREENING_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19SCREENING_STATE_SCHEDULED\x10\x01\x12\x1d\n\x19SCREENING_STATE_CANCELLED\x10\x02\x32\xcc\n\n\x0cMovieService\x12s\n\x0b\x43reateMovie\x12#.cinema.movie.v1.CreateMovieRequest\x1a$.cinema.movie.v1.CreateMovieResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\n/v1/movies:\x05movie\x12n\n\x08GetMovie\x12 .cinema.movie.v1.GetMovieRequest\x1a!.cinema.movie.v1.GetMovieResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/movies/{movie_id}\x12i\n\nListMovies\x12\".cinema.movie.v1.ListMoviesRequest\x1a#.cinema.movie.v1.ListMoviesResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/movies\x12~\n\x0bUpdateMovie\x12#.cinema.movie.v1.UpdateMovieRequest\x1a$.cinema.movie.v1.UpdateMovieResponse\"$\x82\xd3\xe4\x93\x02\x1e\x32\x15/v1/movies/{movie.id}:\x05movie\x12w\n\x0b\x44\x65leteMovie\x12#.cinema.movie.v1.DeleteMovieRequest\x1a$.cinema.movie.v1.DeleteMovieResponse\"\x1d\x82\xd3\xe4\x93\x02\x17*\x15/v1/movies/{movie_id}\x12\x9f\x01\n\x11ScheduleScreening\x12).cinema.movie.v1.ScheduleScreeningRequest\x1a*.cinema.movie.v1.ScheduleScreeningResponse\"3\x82\xd3\xe4\x93\x02-\" /v1/movies/{movie_id}/screenings:\tscreening\x12\x82\x01\n\x0cGetScreening\x12$.cinema.movie.v1.GetScreeningRequest\x1a%.cinema.movie.v1.GetScreeningResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/screenings/{screening_id}\x12\x8b\x01\n\x0eListScreenings\x12&.cinema.movie.v1.ListScreeningsRequest\x1a\'.cinema.movie.v1.ListScreeningsResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/movies/{movie_id}/screenings\x12\xa5\x01\n\x13RescheduleScreening\x12+.cinema.movie.v1.RescheduleScreeningRequest\x1a,.cinema.movie.v1.RescheduleScreeningResponse\"3\x82\xd3\xe4\x93\x02-\"(/v1/screenings/{screening_id}:reschedule:\x01*\x12\x95\x01\n\x0f\x43\x61ncelScreening\x12\'.cinema.movie.v1.CancelScreeningRequest\x1a(.cinema.movie.v1.CancelScreeningResponse\"/\x82\xd3\xe4\x93\x02)\"$/v1/screenings/{screening_id}:cancel:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -91,10 +90,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTMOVIESREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\010'
   _globals['_LISTMOVIESREQUEST'].fields_by_name['genre']._loaded_options = None
   _globals['_LISTMOVIESREQUEST'].fields_by_name['genre']._serialized_options = b'\272H\004r\002\030('
+  _globals['_LISTMOVIESREQUEST'].fields_by_name['showing_on']._loaded_options = None
+  _globals['_LISTMOVIESREQUEST'].fields_by_name['showing_on']._serialized_options = b'\272H#r!2\037^([0-9]{4}-[0-9]{2}-[0-9]{2})?$'
   _globals['_UPDATEMOVIEREQUEST'].fields_by_name['movie']._loaded_options = None
-  _globals['_UPDATEMOVIEREQUEST'].fields_by_name['movie']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
+  _globals['_UPDATEMOVIEREQUEST'].fields_by_name['movie']._serialized_options = b'\342A\001\002\272H\003\330\001\003'
   _globals['_UPDATEMOVIEREQUEST'].fields_by_name['update_mask']._loaded_options = None
   _globals['_UPDATEMOVIEREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\002\272H@\310\001\001\342\001:\022\005title\022\013description\022\006genres\022\020duration_minutes\022\nposter_url'
+  _globals['_UPDATEMOVIEREQUEST']._loaded_options = None
+  _globals['_UPDATEMOVIEREQUEST']._serialized_options = b'\272H\314\001\032+\n\005movie\022\021value is required\032\017has(this.movie)\032\234\001\n\010movie.id\022\024must be a valid UUID\032z!has(this.movie) || this.movie.id.matches(\'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$\')'
   _globals['_DELETEMOVIEREQUEST'].fields_by_name['movie_id']._loaded_options = None
   _globals['_DELETEMOVIEREQUEST'].fields_by_name['movie_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_SCHEDULESCREENINGREQUEST'].fields_by_name['movie_id']._loaded_options = None
@@ -141,52 +144,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MOVIESERVICE'].methods_by_name['RescheduleScreening']._serialized_options = b'\202\323\344\223\002-\"(/v1/screenings/{screening_id}:reschedule:\001*'
   _globals['_MOVIESERVICE'].methods_by_name['CancelScreening']._loaded_options = None
   _globals['_MOVIESERVICE'].methods_by_name['CancelScreening']._serialized_options = b'\202\323\344\223\002)\"$/v1/screenings/{screening_id}:cancel:\001*'
-  _globals['_SCREENINGSTATE']._serialized_start=3503
-  _globals['_SCREENINGSTATE']._serialized_end=3614
-  _globals['_MOVIE']._serialized_start=291
-  _globals['_MOVIE']._serialized_end=772
-  _globals['_SCREENING']._serialized_start=775
-  _globals['_SCREENING']._serialized_end=1308
-  _globals['_CREATEMOVIEREQUEST']._serialized_start=1310
-  _globals['_CREATEMOVIEREQUEST']._serialized_end=1436
-  _globals['_CREATEMOVIERESPONSE']._serialized_start=1438
-  _globals['_CREATEMOVIERESPONSE']._serialized_end=1505
-  _globals['_GETMOVIEREQUEST']._serialized_start=1507
-  _globals['_GETMOVIEREQUEST']._serialized_end=1565
-  _globals['_GETMOVIERESPONSE']._serialized_start=1567
-  _globals['_GETMOVIERESPONSE']._serialized_end=1631
-  _globals['_LISTMOVIESREQUEST']._serialized_start=1634
-  _globals['_LISTMOVIESREQUEST']._serialized_end=1815
-  _globals['_LISTMOVIESRESPONSE']._serialized_start=1817
-  _globals['_LISTMOVIESRESPONSE']._serialized_end=1925
-  _globals['_UPDATEMOVIEREQUEST']._serialized_start=1928
-  _globals['_UPDATEMOVIEREQUEST']._serialized_end=2141
-  _globals['_UPDATEMOVIERESPONSE']._serialized_start=2143
-  _globals['_UPDATEMOVIERESPONSE']._serialized_end=2210
-  _globals['_DELETEMOVIEREQUEST']._serialized_start=2212
-  _globals['_DELETEMOVIEREQUEST']._serialized_end=2273
-  _globals['_DELETEMOVIERESPONSE']._serialized_start=2275
-  _globals['_DELETEMOVIERESPONSE']._serialized_end=2296
-  _globals['_SCHEDULESCREENINGREQUEST']._serialized_start=2299
-  _globals['_SCHEDULESCREENINGREQUEST']._serialized_end=2484
-  _globals['_SCHEDULESCREENINGRESPONSE']._serialized_start=2486
-  _globals['_SCHEDULESCREENINGRESPONSE']._serialized_end=2571
-  _globals['_GETSCREENINGREQUEST']._serialized_start=2573
-  _globals['_GETSCREENINGREQUEST']._serialized_end=2643
-  _globals['_GETSCREENINGRESPONSE']._serialized_start=2645
-  _globals['_GETSCREENINGRESPONSE']._serialized_end=2725
-  _globals['_LISTSCREENINGSREQUEST']._serialized_start=2728
-  _globals['_LISTSCREENINGSREQUEST']._serialized_end=2912
-  _globals['_LISTSCREENINGSRESPONSE']._serialized_start=2914
-  _globals['_LISTSCREENINGSRESPONSE']._serialized_end=3038
-  _globals['_RESCHEDULESCREENINGREQUEST']._serialized_start=3041
-  _globals['_RESCHEDULESCREENINGREQUEST']._serialized_end=3218
-  _globals['_RESCHEDULESCREENINGRESPONSE']._serialized_start=3220
-  _globals['_RESCHEDULESCREENINGRESPONSE']._serialized_end=3307
-  _globals['_CANCELSCREENINGREQUEST']._serialized_start=3309
-  _globals['_CANCELSCREENINGREQUEST']._serialized_end=3416
-  _globals['_CANCELSCREENINGRESPONSE']._serialized_start=3418
-  _globals['_CANCELSCREENINGRESPONSE']._serialized_end=3501
-  _globals['_MOVIESERVICE']._serialized_start=3617
-  _globals['_MOVIESERVICE']._serialized_end=4973
+  _globals['_SCREENINGSTATE']._serialized_start=3711
+  _globals['_SCREENINGSTATE']._serialized_end=3822
+  _globals['_MOVIE']._serialized_start=267
+  _globals['_MOVIE']._serialized_end=748
+  _globals['_SCREENING']._serialized_start=751
+  _globals['_SCREENING']._serialized_end=1284
+  _globals['_CREATEMOVIEREQUEST']._serialized_start=1286
+  _globals['_CREATEMOVIEREQUEST']._serialized_end=1412
+  _globals['_CREATEMOVIERESPONSE']._serialized_start=1414
+  _globals['_CREATEMOVIERESPONSE']._serialized_end=1481
+  _globals['_GETMOVIEREQUEST']._serialized_start=1483
+  _globals['_GETMOVIEREQUEST']._serialized_end=1541
+  _globals['_GETMOVIERESPONSE']._serialized_start=1543
+  _globals['_GETMOVIERESPONSE']._serialized_end=1607
+  _globals['_LISTMOVIESREQUEST']._serialized_start=1610
+  _globals['_LISTMOVIESREQUEST']._serialized_end=1812
+  _globals['_LISTMOVIESRESPONSE']._serialized_start=1814
+  _globals['_LISTMOVIESRESPONSE']._serialized_end=1922
+  _globals['_UPDATEMOVIEREQUEST']._serialized_start=1925
+  _globals['_UPDATEMOVIEREQUEST']._serialized_end=2349
+  _globals['_UPDATEMOVIERESPONSE']._serialized_start=2351
+  _globals['_UPDATEMOVIERESPONSE']._serialized_end=2418
+  _globals['_DELETEMOVIEREQUEST']._serialized_start=2420
+  _globals['_DELETEMOVIEREQUEST']._serialized_end=2481
+  _globals['_DELETEMOVIERESPONSE']._serialized_start=2483
+  _globals['_DELETEMOVIERESPONSE']._serialized_end=2504
+  _globals['_SCHEDULESCREENINGREQUEST']._serialized_start=2507
+  _globals['_SCHEDULESCREENINGREQUEST']._serialized_end=2692
+  _globals['_SCHEDULESCREENINGRESPONSE']._serialized_start=2694
+  _globals['_SCHEDULESCREENINGRESPONSE']._serialized_end=2779
+  _globals['_GETSCREENINGREQUEST']._serialized_start=2781
+  _globals['_GETSCREENINGREQUEST']._serialized_end=2851
+  _globals['_GETSCREENINGRESPONSE']._serialized_start=2853
+  _globals['_GETSCREENINGRESPONSE']._serialized_end=2933
+  _globals['_LISTSCREENINGSREQUEST']._serialized_start=2936
+  _globals['_LISTSCREENINGSREQUEST']._serialized_end=3120
+  _globals['_LISTSCREENINGSRESPONSE']._serialized_start=3122
+  _globals['_LISTSCREENINGSRESPONSE']._serialized_end=3246
+  _globals['_RESCHEDULESCREENINGREQUEST']._serialized_start=3249
+  _globals['_RESCHEDULESCREENINGREQUEST']._serialized_end=3426
+  _globals['_RESCHEDULESCREENINGRESPONSE']._serialized_start=3428
+  _globals['_RESCHEDULESCREENINGRESPONSE']._serialized_end=3515
+  _globals['_CANCELSCREENINGREQUEST']._serialized_start=3517
+  _globals['_CANCELSCREENINGREQUEST']._serialized_end=3624
+  _globals['_CANCELSCREENINGRESPONSE']._serialized_start=3626
+  _globals['_CANCELSCREENINGRESPONSE']._serialized_end=3709
+  _globals['_MOVIESERVICE']._serialized_start=3825
+  _globals['_MOVIESERVICE']._serialized_end=5181
 # @@protoc_insertion_point(module_scope)

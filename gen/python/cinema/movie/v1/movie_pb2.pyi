@@ -12,7 +12,6 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
-from google.type import date_pb2 as _date_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -294,19 +293,20 @@ class ListMoviesRequest(_message.Message):
     """`next_page_token` of a previous response, to continue from there; empty for the first page."""
     genre: _builtins.str
     """Only movies of this genre; empty for all."""
-    @_builtins.property
-    def showing_on(self) -> _date_pb2.Date:
-        """Only movies with a scheduled screening on this date (in the cinema's time zone); unset for all."""
-
+    showing_on: _builtins.str
+    """Only movies with a scheduled screening on this date, "YYYY-MM-DD" (ISO 8601) in the cinema's
+    time zone; empty for all. A string rather than google.type.Date: googleapis-common-protos has
+    no type information, so its Date would break mypy --strict wherever movie_pb2 is used.
+    """
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         genre: _builtins.str = ...,
-        showing_on: _date_pb2.Date | None = ...,
+        showing_on: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["showing_on", b"showing_on"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["genre", b"genre", "page_size", b"page_size", "page_token", b"page_token", "showing_on", b"showing_on"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
