@@ -1,0 +1,232 @@
+"""create_reservation on fakes: approved, declined, payment unavailable, idempotent replay, races."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from services.reservation.domain.errors import SeatsTaken
+from services.reservation.domain.events import ReservationCancelled, ReservationConfirmed, ReservationFailed
+from services.reservation.domain.reservation import LATE_PAYMENT, ReservationState
+from services.reservation.domain.values import Money, SeatLabel
+from services.reservation.service_layer import booking
+from services.reservation.service_layer.commands import CancelReservation
+from services.reservation.service_layer.dependencies import BookingDependencies
+from services.reservation.service_layer.ports import PaymentResult
+
+from .fakes import FakeBookingStore, FakePaymentGateway
+from .helpers import ALICE, BOB, create_cmd, reserve
+
+A1, A2 = SeatLabel("A", 1), SeatLabel("A", 2)
+
+
+async def test_approved_payment_confirms_and_writes_the_event(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
+) -> None:
+    reservation = await reserve(deps, ["A2", "A1"])
+
+    assert reservation.state is ReservationState.CONFIRMED
+    assert reservation.payment_id == "pay-1"
+    assert store.reservations[reservation.id].state is ReservationState.CONFIRMED
+    assert store.held("scr-1") == {A1, A2}
+    (call,) = payments.authorize_calls
+    assert call == (reservation.id, Money(2400, "EUR"), "4242", deps.payment_deadline_s)
+    (event,) = store.events()
+    assert isinstance(event, ReservationConfirmed)
+    assert (event.reservation_id, event.seats, event.payment_id) == (reservation.id, (A1, A2), "pay-1")
+
+
+async def test_declined_payment_releases_the_seats_and_says_why(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
+) -> None:
+    payments.mode = "decline"
+    with pytest.raises(FailedPrecondition) as raised:
+        await reserve(deps, ["A1"])
+
+    assert raised.value.reason == "PAYMENT_DECLINED"
+    assert raised.value.metadata["decline_reason"] == "INSUFFICIENT_FUNDS"
+    (stored,) = store.reservations.values()
+    assert stored.state is ReservationState.FAILED and stored.failure_reason == "INSUFFICIENT_FUNDS"
+    assert store.held("scr-1") == set()
+    assert [type(e) for e in store.events()] == [ReservationFailed]
+
+
+async def test_payment_unavailable_answers_unavailable_and_leaves_it_pending(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
+) -> None:
+    payments.mode = "unavailable"
+    with pytest.raises(Unavailable) as raised:
+        await reserve(deps, ["A1"])
+
+    assert raised.value.retry_after_s == 3.0
+    assert raised.value.reason == "PAYMENT_UNAVAILABLE"
+    (stored,) = store.reservations.values()
+    assert stored.state is ReservationState.PENDING  # the reconciler (or a retry) settles it
+    assert store.held("scr-1") == {A1}
+    assert store.events() == []
+
+
+async def test_a_hanging_payment_does_not_hang_the_caller(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
+) -> None:
+    payments.mode = "hang"  # an adapter that ignores its deadline
+    started = time.monotonic()
+    with pytest.raises(Unavailable):
+        await reserve(deps, ["A1"])
+    assert time.monotonic() - started < 1.0  # deadline 0.05 s + grace 0.05 s
+    assert next(iter(store.reservations.values())).state is ReservationState.PENDING
+
+
+async def test_the_callers_own_deadline_bounds_the_payment_call(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
+) -> None:
+    await booking.create_reservation(create_cmd(["A1"], time_budget_s=0.23), deps)
+    assert payments.authorize_calls[0][3] == pytest.approx(0.03)
+
+    payments.authorize_calls.clear()
+    with pytest.raises(Unavailable):  # nothing left to wait with: do not even try
+        await booking.create_reservation(create_cmd(["A2"], request_id="req-2", time_budget_s=0.1), deps)
+    assert payments.authorize_calls == []
+
+
+async def test_replaying_a_confirmed_request_returns_it_without_charging_again(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
+) -> None:
+    first = await reserve(deps, ["A1", "A2"])
+    again = await reserve(deps, ["A2", "a1"])
+
+    assert again.id == first.id and again.state is ReservationState.CONFIRMED
+    assert len(store.reservations) == 1
+    assert len(payments.authorize_calls) == 1
+    assert len(store.events(ReservationConfirmed)) == 1
+
+
+async def test_replaying_a_declined_request_gives_the_same_error(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
+) -> None:
+    payments.mode = "decline"
+    with pytest.raises(FailedPrecondition):
+        await reserve(deps, ["A1"])
+    payments.mode = "approve"
+    with pytest.raises(FailedPrecondition) as raised:
+        await reserve(deps, ["A1"])
+    assert raised.value.reason == "PAYMENT_DECLINED"
+    assert len(payments.authorize_calls) == 1
+
+
+async def test_replaying_a_pending_request_settles_it_once_payment_is_back(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
+) -> None:
+    payments.mode = "approve_then_unavailable"  # approved, but the answer was lost
+    with pytest.raises(Unavailable):
+        await reserve(deps, ["A1"])
+    payments.mode = "approve"
+    reservation = await reserve(deps, ["A1"])
+
+    assert reservation.state is ReservationState.CONFIRMED
+    assert len(store.reservations) == 1
+    assert len(payments.payments) == 1  # the second authorize returned the first payment
+    assert len(store.events(ReservationConfirmed)) == 1
+
+
+async def test_replaying_while_payment_is_still_down_answers_unavailable_again(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
+) -> None:
+    payments.mode = "unavailable"
+    for _ in range(2):
+        with pytest.raises(Unavailable):
+            await reserve(deps, ["A1"])
+    assert len(store.reservations) == 1
+
+
+async def test_a_request_id_reused_for_other_seats_is_refused(deps: BookingDependencies) -> None:
+    await reserve(deps, ["A1"])
+    with pytest.raises(FailedPrecondition) as raised:
+        await reserve(deps, ["A3"])
+    assert raised.value.reason == "REQUEST_ID_REUSED"
+
+
+async def test_request_ids_are_per_customer(deps: BookingDependencies, store: FakeBookingStore) -> None:
+    mine = await reserve(deps, ["A1"], caller=ALICE, request_id="same")
+    theirs = await reserve(deps, ["A2"], caller=BOB, request_id="same")
+    assert mine.id != theirs.id and len(store.reservations) == 2
+
+
+async def test_seats_taken_leaves_no_reservation_and_calls_no_payment(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
+) -> None:
+    await reserve(deps, ["A1", "A2"], caller=ALICE)
+    with pytest.raises(SeatsTaken) as raised:
+        await reserve(deps, ["A2", "A3"], caller=BOB)
+
+    assert raised.value.reason == "SEATS_TAKEN" and raised.value.metadata["seats"] == "A2"
+    assert len(store.reservations) == 1
+    assert len(payments.authorize_calls) == 1
+    assert SeatLabel("A", 3) not in store.held("scr-1")  # the claim of A3 was rolled back
+
+
+async def test_a_pending_reservation_holds_its_seats(deps: BookingDependencies, payments: FakePaymentGateway) -> None:
+    payments.mode = "unavailable"
+    with pytest.raises(Unavailable):
+        await reserve(deps, ["A1"], caller=ALICE)
+    payments.mode = "approve"
+    with pytest.raises(SeatsTaken):
+        await reserve(deps, ["A1"], caller=BOB)
+
+
+async def test_two_customers_racing_for_one_seat_one_wins(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
+) -> None:
+    payments.delay_s = 0.01
+    results = await asyncio.gather(
+        reserve(deps, ["C5", "C6"], caller=ALICE),
+        reserve(deps, ["C6", "C7"], caller=BOB),
+        return_exceptions=True,
+    )
+    winners = [r for r in results if not isinstance(r, BaseException)]
+    losers = [r for r in results if isinstance(r, SeatsTaken)]
+    assert len(winners) == 1 and len(losers) == 1
+    assert winners[0].state is ReservationState.CONFIRMED
+    assert len(store.reservations) == 1
+
+
+async def test_the_same_request_sent_twice_at_once_makes_one_reservation_and_one_charge(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
+) -> None:
+    first, second = await asyncio.gather(reserve(deps, ["D1"]), reserve(deps, ["D1"]))
+    assert first.id == second.id
+    assert len(store.reservations) == 1
+    assert len(payments.payments) == 1
+    assert len(store.events(ReservationConfirmed)) == 1
+
+
+async def test_validation_errors_reach_the_caller(deps: BookingDependencies, store: FakeBookingStore) -> None:
+    with pytest.raises(NotFound):
+        await booking.create_reservation(create_cmd(["A1"], screening_id="scr-404"), deps)
+    with pytest.raises(InvalidArgument):
+        await reserve(deps, ["B5"])  # blocked
+    with pytest.raises(InvalidArgument):
+        await booking.create_reservation(create_cmd(["A1"], request_id=""), deps)
+    assert store.reservations == {}
+
+
+async def test_an_approval_arriving_after_a_cancellation_is_voided(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
+) -> None:
+    payments.mode = "unavailable"
+    with pytest.raises(Unavailable):
+        await reserve(deps, ["A1"])
+    (reservation_id,) = store.reservations
+    await booking.cancel_reservation(CancelReservation(ALICE, reservation_id), deps)
+
+    settled = await booking.settle(reservation_id, PaymentResult.approved("pay-late"), deps)
+
+    assert settled.state is ReservationState.CANCELLED
+    first, second = store.events(ReservationCancelled)
+    assert isinstance(first, ReservationCancelled) and isinstance(second, ReservationCancelled)
+    assert (first.payment_id, first.refund_only) == (None, False)
+    assert (second.payment_id, second.reason, second.refund_only) == ("pay-late", LATE_PAYMENT, True)
+    assert store.held("scr-1") == set()
