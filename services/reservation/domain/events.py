@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from services.reservation.domain.screening import ScreeningDetails
 from services.reservation.domain.values import Money, SeatLabel
 
 
@@ -18,7 +19,9 @@ class ReservationConfirmed:
 
     reservation_id: str
     customer_id: str
+    customer_email: str
     screening_id: str
+    screening: ScreeningDetails
     seats: tuple[SeatLabel, ...]
     amount: Money
     payment_id: str
@@ -32,12 +35,15 @@ class ReservationCancelled:
     `cancelled_by` is the customer or manager id, or `system` (screening cancelled, late
     payment). `refund_only` is set when the reservation had already ended (FAILED or
     CANCELLED) and a payment was approved afterwards: the event exists only so that payment
-    refunds it, and notification should not tell the customer about a cancellation twice.
+    refunds it, and notification should not tell the customer about a cancellation twice
+    (the wire message has no such field: its `reason` is then LATE_PAYMENT).
     """
 
     reservation_id: str
     customer_id: str
+    customer_email: str
     screening_id: str
+    screening: ScreeningDetails
     seats: tuple[SeatLabel, ...]
     amount: Money
     payment_id: str | None
@@ -53,6 +59,7 @@ class ReservationFailed:
 
     reservation_id: str
     customer_id: str
+    customer_email: str
     screening_id: str
     seats: tuple[SeatLabel, ...]
     reason: str

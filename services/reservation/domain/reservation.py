@@ -24,7 +24,7 @@ from services.reservation.domain.events import (
     ReservationConfirmed,
     ReservationFailed,
 )
-from services.reservation.domain.screening import Screening, require_aware
+from services.reservation.domain.screening import Screening, ScreeningDetails, require_aware
 from services.reservation.domain.values import Money, SeatLabel
 
 
@@ -39,6 +39,7 @@ ACTIVE_STATES = frozenset({ReservationState.PENDING, ReservationState.CONFIRMED}
 
 # Why a reservation failed, besides a processor's decline reason (e.g. INSUFFICIENT_FUNDS).
 PAYMENT_NOT_COMPLETED = "PAYMENT_NOT_COMPLETED"  # the reconciler found no payment after its window
+INVALID_CARD = "INVALID_CARD"  # payment refused the card as malformed or expired; nothing charged
 # Why a reservation was cancelled by the system.
 SCREENING_CANCELLED = "SCREENING_CANCELLED"
 LATE_PAYMENT = "PAYMENT_APPROVED_AFTER_RESERVATION_ENDED"
@@ -49,10 +50,14 @@ class Reservation:
     id: str
     customer_id: str
     screening_id: str
+    # Movie, hall and start time as the replica describes them; the repository may store a
+    # copy or join the replica when it loads the reservation (then they follow reschedules).
+    screening: ScreeningDetails
     seats: tuple[SeatLabel, ...]
     amount: Money
     request_id: str
     created_at: datetime
+    customer_email: str = ""  # from the caller's token, for notices; may be empty
     state: ReservationState = ReservationState.PENDING
     payment_id: str | None = None
     failure_reason: str | None = None
@@ -74,6 +79,7 @@ class Reservation:
         seats: Sequence[SeatLabel],
         request_id: str,
         at: datetime,
+        customer_email: str = "",
     ) -> Reservation:
         """A new PENDING reservation priced from the screening (validate with `policy` first)."""
         ordered = tuple(sorted(seats))
@@ -81,10 +87,12 @@ class Reservation:
             id=reservation_id,
             customer_id=customer_id,
             screening_id=screening.id,
+            screening=screening.details,
             seats=ordered,
             amount=screening.price.times(len(ordered)),
             request_id=request_id,
             created_at=require_aware(at, "at"),
+            customer_email=customer_email,
         )
 
     @property
@@ -103,7 +111,9 @@ class Reservation:
             ReservationConfirmed(
                 reservation_id=self.id,
                 customer_id=self.customer_id,
+                customer_email=self.customer_email,
                 screening_id=self.screening_id,
+                screening=self.screening,
                 seats=self.seats,
                 amount=self.amount,
                 payment_id=payment_id,
@@ -122,6 +132,7 @@ class Reservation:
             ReservationFailed(
                 reservation_id=self.id,
                 customer_id=self.customer_id,
+                customer_email=self.customer_email,
                 screening_id=self.screening_id,
                 seats=self.seats,
                 reason=reason,
@@ -167,7 +178,9 @@ class Reservation:
         return ReservationCancelled(
             reservation_id=self.id,
             customer_id=self.customer_id,
+            customer_email=self.customer_email,
             screening_id=self.screening_id,
+            screening=self.screening,
             seats=self.seats,
             amount=self.amount,
             payment_id=self.payment_id,

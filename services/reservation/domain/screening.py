@@ -38,6 +38,16 @@ class MovieTitle:
 
 
 @dataclass(frozen=True)
+class ScreeningDetails:
+    """What a reservation and its events say about the screening, for display and notices."""
+
+    movie_id: str
+    movie_title: str
+    hall: str
+    starts_at: datetime
+
+
+@dataclass(frozen=True)
 class Screening:
     """A screening as the catalog last described it (immutable: a newer version replaces it)."""
 
@@ -88,6 +98,13 @@ class Screening:
     def is_superseded_by(self, version: int) -> bool:
         """Whether an event at `version` is newer than this replica (else it is stale or a replay)."""
         return version > self.version
+
+    @property
+    def details(self) -> ScreeningDetails:
+        return ScreeningDetails(self.movie_id, self.movie_title, self.hall, self.starts_at)
+
+    def rescheduled(self, hall: str, starts_at: datetime, version: int) -> Screening:
+        return replace(self, hall=hall, starts_at=require_aware(starts_at, "starts_at"), version=version)
 
     def cancelled(self, version: int) -> Screening:
         return replace(self, status=ScreeningStatus.CANCELLED, version=version)

@@ -23,18 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.reservation.domain.policy import check_reservation_request, parse_seats
 from services.reservation.domain.reservation import (
+    INVALID_CARD,
     PAYMENT_NOT_COMPLETED,
     Reservation,
     ReservationState,
 )
 from services.reservation.domain.screening import SYSTEM, ScreeningStatus
-from services.reservation.domain.values import Money, SeatLabel
+from services.reservation.domain.values import Money, SeatLabel, SeatMap
 from services.reservation.service_layer.commands import (
     CancelReservation,
     CreateReservation,
@@ -68,8 +68,26 @@ async def create_reservation(cmd: CreateReservation, deps: BookingDependencies) 
     reservation = await _open_or_find(cmd, deps)
     if reservation.state is not ReservationState.PENDING:
         return outcome(reservation, deps)  # a replay of a settled request: the same answer again
-    result = await _authorize(reservation, cmd, deps)
+    try:
+        result = await _authorize(reservation, cmd, deps)
+    except InvalidArgument:
+        # Payment refused the card as malformed or expired: nothing was charged, so the
+        # seats go back now and the caller learns which card field is wrong.
+        await _fail_and_release(reservation.id, INVALID_CARD, deps)
+        raise
     return outcome(await settle(reservation.id, result, deps), deps)
+
+
+async def _fail_and_release(reservation_id: str, reason: str, deps: BookingDependencies) -> Reservation:
+    async with deps.uow() as uow:
+        reservation = await uow.reservations.get(reservation_id, lock=True)
+        if reservation is None:
+            raise NotFound("reservation", reservation_id)
+        if reservation.state is ReservationState.PENDING:
+            reservation.fail(reason, deps.clock.now())
+            await uow.claims.release(reservation.id)
+            await uow.commit()
+        return reservation
 
 
 async def _open_or_find(cmd: CreateReservation, deps: BookingDependencies) -> Reservation:
@@ -92,6 +110,7 @@ async def _open_or_find(cmd: CreateReservation, deps: BookingDependencies) -> Re
                 seats=seats,
                 request_id=cmd.request_id,
                 at=now,
+                customer_email=cmd.caller.email,
             )
             try:
                 await uow.reservations.add(reservation)
@@ -126,7 +145,14 @@ async def _authorize(reservation: Reservation, cmd: CreateReservation, deps: Boo
         if deadline_s <= 0:
             raise PaymentUnavailable("no time left to call payment")
         async with asyncio.timeout(deadline_s + deps.payment_grace_s):
-            return await deps.payments.authorize(reservation.id, reservation.amount, cmd.card, deadline_s)
+            return await deps.payments.authorize(
+                reservation.id,
+                reservation.customer_id,
+                reservation.customer_email,
+                reservation.amount,
+                cmd.card,
+                deadline_s,
+            )
     except (PaymentUnavailable, TimeoutError) as error:
         log.warning(
             "payment unavailable; reservation left PENDING for the reconciler",
@@ -180,6 +206,8 @@ def outcome(reservation: Reservation, deps: BookingDependencies) -> Reservation:
     """What create_reservation answers for a reservation in this state."""
     if reservation.state is ReservationState.FAILED:
         reason = reservation.failure_reason or ""
+        if reason == INVALID_CARD:
+            raise InvalidArgument.for_field("card", "payment refused the card; start again with a new request_id")
         if reason == PAYMENT_NOT_COMPLETED:
             raise FailedPrecondition(
                 "payment for this reservation never completed; the seats were released. "
@@ -243,22 +271,32 @@ async def list_reservations(query: ListReservations, deps: BookingDependencies) 
 
 @dataclass(frozen=True)
 class SeatAvailability:
-    """The seats of a screening: free to book, taken (held by an active reservation), blocked.
+    """The seats of a screening: free, taken (held by an active reservation), blocked.
 
-    `bookable` is False once the screening is cancelled or has started; `free` is then empty.
+    `bookable` is False once the screening is cancelled or has started: then nothing can be
+    reserved, whatever `free` says.
     """
 
     screening_id: str
     status: ScreeningStatus
     bookable: bool
     price: Money
+    seat_map: SeatMap
     free: tuple[SeatLabel, ...]
     taken: tuple[SeatLabel, ...]
-    blocked: tuple[SeatLabel, ...]
+
+    @property
+    def blocked(self) -> tuple[SeatLabel, ...]:
+        return tuple(sorted(self.seat_map.blocked))
 
     @property
     def free_count(self) -> int:
         return len(self.free)
+
+    @property
+    def total_count(self) -> int:
+        """Sellable seats: rows x seats per row minus blocked."""
+        return self.seat_map.capacity
 
 
 async def get_seat_availability(query: GetSeatAvailability, deps: BookingDependencies) -> SeatAvailability:
@@ -269,14 +307,12 @@ async def get_seat_availability(query: GetSeatAvailability, deps: BookingDepende
         held = await uow.claims.held_seats(screening.id)
     seat_map = screening.seat_map
     bookable = not screening.is_cancelled and not screening.has_started(deps.clock.now())
-    taken = tuple(sorted(seat for seat in held if seat_map.is_bookable(seat)))
-    free: Sequence[SeatLabel] = [seat for seat in seat_map.bookable_seats() if seat not in held] if bookable else []
     return SeatAvailability(
         screening_id=screening.id,
         status=screening.status,
         bookable=bookable,
         price=screening.price,
-        free=tuple(free),
-        taken=taken,
-        blocked=tuple(sorted(seat_map.blocked)),
+        seat_map=seat_map,
+        free=tuple(seat for seat in seat_map.bookable_seats() if seat not in held),
+        taken=tuple(sorted(seat for seat in held if seat_map.is_bookable(seat))),
     )

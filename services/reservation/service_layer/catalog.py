@@ -2,10 +2,12 @@
 cancelled screening.
 
 The events arrive at least once and possibly out of order (redelivery), so each handler is
-order-safe by version: an event whose version is not newer than the replica's is a no-op
-and returns False. Screening events carry the whole screening (event-carried state
-transfer), so that the newest event alone is enough, whatever was missed before it.
-A cancellation is final: no later version brings a screening back.
+order-safe by version (the envelope's `aggregate_version` of the screening or the movie):
+an event whose version is not newer than the replica's is a no-op and returns False.
+A cancellation is final: no later version brings a screening back; a cancellation of a
+screening never seen leaves a tombstone so that a late `ScreeningScheduled` stays dead.
+`ScreeningRescheduled` carries only hall and time: for a screening not yet in the replica
+it raises ScreeningNotYetKnown, and the consumer redelivers it later (after the schedule).
 """
 
 from __future__ import annotations
@@ -34,14 +36,24 @@ class ScreeningScheduled:
 
 
 @dataclass(frozen=True)
-class ScreeningRescheduled(ScreeningScheduled):
-    """The whole screening after the change (start time, and possibly hall, map, price)."""
+class ScreeningRescheduled:
+    """Hall and start time after the change; seat map and price stay as they were."""
+
+    screening_id: str
+    hall: str
+    starts_at: datetime
+    version: int
 
 
 @dataclass(frozen=True)
 class ScreeningCancelled:
     screening_id: str
     version: int
+    reason: str = ""  # the catalog's reason, passed on to the cancelled reservations
+
+
+class ScreeningNotYetKnown(Exception):
+    """An event about a screening the replica has not seen scheduled: redeliver it later."""
 
 
 @dataclass(frozen=True)
@@ -59,17 +71,21 @@ class MovieUpdated(MovieRegistered):
 # ------------------------------------------------------------------------------- handlers
 
 
-async def on_screening_scheduled(event: ScreeningScheduled, deps: BookingDependencies) -> bool:
-    return await _apply_screening(event, deps)
-
-
 async def on_screening_rescheduled(event: ScreeningRescheduled, deps: BookingDependencies) -> bool:
-    # Reservations already taken keep their seats and price: a change of hall or map that
+    # Reservations already taken keep their seats and price: a move to a hall whose map
     # strands them is the catalog's business to prevent (or to follow with a cancellation).
-    return await _apply_screening(event, deps)
+    async with deps.uow() as uow:
+        current = await uow.screenings.get(event.screening_id)
+        if current is None:
+            raise ScreeningNotYetKnown(event.screening_id)
+        if not current.is_superseded_by(event.version):
+            return False
+        await uow.screenings.upsert(current.rescheduled(event.hall, event.starts_at, event.version))
+        await uow.commit()
+        return True
 
 
-async def _apply_screening(event: ScreeningScheduled, deps: BookingDependencies) -> bool:
+async def on_screening_scheduled(event: ScreeningScheduled, deps: BookingDependencies) -> bool:
     async with deps.uow() as uow:
         current = await uow.screenings.get(event.screening_id)
         if current is not None and not current.is_superseded_by(event.version):
@@ -109,7 +125,7 @@ async def on_screening_cancelled(event: ScreeningCancelled, deps: BookingDepende
             await uow.screenings.upsert(current.cancelled(event.version))
         now = deps.clock.now()
         for reservation in await uow.reservations.list_active_for_screening(event.screening_id):
-            reservation.cancel(SYSTEM, SCREENING_CANCELLED, now)
+            reservation.cancel(SYSTEM, event.reason or SCREENING_CANCELLED, now)
             await uow.claims.release(reservation.id)
         await uow.commit()
         return True

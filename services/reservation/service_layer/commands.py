@@ -17,10 +17,12 @@ from services.reservation.service_layer.ports import PaymentCard
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is asking, from the verified token: a customer, or a theater manager."""
+    """Who is asking, from the verified token (services.kit.auth.Caller, reduced to what
+    booking needs): a customer, or a theater manager."""
 
     subject: str
     is_manager: bool = False
+    email: str = ""  # for notices about the reservation; may be empty
 
     def __post_init__(self) -> None:
         if not self.subject:

@@ -33,5 +33,5 @@ class BookingDependencies:
     # Hint in UNAVAILABLE: about one reconciler round, after which a retry with the same
     # request_id finds the reservation settled (or settles it).
     retry_after_s: float = 2.0
-    default_page_size: int = 20
+    default_page_size: int = 50
     max_page_size: int = 100

@@ -277,11 +277,20 @@ class PaymentGateway(Protocol):
     """The payment service, called synchronously (gRPC through the mesh)."""
 
     async def authorize(
-        self, reservation_id: str, amount: Money, card: PaymentCard, deadline_s: float
+        self,
+        reservation_id: str,
+        customer_id: str,
+        customer_email: str,
+        amount: Money,
+        card: PaymentCard,
+        deadline_s: float,
     ) -> PaymentResult:
         """Authorize `amount` for the reservation, idempotent per reservation on payment's
         side (a repeat returns the first outcome). `deadline_s` is the gRPC timeout in
-        seconds. Raises PaymentUnavailable instead of hanging or leaking transport errors."""
+        seconds. Raises PaymentUnavailable (UNAVAILABLE, DEADLINE_EXCEEDED, breaker overflow,
+        any transport error) instead of hanging, and services.kit.errors.InvalidArgument
+        (with payment's field violations, e.g. `card.number`) when payment rejects the card
+        as malformed or expired."""
         ...
 
     async def find_by_reservation(self, reservation_id: str, deadline_s: float) -> PaymentResult | None:

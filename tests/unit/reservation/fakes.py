@@ -279,13 +279,15 @@ class FakePaymentGateway:
     """Payment as booking sees it; idempotent per reservation like the real service.
 
     `mode`: "approve", "decline", "unavailable" (nothing recorded), "hang" (never answers),
+    "invalid_card" (payment refuses the card as malformed),
     "approve_then_unavailable" (the authorization is recorded, but the answer is lost:
     the timeout-after-approval case).
     """
 
     def __init__(self) -> None:
         self.mode = "approve"
-        self.decline_reason = "INSUFFICIENT_FUNDS"
+        self.decline_reason = "insufficient_funds"
+        self.customers: list[tuple[str, str]] = []
         self.delay_s = 0.0
         self.payments: dict[str, PaymentResult] = {}
         self.authorize_calls: list[tuple[str, Money, str, float]] = []
@@ -293,14 +295,23 @@ class FakePaymentGateway:
         self._next = 0
 
     async def authorize(
-        self, reservation_id: str, amount: Money, card: PaymentCard, deadline_s: float
+        self,
+        reservation_id: str,
+        customer_id: str,
+        customer_email: str,
+        amount: Money,
+        card: PaymentCard,
+        deadline_s: float,
     ) -> PaymentResult:
         self.authorize_calls.append((reservation_id, amount, card.last4, deadline_s))
+        self.customers.append((customer_id, customer_email))
         await asyncio.sleep(self.delay_s)
         if self.mode == "hang":
             await asyncio.sleep(3600)
         if self.mode == "unavailable":
             raise PaymentUnavailable("connection refused")
+        if self.mode == "invalid_card":
+            raise InvalidArgument.for_field("card.number", "not a valid card number")
         result = self.payments.get(reservation_id) or self._decide(reservation_id)
         self.payments[reservation_id] = result
         if self.mode == "approve_then_unavailable":

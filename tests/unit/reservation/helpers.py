@@ -8,7 +8,7 @@ from services.reservation.service_layer.commands import Caller, CreateReservatio
 from services.reservation.service_layer.dependencies import BookingDependencies
 from services.reservation.service_layer.ports import PaymentCard
 
-ALICE = Caller("alice")
+ALICE = Caller("alice", email="alice@example.org")
 BOB = Caller("bob")
 MANAGER = Caller("manager-1", is_manager=True)
 CARD = PaymentCard("4242 4242 4242 4242", 12, 2030, "123")

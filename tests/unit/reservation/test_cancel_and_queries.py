@@ -159,13 +159,14 @@ async def test_availability_combines_the_map_and_live_claims(
     assert availability.taken == (SeatLabel("A", 1), SeatLabel("A", 2), SeatLabel("A", 3))
     assert availability.blocked == (SeatLabel("B", 5),)
     assert availability.free_count == 50 - 1 - 3
+    assert availability.total_count == 49
     assert SeatLabel("A", 4) in availability.free and SeatLabel("B", 5) not in availability.free
 
 
 async def test_availability_of_a_started_or_unknown_screening(deps: BookingDependencies, clock: FakeClock) -> None:
     clock.advance(hours=2)
     availability = await booking.get_seat_availability(GetSeatAvailability("scr-1"), deps)
-    assert not availability.bookable and availability.free == ()
+    assert not availability.bookable and availability.free_count == availability.total_count == 49
     with pytest.raises(NotFound):
         await booking.get_seat_availability(GetSeatAvailability("scr-404"), deps)
 

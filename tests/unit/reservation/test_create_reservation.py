@@ -10,7 +10,7 @@ import pytest
 from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.reservation.domain.errors import SeatsTaken
 from services.reservation.domain.events import ReservationCancelled, ReservationConfirmed, ReservationFailed
-from services.reservation.domain.reservation import LATE_PAYMENT, ReservationState
+from services.reservation.domain.reservation import INVALID_CARD, LATE_PAYMENT, ReservationState
 from services.reservation.domain.values import Money, SeatLabel
 from services.reservation.service_layer import booking
 from services.reservation.service_layer.commands import CancelReservation
@@ -37,6 +37,9 @@ async def test_approved_payment_confirms_and_writes_the_event(
     (event,) = store.events()
     assert isinstance(event, ReservationConfirmed)
     assert (event.reservation_id, event.seats, event.payment_id) == (reservation.id, (A1, A2), "pay-1")
+    assert (event.screening.movie_title, event.screening.hall) == ("Metropolis", "Hall 1")
+    assert event.customer_email == "alice@example.org"
+    assert payments.customers == [("alice", "alice@example.org")]
 
 
 async def test_declined_payment_releases_the_seats_and_says_why(
@@ -47,9 +50,9 @@ async def test_declined_payment_releases_the_seats_and_says_why(
         await reserve(deps, ["A1"])
 
     assert raised.value.reason == "PAYMENT_DECLINED"
-    assert raised.value.metadata["decline_reason"] == "INSUFFICIENT_FUNDS"
+    assert raised.value.metadata["decline_reason"] == "insufficient_funds"
     (stored,) = store.reservations.values()
-    assert stored.state is ReservationState.FAILED and stored.failure_reason == "INSUFFICIENT_FUNDS"
+    assert stored.state is ReservationState.FAILED and stored.failure_reason == "insufficient_funds"
     assert store.held("scr-1") == set()
     assert [type(e) for e in store.events()] == [ReservationFailed]
 
@@ -230,3 +233,20 @@ async def test_an_approval_arriving_after_a_cancellation_is_voided(
     assert (first.payment_id, first.refund_only) == (None, False)
     assert (second.payment_id, second.reason, second.refund_only) == ("pay-late", LATE_PAYMENT, True)
     assert store.held("scr-1") == set()
+
+
+async def test_a_card_payment_refuses_frees_the_seats_and_names_the_field(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
+) -> None:
+    payments.mode = "invalid_card"
+    with pytest.raises(InvalidArgument) as raised:
+        await reserve(deps, ["A1"])
+    assert raised.value.violations[0].field == "card.number"
+    (stored,) = store.reservations.values()
+    assert stored.state is ReservationState.FAILED and stored.failure_reason == INVALID_CARD
+    assert store.held("scr-1") == set()
+
+    payments.mode = "approve"
+    with pytest.raises(InvalidArgument):  # the request_id is spent; a new one books
+        await reserve(deps, ["A1"])
+    assert (await reserve(deps, ["A1"], request_id="req-2")).state is ReservationState.CONFIRMED

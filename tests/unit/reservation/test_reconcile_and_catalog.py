@@ -155,9 +155,9 @@ def scheduled(version: int, *, hours: int = 3, title: str = "") -> catalog.Scree
     )
 
 
-def rescheduled(version: int, hours: int) -> catalog.ScreeningRescheduled:
-    event = scheduled(version, hours=hours)
-    return catalog.ScreeningRescheduled(**{f: getattr(event, f) for f in event.__dataclass_fields__})
+def rescheduled(version: int, hours: int, screening_id: str = "scr-2") -> catalog.ScreeningRescheduled:
+    starts_at = datetime(2026, 11, 25, 18, 0, tzinfo=UTC) + timedelta(hours=hours)
+    return catalog.ScreeningRescheduled(screening_id, "Hall 3", starts_at, version)
 
 
 async def test_scheduling_fills_the_replica_and_stale_events_are_ignored(
@@ -172,7 +172,18 @@ async def test_scheduling_fills_the_replica_and_stale_events_are_ignored(
 
     screening = store.screenings["scr-2"]
     assert screening.version == 3
-    assert screening.starts_at.hour == 23  # 18:00 + 5 h
+    assert (screening.starts_at.hour, screening.hall) == (23, "Hall 3")  # 18:00 + 5 h
+    assert screening.seat_map == SeatMap.of(4, 8) and screening.price == Money(900, "EUR")
+
+
+async def test_a_reschedule_before_the_schedule_is_redelivered_later(
+    deps: BookingDependencies, store: FakeBookingStore
+) -> None:
+    with pytest.raises(catalog.ScreeningNotYetKnown):
+        await catalog.on_screening_rescheduled(rescheduled(2, hours=5), deps)
+    await catalog.on_screening_scheduled(scheduled(1), deps)
+    assert await catalog.on_screening_rescheduled(rescheduled(2, hours=5), deps)
+    assert store.screenings["scr-2"].starts_at.hour == 23
 
 
 async def test_cancelling_a_screening_cancels_its_active_reservations(
@@ -183,18 +194,20 @@ async def test_cancelling_a_screening_cancels_its_active_reservations(
     with pytest.raises(Unavailable):
         await reserve(deps, ["A2"], caller=BOB, request_id="bob")
 
-    assert await catalog.on_screening_cancelled(catalog.ScreeningCancelled("scr-1", version=2), deps)
+    cancellation = catalog.ScreeningCancelled("scr-1", version=2, reason="projector broke")
+    assert await catalog.on_screening_cancelled(cancellation, deps)
 
     assert store.screenings["scr-1"].status is ScreeningStatus.CANCELLED
     assert all(r.state is ReservationState.CANCELLED for r in store.reservations.values())
     assert store.held("scr-1") == set()
     events = store.events(ReservationCancelled)
     assert len(events) == 2
-    assert all(isinstance(e, ReservationCancelled) and e.reason == SCREENING_CANCELLED for e in events)
+    assert all(isinstance(e, ReservationCancelled) and e.reason == "projector broke" for e in events)
     assert any(isinstance(e, ReservationCancelled) and e.payment_id == confirmed.payment_id for e in events)
 
-    assert not await catalog.on_screening_cancelled(catalog.ScreeningCancelled("scr-1", version=2), deps)
+    assert not await catalog.on_screening_cancelled(cancellation, deps)
     assert len(store.events(ReservationCancelled)) == 2
+    assert all(r.cancel_reason == "projector broke" for r in store.reservations.values())
 
 
 async def test_a_cancelled_screening_stays_cancelled(deps: BookingDependencies, store: FakeBookingStore) -> None:
@@ -224,3 +237,12 @@ async def test_movie_titles_follow_the_newest_movie_event(deps: BookingDependenc
     assert store.movies["mov-1"].title == "Metropolis (restored)"
     assert {s.movie_title for s in store.screenings.values()} == {"Metropolis (restored)"}
     assert store.screenings["scr-2"].version == 1  # a rename is not a change of the screening
+
+
+async def test_a_screening_cancellation_without_a_reason_says_so(
+    deps: BookingDependencies, store: FakeBookingStore
+) -> None:
+    reservation = await reserve(deps, ["A1"])
+    await catalog.on_screening_cancelled(catalog.ScreeningCancelled("scr-1", version=2), deps)
+    assert store.reservations[reservation.id].cancel_reason == SCREENING_CANCELLED
+    assert store.reservations[reservation.id].cancelled_by == "system"
