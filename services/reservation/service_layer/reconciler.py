@@ -31,6 +31,7 @@ class ReconcileReport:
     failed: list[str] = field(default_factory=list)
     left_pending: list[str] = field(default_factory=list)  # payment unavailable: next round
     already_settled: list[str] = field(default_factory=list)  # settled by someone else meanwhile
+    voided: list[str] = field(default_factory=list)  # ended meanwhile; its late approval is to be refunded
 
 
 async def reconcile_pending(cmd: ReconcilePending, deps: BookingDependencies) -> ReconcileReport:
@@ -78,5 +79,7 @@ def _record(report: ReconcileReport, reservation_id: str, settled: tuple[Reserva
         report.already_settled.append(reservation_id)
     elif reservation.state is ReservationState.CONFIRMED:
         report.confirmed.append(reservation_id)
+    elif reservation.state is ReservationState.CANCELLED:
+        report.voided.append(reservation_id)
     else:
         report.failed.append(reservation_id)

@@ -250,3 +250,10 @@ async def test_a_card_payment_refuses_frees_the_seats_and_names_the_field(
     with pytest.raises(InvalidArgument):  # the request_id is spent; a new one books
         await reserve(deps, ["A1"])
     assert (await reserve(deps, ["A1"], request_id="req-2")).state is ReservationState.CONFIRMED
+
+
+def test_the_card_passed_to_payment_never_shows_its_number() -> None:
+    cmd = create_cmd(["A1"])
+    for text in (repr(cmd), str(cmd), repr(cmd.card), str(cmd.card)):
+        assert "4242 4242 4242 4242" not in text and "4242424242424242" not in text
+    assert cmd.card.last4 == "4242" and "4242" in repr(cmd.card)
