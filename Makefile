@@ -23,8 +23,9 @@ status: ## what runs, where, healthy or not (exit 1 when anything is not)
 test: bootstrap lint typecheck ## everything: lint, types, contracts, unit, integration (throwaway stores)
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: ## ruff
+lint: ## ruff (lint and format)
 	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check --quiet . || (echo "run: .venv/bin/ruff format ." && exit 1)
 	@echo "ruff: clean"
 
 typecheck: ## mypy (strict)

@@ -108,41 +108,57 @@ def local_components() -> list[Component]:
         components.append(Component("postgres", pg_ext, lambda: check_postgres(pg_ext), note="external (DATABASE_URL)"))
     else:
         spec = stores.PostgresSpec(stores.pg_data_dir(DATA / "postgres"), PG_PORT)
-        components.append(Component(
-            "postgres", spec.url(), lambda: check_postgres(spec.url()),
-            make_process=lambda: stores.postgres_process(spec, _log("postgres")),
-            after_ready=lambda: _create_databases(spec.url()),
-            note="databases: " + ", ".join(stores.PG_DATABASES),
-        ))
+        components.append(
+            Component(
+                "postgres",
+                spec.url(),
+                lambda: check_postgres(spec.url()),
+                make_process=lambda: stores.postgres_process(spec, _log("postgres")),
+                after_ready=lambda: _create_databases(spec.url()),
+                note="databases: " + ", ".join(stores.PG_DATABASES),
+            )
+        )
 
     if mongo_ext := os.environ.get("MONGO_URL"):
         components.append(Component("mongo", mongo_ext, lambda: check_mongo(mongo_ext), note="external (MONGO_URL)"))
     else:
         murl = stores.mongo_url(MONGO_PORT)
-        components.append(Component(
-            "mongo", murl, lambda: check_mongo(murl),
-            make_process=lambda: stores.ferretdb_process(DATA / "ferretdb", MONGO_PORT, _log("ferretdb")),
-            note="FerretDB (MongoDB wire protocol) on SQLite",
-        ))
+        components.append(
+            Component(
+                "mongo",
+                murl,
+                lambda: check_mongo(murl),
+                make_process=lambda: stores.ferretdb_process(DATA / "ferretdb", MONGO_PORT, _log("ferretdb")),
+                note="FerretDB (MongoDB wire protocol) on SQLite",
+            )
+        )
 
     if redis_ext := os.environ.get("REDIS_URL"):
         components.append(Component("redis", redis_ext, lambda: check_redis(redis_ext), note="external (REDIS_URL)"))
     else:
         rurl = stores.redis_url(REDIS_PORT)
-        components.append(Component(
-            "redis", rurl, lambda: check_redis(rurl),
-            make_process=lambda: stores.redis_process(DATA / "redis", REDIS_PORT, _log("redis")),
-            note="append-only file under .data/redis",
-        ))
+        components.append(
+            Component(
+                "redis",
+                rurl,
+                lambda: check_redis(rurl),
+                make_process=lambda: stores.redis_process(DATA / "redis", REDIS_PORT, _log("redis")),
+                note="append-only file under .data/redis",
+            )
+        )
 
     if nats_ext := os.environ.get("NATS_URL"):
         components.append(Component("nats", nats_ext, lambda: check_nats(nats_ext), note="external (NATS_URL)"))
     else:
         nspec = stores.NatsSpec(DATA / "nats", NATS_PORT, NATS_MONITOR_PORT)
-        components.append(Component(
-            "nats", nspec.url, lambda: check_nats(nspec.url, NATS_MONITOR_PORT),
-            make_process=lambda: stores.nats_process(nspec, _log("nats")),
-            note=f"JetStream; monitor http://127.0.0.1:{NATS_MONITOR_PORT}",
-        ))
+        components.append(
+            Component(
+                "nats",
+                nspec.url,
+                lambda: check_nats(nspec.url, NATS_MONITOR_PORT),
+                make_process=lambda: stores.nats_process(nspec, _log("nats")),
+                note=f"JetStream; monitor http://127.0.0.1:{NATS_MONITOR_PORT}",
+            )
+        )
 
     return components

@@ -65,8 +65,17 @@ def ensure_pg_system_user() -> None:
         pwd.getpwnam(PG_SYSTEM_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-             "--shell", "/usr/sbin/nologin", PG_SYSTEM_USER],
+            [
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                PG_SYSTEM_USER,
+            ],
             check=True,
         )
 
@@ -150,8 +159,19 @@ def init_postgres(data_dir: Path) -> None:
     _chown_to_pg(pwfile)
     try:
         done = _run_as_pg(
-            [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", PG_SUPERUSER, f"--pwfile={pwfile}",
-             "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-instructions"],
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data_dir),
+                "-U",
+                PG_SUPERUSER,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ],
         )
     finally:
         pwfile.unlink(missing_ok=True)
@@ -225,8 +245,17 @@ async def create_databases(admin_url: str, names: tuple[str, ...] = PG_DATABASES
 
 def ferretdb_process(data_dir: Path, port: int, log_path: Path) -> ManagedProcess:
     data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [str(go_tool("ferretdb")), "-listen-addr", f"127.0.0.1:{port}", "-handler", "sqlite",
-            "-sqlite-url", f"file:{data_dir}/", "-log-level", "warn"]
+    argv = [
+        str(go_tool("ferretdb")),
+        "-listen-addr",
+        f"127.0.0.1:{port}",
+        "-handler",
+        "sqlite",
+        "-sqlite-url",
+        f"file:{data_dir}/",
+        "-log-level",
+        "warn",
+    ]
     return ManagedProcess("ferretdb", argv, log_path, lambda: mongo_ping(port), env={"FERRETDB_TELEMETRY": "disable"})
 
 
@@ -253,9 +282,25 @@ def mongo_url(port: int) -> str:
 
 def redis_process(data_dir: Path, port: int, log_path: Path, durable: bool = True) -> ManagedProcess:
     data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [str(venv_tool("redis-server")), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir),
-            "--protected-mode", "yes", "--daemonize", "no", "--save", "",
-            "--appendonly", "yes" if durable else "no", "--appendfsync", "everysec"]
+    argv = [
+        str(venv_tool("redis-server")),
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(data_dir),
+        "--protected-mode",
+        "yes",
+        "--daemonize",
+        "no",
+        "--save",
+        "",
+        "--appendonly",
+        "yes" if durable else "no",
+        "--appendfsync",
+        "everysec",
+    ]
     return ManagedProcess("redis", argv, log_path, lambda: redis_ping(port))
 
 
@@ -295,13 +340,15 @@ def nats_process(spec: NatsSpec, log_path: Path) -> ManagedProcess:
     if spec.sync_always:
         jetstream["sync_interval"] = "always"
     conf.write_text(
-        "\n".join([
-            f"listen: 127.0.0.1:{spec.port}",
-            f"http: 127.0.0.1:{spec.monitor_port}",
-            "server_name: cinema",
-            f"jetstream: {json.dumps(jetstream)}",
-            "",
-        ])
+        "\n".join(
+            [
+                f"listen: 127.0.0.1:{spec.port}",
+                f"http: 127.0.0.1:{spec.monitor_port}",
+                "server_name: cinema",
+                f"jetstream: {json.dumps(jetstream)}",
+                "",
+            ]
+        )
     )
     argv = [str(venv_tool("nats-server")), "-c", str(conf)]
     return ManagedProcess("nats", argv, log_path, lambda: nats_healthy(spec.monitor_port))

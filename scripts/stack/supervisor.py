@@ -159,8 +159,11 @@ class Supervisor:
     def _write_state(self) -> None:
         RUN.mkdir(parents=True, exist_ok=True)
         tmp = STATE.with_suffix(".tmp")
-        payload = {"supervisor_pid": os.getpid(), "updated_at": time.time(),
-                   "components": [asdict(s) for s in self.states.values()]}
+        payload = {
+            "supervisor_pid": os.getpid(),
+            "updated_at": time.time(),
+            "components": [asdict(s) for s in self.states.values()],
+        }
         tmp.write_text(json.dumps(payload, indent=2))
         tmp.replace(STATE)
 
@@ -211,7 +214,11 @@ def up() -> int:
     with open(SUPERVISOR_LOG, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "scripts.stack", "supervise"],
-            cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     deadline = time.monotonic() + READY_TIMEOUT_S
     shown: set[str] = set()
@@ -267,8 +274,10 @@ def status() -> int:
             healthy = False
         healthy_all &= healthy
         phase = rec.get("phase", "external" if c.external else "stopped")
-        print(f"{c.name:<10} {'healthy' if healthy else 'DOWN':<9} {phase:<9} {rec.get('pid') or '-':>7} "
-              f"{rec.get('restarts', 0):>8}  {_redact(c.url)}" + (f"  ({c.note})" if c.note else ""))
+        print(
+            f"{c.name:<10} {'healthy' if healthy else 'DOWN':<9} {phase:<9} {rec.get('pid') or '-':>7} "
+            f"{rec.get('restarts', 0):>8}  {_redact(c.url)}" + (f"  ({c.note})" if c.note else "")
+        )
         if rec.get("error") and not healthy:
             print(f"{'':<10} last error: {rec['error']}")
     print(f"logs: {LOGS}")

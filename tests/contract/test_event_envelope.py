@@ -51,20 +51,31 @@ async def test_reservation_confirmed_reaches_a_consumer_as_the_contract_says(nat
 
         reservation_id = str(uuid.uuid4())
         event = ReservationConfirmed(
-            reservation_id=reservation_id, customer_id="customer-1", screening_id=str(uuid.uuid4()),
-            movie_title="Arrival", hall="1", seats=["A1", "A2"], amount=Money(minor_units=2400, currency_code="EUR"),
+            reservation_id=reservation_id,
+            customer_id="customer-1",
+            screening_id=str(uuid.uuid4()),
+            movie_title="Arrival",
+            hall="1",
+            seats=["A1", "A2"],
+            amount=Money(minor_units=2400, currency_code="EUR"),
         )
         event.start_time.FromDatetime(datetime(2030, 1, 1, 20, 0, tzinfo=UTC))
         with trace.get_tracer("contract-test").start_as_current_span("create reservation"):
-            envelope = env.wrap(event, source="cinema/reservation", subject=reservation_id,
-                                aggregate_id=reservation_id, aggregate_version=2)
+            envelope = env.wrap(
+                event,
+                source="cinema/reservation",
+                subject=reservation_id,
+                aggregate_id=reservation_id,
+                aggregate_version=2,
+            )
         ack = await jetstream.publish(js, envelope)
         assert ack.stream == "CINEMA_RESERVATION" and not ack.duplicate
         assert (await jetstream.publish(js, envelope)).duplicate  # a relay's republish is deduplicated
 
         # The consumer's side: a durable pull consumer named after the subscribing service.
         sub = await js.pull_subscribe(
-            "cinema.reservation.confirmed", durable="contract-notification",
+            "cinema.reservation.confirmed",
+            durable="contract-notification",
             config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_deliver=5),
         )
         [msg] = await sub.fetch(1, timeout=5)
@@ -90,8 +101,9 @@ async def test_reservation_confirmed_reaches_a_consumer_as_the_contract_says(nat
 def test_a_poison_payload_is_reported_as_undecodable() -> None:
     with pytest.raises(env.UndecodableEvent):
         env.decode(b"\xff\xff not protobuf")
-    bogus = env.wrap(Money(minor_units=1, currency_code="EUR"), source="x", subject="s", aggregate_id="a",
-                     aggregate_version=1)
+    bogus = env.wrap(
+        Money(minor_units=1, currency_code="EUR"), source="x", subject="s", aggregate_id="a", aggregate_version=1
+    )
     bogus.type = "cinema.reservation.v1.NoSuchEvent"
     with pytest.raises(env.UndecodableEvent, match="unknown event type"):
         env.unwrap(bogus)

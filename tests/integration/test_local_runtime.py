@@ -24,7 +24,11 @@ pytestmark = pytest.mark.integration
 
 def _stack(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "scripts.stack", *args], env=env, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "scripts.stack", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         check=False,
     )
 

@@ -43,7 +43,7 @@ def event_token(context: str, name: str) -> str:
     `ScreeningScheduled` in `movie` -> `screening_scheduled`."""
     snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
     prefix = context + "_"
-    return snake[len(prefix):] if snake.startswith(prefix) else snake
+    return snake[len(prefix) :] if snake.startswith(prefix) else snake
 
 
 def stream_for(context: str) -> str:

@@ -1,0 +1,175 @@
+"""Durable pull consumers: the one way a service consumes events.
+
+A consumer is named after the subscribing service (and the stream), so every replica of the
+service shares it and JetStream hands each message to one replica. Acks are explicit; a
+handler failure is redelivered with backoff (`nak` with a delay) up to `max_deliver` times,
+then parked in the dead-letter stream with the error; an undecodable (poison) message is
+parked at once. Handlers must be idempotent (the inbox), because an ack can be lost when a
+process dies, and a late ack can land after a redelivery to another replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from google.protobuf.message import Message
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from prometheus_client import Counter, Histogram
+
+from cinema.events.v1.envelope_pb2 import EventEnvelope
+from services.kit import telemetry
+from services.kit.events import envelope as env
+from services.kit.events.naming import stream_for
+from services.kit.logging import bind_correlation
+
+log = logging.getLogger("cinema.consumer")
+tracer = trace.get_tracer("cinema.events")
+
+Handler = Callable[[EventEnvelope, Message], Awaitable[None]]
+
+CONSUMED = Counter("cinema_events_consumed_total", "Events handled by a consumer", ["consumer", "type", "outcome"])
+DEAD_LETTERED = Counter("cinema_events_dead_lettered_total", "Events parked in the dead-letter stream", ["consumer"])
+CONSUMER_LAG = Histogram(
+    "cinema_event_lag_seconds",
+    "Time from an event's creation to its handling",
+    ["consumer"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+
+
+@dataclass
+class ConsumerSettings:
+    durable: str  # e.g. "payment" (the service) for the stream CINEMA_RESERVATION
+    context: str  # the stream's context, e.g. "reservation"
+    subjects: Sequence[str]  # e.g. ["cinema.reservation.cancelled"]
+    max_deliver: int = 6
+    backoff_s: Sequence[float] = field(default_factory=lambda: (0.5, 2.0, 5.0, 15.0, 30.0))
+    ack_wait_s: float = 30.0
+    batch: int = 64
+    fetch_timeout_s: float = 1.0
+    deliver_all: bool = True  # a new consumer starts at the stream's beginning (catch up on history)
+
+    @property
+    def stream(self) -> str:
+        return stream_for(self.context)
+
+
+class EventConsumer:
+    def __init__(self, js: JetStreamContext, settings: ConsumerSettings, handler: Handler) -> None:
+        self._js = js
+        self._s = settings
+        self._handler = handler
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def consumer_config(self) -> ConsumerConfig:
+        subjects = list(self._s.subjects)
+        return ConsumerConfig(
+            durable_name=self._s.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL if self._s.deliver_all else DeliverPolicy.NEW,
+            max_deliver=self._s.max_deliver,
+            ack_wait=self._s.ack_wait_s,
+            filter_subject=subjects[0] if len(subjects) == 1 else None,
+            filter_subjects=subjects if len(subjects) > 1 else None,
+            max_ack_pending=1000,
+        )
+
+    async def run(self) -> None:
+        """Fetch and handle until stopped; survives NATS restarts (the client reconnects)."""
+        sub = None
+        while not self._stopping.is_set():
+            try:
+                if sub is None:
+                    await self._js.add_consumer(self._s.stream, self.consumer_config())
+                    sub = await self._js.pull_subscribe_bind(durable=self._s.durable, stream=self._s.stream)
+                try:
+                    msgs = await sub.fetch(self._s.batch, timeout=self._s.fetch_timeout_s)
+                except TimeoutError:  # nats-py raises on an empty fetch
+                    continue
+                for msg in msgs:
+                    await self.handle(msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("consumer %s on %s: %s; retrying", self._s.durable, self._s.stream, exc)
+                sub = None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
+
+    async def handle(self, msg: Msg) -> None:
+        delivered = msg.metadata.num_delivered
+        try:
+            envelope = env.decode(msg.data)
+            event = env.unwrap(envelope)
+        except env.UndecodableEvent as exc:
+            await self._park(msg, f"undecodable: {exc}")
+            CONSUMED.labels(self._s.durable, "unknown", "poison").inc()
+            return
+        parent = telemetry.extract_context(msg.headers or {})
+        token = otel_context.attach(parent)
+        try:
+            with (
+                tracer.start_as_current_span(f"consume {envelope.type}", kind=trace.SpanKind.CONSUMER) as span,
+                bind_correlation(envelope.subject),
+            ):
+                span.set_attribute("messaging.system", "nats")
+                span.set_attribute("messaging.destination.name", msg.subject)
+                span.set_attribute("messaging.message.id", envelope.id)
+                span.set_attribute("messaging.consumer.group.name", self._s.durable)
+                try:
+                    await self._handler(envelope, event)
+                except Exception as exc:
+                    span.record_exception(exc)
+                    await self._retry_or_park(msg, envelope, delivered, exc)
+                    return
+                await msg.ack()
+                CONSUMED.labels(self._s.durable, envelope.type, "ok").inc()
+                CONSUMER_LAG.labels(self._s.durable).observe(max(0.0, time.time() - envelope.time.ToSeconds()))
+        finally:
+            otel_context.detach(token)
+
+    async def _retry_or_park(self, msg: Msg, envelope: EventEnvelope, delivered: int, exc: Exception) -> None:
+        if delivered >= self._s.max_deliver:
+            log.error("event %s (%s) failed %d times; parking it: %s", envelope.id, envelope.type, delivered, exc)
+            await self._park(msg, f"handler failed {delivered} times: {exc!r}")
+            CONSUMED.labels(self._s.durable, envelope.type, "dead_lettered").inc()
+            return
+        delay = self._s.backoff_s[min(delivered - 1, len(self._s.backoff_s) - 1)]
+        log.warning(
+            "event %s (%s) failed (delivery %d), retry in %.1f s: %s", envelope.id, envelope.type, delivered, delay, exc
+        )
+        await msg.nak(delay=delay)
+        CONSUMED.labels(self._s.durable, envelope.type, "retried").inc()
+
+    async def _park(self, msg: Msg, error: str) -> None:
+        """Copy the message to the dead-letter stream with why, then take it off this consumer."""
+        headers = dict(msg.headers or {})
+        headers.pop("Nats-Msg-Id", None)
+        headers.update(
+            {
+                "Cinema-Dead-Letter-Error": error[:1000],
+                "Cinema-Dead-Letter-Consumer": self._s.durable,
+                "Cinema-Original-Subject": msg.subject,
+                "Cinema-Original-Stream": self._s.stream,
+                "Cinema-Original-Sequence": str(msg.metadata.sequence.stream),
+            }
+        )
+        await self._js.publish(f"cinema.deadletter.{self._s.durable}", msg.data, headers=headers)
+        DEAD_LETTERED.labels(self._s.durable).inc()
+        await msg.term()
+
+
+async def run_consumers(consumers: Sequence[EventConsumer]) -> None:
+    await asyncio.gather(*(c.run() for c in consumers))
