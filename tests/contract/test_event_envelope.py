@@ -17,13 +17,14 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
 
 from cinema.common.v1.money_pb2 import Money
 from cinema.reservation.v1.events_pb2 import ReservationConfirmed
+from services.kit import telemetry
 from services.kit.events import envelope as env
 from services.kit.events import jetstream
 from services.kit.events.naming import parse_full_name
+from services.kit.settings import KitSettings
 from tests.support.servers import Server
 
 pytestmark = pytest.mark.integration
@@ -41,7 +42,7 @@ def test_names_follow_the_design() -> None:
 
 
 async def test_reservation_confirmed_reaches_a_consumer_as_the_contract_says(nats_server: Server) -> None:
-    trace.set_tracer_provider(TracerProvider())
+    telemetry.configure_tracing(KitSettings())  # the process-wide provider the services use
     nc = NATS()
     await nc.connect(nats_server.url, connect_timeout=2, max_reconnect_attempts=0)
     js = nc.jetstream()

@@ -155,8 +155,9 @@ class EventConsumer:
 
     async def _park(self, msg: Msg, error: str) -> None:
         """Copy the message to the dead-letter stream with why, then take it off this consumer."""
-        headers = dict(msg.headers or {})
-        headers.pop("Nats-Msg-Id", None)
+        # Keep our own and the trace headers; drop the server's (Nats-Msg-Id would dedupe the
+        # copy, Nats-Expected-Stream would make the dead-letter publish fail).
+        headers = {k: v for k, v in (msg.headers or {}).items() if not k.startswith("Nats-")}
         headers.update(
             {
                 "Cinema-Dead-Letter-Error": error[:1000],
