@@ -64,6 +64,7 @@ class PaymentApp:
         self.consumer: EventConsumer | None = None
         self._events_task: asyncio.Task[None] | None = None
         self.events_ready = asyncio.Event()  # set once the relay and the consumer run
+        self._closing = False
 
     @property
     def deps(self) -> PaymentDependencies:
@@ -97,7 +98,8 @@ class PaymentApp:
             log.warning("NATS: %s", error)
 
         async def on_disconnected() -> None:
-            log.warning("NATS disconnected; reconnecting")
+            if not self._closing:
+                log.warning("NATS disconnected; reconnecting")
 
         async def on_reconnected() -> None:
             log.info("NATS reconnected")
@@ -139,6 +141,7 @@ class PaymentApp:
 
     async def stop(self) -> None:
         """Stop relay and consumer, close NATS and the pool; tolerates a half-done start."""
+        self._closing = True
         if self.relay is not None:
             self.relay.stop()
         if self.consumer is not None:
