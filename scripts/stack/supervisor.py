@@ -23,7 +23,7 @@ from types import FrameType
 
 from scripts.stack.components import LOGS, Component, local_components
 from scripts.stack.paths import DATA, REPO
-from scripts.stack.process import ManagedProcess, ProcessFailed
+from scripts.stack.process import ManagedProcess, ProcessFailed, port_open
 
 RUN = DATA / "run"
 STATE = RUN / "state.json"
@@ -208,6 +208,12 @@ def up() -> int:
     if (pid := supervisor_pid()) is not None:
         print(f"already running (supervisor pid {pid})")
         return status()
+    taken = [(c.name, port) for c in local_components() if not c.external for port in c.ports if port_open(port)]
+    if taken:
+        for name, port in taken:
+            print(f"port {port} ({name}) is already in use by another process", file=sys.stderr)
+        print("stop that process, or choose other ports (see README: CINEMA_*_PORT)", file=sys.stderr)
+        return 1
     LOGS.mkdir(parents=True, exist_ok=True)
     STATE.unlink(missing_ok=True)
     print(f"starting the local system (data in {DATA}, logs in {LOGS}) ...", flush=True)
