@@ -20,6 +20,7 @@ from cinema.payment.v1 import payment_pb2, payment_pb2_grpc
 from services.kit.auth import current_caller, require_role
 from services.kit.logging import bind_correlation
 from services.kit.validation import validate
+from services.payment.adapters.store import store_outage_is_unavailable
 from services.payment.domain.payment import Payment, PaymentState
 from services.payment.domain.values import Money
 from services.payment.service_layer import payments as use_cases
@@ -80,7 +81,10 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         # Authorization before validation: a caller without the right learns nothing of the contract.
         require_role(current_caller(), *ALLOWED_ROLES)
         validate(request)
-        with bind_correlation(request.reservation_id, reservation_id=request.reservation_id):
+        with (
+            bind_correlation(request.reservation_id, reservation_id=request.reservation_id),
+            store_outage_is_unavailable(self._deps.retry_after_s),
+        ):
             payment = await use_cases.authorize_payment(authorize_command(request), self._deps)
         return payment_pb2.AuthorizePaymentResponse(payment=payment_message(payment))
 
@@ -89,7 +93,8 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     ) -> payment_pb2.GetPaymentResponse:
         require_role(current_caller(), *ALLOWED_ROLES)
         validate(request)
-        payment = await use_cases.get_payment(request.payment_id, self._deps)
+        with store_outage_is_unavailable(self._deps.retry_after_s):
+            payment = await use_cases.get_payment(request.payment_id, self._deps)
         return payment_pb2.GetPaymentResponse(payment=payment_message(payment))
 
     async def GetPaymentByReservation(
@@ -97,7 +102,10 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     ) -> payment_pb2.GetPaymentByReservationResponse:
         require_role(current_caller(), *ALLOWED_ROLES)
         validate(request)
-        with bind_correlation(request.reservation_id, reservation_id=request.reservation_id):
+        with (
+            bind_correlation(request.reservation_id, reservation_id=request.reservation_id),
+            store_outage_is_unavailable(self._deps.retry_after_s),
+        ):
             payment = await use_cases.get_payment_by_reservation(request.reservation_id, self._deps)
         return payment_pb2.GetPaymentByReservationResponse(payment=payment_message(payment))
 

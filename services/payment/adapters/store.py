@@ -7,12 +7,15 @@ savepoint inside it instead, so the inbox record and the refund commit or vanish
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 
 from services.kit import pg
+from services.kit.errors import Unavailable
 from services.payment.adapters.outbox import SOURCE, PgOutbox
 from services.payment.domain.payment import Payment, PaymentState
 from services.payment.domain.values import Money
@@ -47,6 +50,31 @@ WHERE id = $1 AND version = $2
 async def migrate(dsn: str) -> list[int]:
     """Apply the pending payment migrations (idempotent); returns the versions applied now."""
     return await pg.migrate(dsn, MIGRATIONS)
+
+
+# The store is down or unreachable, not wrong: the caller may retry.
+STORE_DOWN: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,  # e.g. terminated by an administrator, server shutting down
+    asyncpg.InterfaceError,
+)
+
+
+@contextlib.contextmanager
+def store_outage_is_unavailable(retry_after_s: float = 1.0) -> Iterator[None]:
+    """Turn a lost or refused database connection into Unavailable (a retry may work), not INTERNAL.
+
+    Safe for authorization: an approval the processor gave but the store did not record is
+    given again, uncharged, on the retry (the processor is idempotent per reservation).
+    """
+    try:
+        yield
+    except STORE_DOWN as error:
+        raise Unavailable(
+            "the payment store is unavailable", retry_after_s=retry_after_s, reason="STORE_UNAVAILABLE"
+        ) from error
 
 
 class StalePayment(RuntimeError):
@@ -158,7 +186,12 @@ class PgUnitOfWork(UnitOfWork):
             self._conn = self._given
         else:
             assert self._pool is not None
-            self._conn = await self._pool.acquire()
+            try:
+                self._conn = await self._pool.acquire()
+            except (*STORE_DOWN, asyncpg.PostgresError) as error:
+                # No connection to be had (refused, database closed to connections, too many):
+                # whatever the SQLSTATE, the store is down for us, and a retry may find it up.
+                raise Unavailable("the payment store is unavailable", reason="STORE_UNAVAILABLE") from error
         try:
             self._tx = self._conn.transaction()
             await self._tx.start()

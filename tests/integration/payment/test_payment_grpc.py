@@ -20,6 +20,7 @@ from services.payment.adapters.processor import SimulatedCardProcessor
 from services.payment.domain.processor import CARD_APPROVED, CARD_INSUFFICIENT_FUNDS, CARD_PROCESSOR_ERROR
 from tests.integration.payment.conftest import Metadata
 from tests.integration.payment.helpers import TEST_CARDS, authorize_request, card, payment_events_of
+from tests.support.servers import Server
 
 if TYPE_CHECKING:
     from cinema.payment.v1.payment_pb2_grpc import PaymentServiceAsyncStub
@@ -334,3 +335,30 @@ class _nothing:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+async def test_a_store_outage_answers_unavailable_never_internal_then_recovers(
+    stub: PaymentServiceAsyncStub, service_token: Metadata, postgres_server: Server, payment_db: str
+) -> None:
+    request = authorize_request()
+    payment = (await stub.AuthorizePayment(request, metadata=service_token, timeout=5)).payment
+    read = payment_pb2.GetPaymentByReservationRequest(reservation_id=request.reservation_id)
+    name = payment_db.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(postgres_server.url)
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+        for call in (
+            stub.GetPaymentByReservation(read, metadata=service_token, timeout=5),
+            stub.AuthorizePayment(authorize_request(), metadata=service_token, timeout=5),
+        ):
+            error = await rpc_error(call)
+            assert error.code() is grpc.StatusCode.UNAVAILABLE, error
+            info = find_detail(error, error_details_pb2.ErrorInfo)
+            assert info is not None and info.reason == "STORE_UNAVAILABLE"
+            assert find_detail(error, error_details_pb2.RetryInfo) is not None
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+    found = await stub.GetPaymentByReservation(read, metadata=service_token, timeout=5)
+    assert found.payment == payment
