@@ -1,0 +1,1 @@
+"""Adapters of booking: PostgreSQL store, outbox, payment client, gRPC API, catalog events."""

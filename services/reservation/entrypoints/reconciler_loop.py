@@ -1,0 +1,50 @@
+"""The reconciler's loop: one round of service_layer.reconciler every interval, until stopped.
+
+Every replica of the service runs it; the row locks of `settle` make two replicas settling one
+reservation harmless (the second finds it settled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from services.reservation.service_layer.commands import ReconcilePending
+from services.reservation.service_layer.dependencies import BookingDependencies
+from services.reservation.service_layer.reconciler import ReconcileReport, reconcile_pending
+
+log = logging.getLogger(__name__)
+
+
+class ReconcilerLoop:
+    def __init__(self, deps: BookingDependencies, interval_s: float, window_s: float, batch: int = 100) -> None:
+        self._deps = deps
+        self._interval_s = interval_s
+        self._command = ReconcilePending(older_than=timedelta(seconds=window_s), limit=batch)
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run_once(self) -> ReconcileReport:
+        report = await reconcile_pending(self._command, self._deps)
+        if report.confirmed or report.failed or report.voided:
+            log.info(
+                "reconciler settled reservations",
+                extra={"confirmed": report.confirmed, "failed": report.failed, "voided": report.voided},
+            )
+        return report
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The store or payment misbehaved this round; the next round tries again.
+                log.exception("reconciler round failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval_s)

@@ -1,0 +1,61 @@
+"""Settings of the reservation service, read once at start-up from `RESERVATION_*` variables.
+
+Besides the kit's variables (`RESERVATION_GRPC_PORT`, `RESERVATION_JWKS_SOURCE`, ... see
+services.kit.settings), the service reads:
+
+- `RESERVATION_DATABASE_URL`: its PostgreSQL database.
+- `RESERVATION_DB_POOL_MIN` / `RESERVATION_DB_POOL_MAX`: connection pool size.
+- `RESERVATION_NATS_URL`: NATS JetStream (events in and out).
+- `RESERVATION_PAYMENT_ADDRESS`: `host:port` of payment's gRPC API; locally the Envoy listener
+  in front of payment, in Kubernetes the mesh service name.
+- `RESERVATION_PAYMENT_DEADLINE_MS`: gRPC deadline of a call to payment (default 800, so that
+  a caller gets UNAVAILABLE within a second when payment is down).
+- `RESERVATION_PAYMENT_TOKEN_FILE`: file holding the bearer token (a JWT with role `service`)
+  sent to payment; re-read when it changes. Empty: calls go without a token.
+- `RESERVATION_RECONCILER_INTERVAL_S`: pause between two reconciler rounds.
+- `RESERVATION_RECONCILER_WINDOW_S`: a PENDING reservation older than this is settled by the
+  reconciler; must exceed the payment deadline.
+- `RESERVATION_RETRY_AFTER_S`: the retry delay told to callers with UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from services.kit.settings import KitSettings
+
+
+class ReservationSettings(KitSettings):
+    model_config = SettingsConfigDict(env_prefix="RESERVATION_", extra="ignore", frozen=True)
+
+    service_name: str = "reservation"
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    metrics_port: int = Field(default=9101, ge=0, le=65535)
+
+    database_url: str = "postgresql://postgres:cinema-dev@127.0.0.1:55432/reservation"
+    db_pool_min: int = Field(default=2, ge=1)
+    db_pool_max: int = Field(default=10, ge=1)
+    nats_url: str = "nats://127.0.0.1:54222"
+
+    payment_address: str = "127.0.0.1:50052"
+    payment_deadline_ms: int = Field(default=800, ge=10)
+    payment_token_file: str = ""
+
+    reconciler_interval_s: float = Field(default=1.0, gt=0)
+    reconciler_window_s: float = Field(default=2.0, gt=0)
+    reconciler_batch: int = Field(default=100, ge=1)
+    retry_after_s: float = Field(default=2.0, ge=0)
+
+    @property
+    def payment_deadline_s(self) -> float:
+        return self.payment_deadline_ms / 1000
+
+    @model_validator(mode="after")
+    def _window_exceeds_deadline(self) -> ReservationSettings:
+        # A shorter window would fail reservations whose authorization is still in flight.
+        if self.reconciler_window_s <= self.payment_deadline_s + 0.5:
+            raise ValueError("RESERVATION_RECONCILER_WINDOW_S must exceed the payment deadline (plus its 0.5 s grace)")
+        if self.db_pool_min > self.db_pool_max:
+            raise ValueError("RESERVATION_DB_POOL_MIN must not exceed RESERVATION_DB_POOL_MAX")
+        return self
