@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -31,6 +32,8 @@ from services.reservation.service_layer.ports import (
     ReservationRepository,
     UnitOfWork,
 )
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -399,6 +402,10 @@ class PgUnitOfWork(UnitOfWork):
         try:
             if transaction is not None:
                 await transaction.rollback()
+        except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError) as error:
+            # The connection broke: the server has rolled the transaction back already, and the
+            # error that brought us here (if any) is the one worth propagating.
+            log.warning("rollback on a broken connection: %s", error)
         finally:
             await self._release()
 

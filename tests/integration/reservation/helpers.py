@@ -112,7 +112,10 @@ async def events_of(
                 msg = await sub.next_msg(timeout=0.5)
             except TimeoutError:
                 continue
-            envelope = env.decode(msg.data)
+            try:
+                envelope = env.decode(msg.data)
+            except env.UndecodableEvent:
+                continue  # another test's poison message on the shared stream
             if envelope.aggregate_id == aggregate_id:
                 found.append((envelope, env.unwrap(envelope)))
     finally:

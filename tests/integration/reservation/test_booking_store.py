@@ -232,3 +232,53 @@ def test_page_tokens_round_trip_and_reject_garbage() -> None:
         with pytest.raises(InvalidArgument) as invalid:
             decode_page_token(garbage)
         assert invalid.value.violations[0].field == "page_token"
+
+
+async def test_catalog_events_are_handled_once_with_the_inbox_in_the_same_transaction(pool: asyncpg.Pool) -> None:
+    from cinema.common.v1.money_pb2 import Money as MoneyProto
+    from cinema.common.v1.seat_pb2 import SeatMap as SeatMapProto
+    from cinema.movie.v1 import events_pb2 as movie_events
+    from services.reservation.adapters.payment import GrpcPaymentGateway, TokenFile
+    from services.reservation.adapters.postgres import PgUnitOfWorkFactory
+    from services.reservation.bootstrap import UtcClock
+    from services.reservation.entrypoints.catalog_consumer import CatalogEventHandler
+    from services.reservation.service_layer.catalog import ScreeningNotYetKnown
+    from services.reservation.service_layer.dependencies import BookingDependencies
+    from tests.integration.reservation.helpers import stamp
+
+    payments = GrpcPaymentGateway("127.0.0.1:1", TokenFile(""))  # never called by catalog handlers
+    handler = CatalogEventHandler(pool, BookingDependencies(PgUnitOfWorkFactory(pool), payments, UtcClock()))
+    screening_id = str(uuid.uuid4())
+    try:
+        # Rescheduled before scheduled: the handler fails, and its inbox record goes with it.
+        early = movie_events.ScreeningRescheduled(screening_id=screening_id, hall="Hall 2", start_time=stamp(NOW))
+        early_envelope = env.wrap(
+            early, source="//cinema/movie", subject=screening_id, aggregate_id=screening_id, aggregate_version=2
+        )
+        with pytest.raises(ScreeningNotYetKnown):
+            await handler(early_envelope, early)
+        assert await pool.fetchval("SELECT count(*) FROM inbox") == 0
+
+        scheduled = movie_events.ScreeningScheduled(
+            screening_id=screening_id,
+            movie_id="movie-9",
+            movie_title="Nosferatu",
+            hall="Hall 1",
+            start_time=stamp(NOW + timedelta(days=1)),
+            seat_map=SeatMapProto(rows=2, seats_per_row=3),
+            price=MoneyProto(minor_units=900, currency_code="EUR"),
+        )
+        envelope = env.wrap(
+            scheduled, source="//cinema/movie", subject=screening_id, aggregate_id=screening_id, aggregate_version=1
+        )
+        await handler(envelope, scheduled)
+        await handler(envelope, scheduled)  # redelivered: recorded once, applied once
+        assert await pool.fetchval("SELECT count(*) FROM inbox WHERE event_id = $1", uuid.UUID(envelope.id)) == 1
+        await handler(early_envelope, early)  # its redelivery now applies
+        async with PgUnitOfWork(pool) as uow:
+            stored = await uow.screenings.get(screening_id)
+        assert stored is not None
+        assert (stored.hall, stored.version, stored.movie_title) == ("Hall 2", 2, "Nosferatu")
+        assert stored.seat_map.capacity == 6 and stored.price == Money(900, "EUR")
+    finally:
+        await payments.close()
