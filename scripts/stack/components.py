@@ -32,6 +32,10 @@ MONGO_PORT = _port("CINEMA_MONGO_PORT", 17017)
 REDIS_PORT = _port("CINEMA_REDIS_PORT", 16379)
 NATS_PORT = _port("CINEMA_NATS_PORT", 14222)
 NATS_MONITOR_PORT = _port("CINEMA_NATS_MONITOR_PORT", 18222)
+RESERVATION_PORT = _port("CINEMA_RESERVATION_PORT", 15051)
+PAYMENT_PORT = _port("CINEMA_PAYMENT_PORT", 15052)
+RESERVATION_METRICS_PORT = _port("CINEMA_RESERVATION_METRICS_PORT", 19101)
+PAYMENT_METRICS_PORT = _port("CINEMA_PAYMENT_METRICS_PORT", 19102)
 
 LOGS = DATA / "logs"
 
@@ -45,6 +49,7 @@ class Component:
     after_ready: Callable[[], None] | None = None  # idempotent set-up once it answers
     note: str = ""
     ports: tuple[int, ...] = ()  # what our process listens on (checked free before start)
+    depends_on: tuple[str, ...] = ()  # started once these are ready
 
     @property
     def external(self) -> bool:
@@ -103,8 +108,40 @@ def _create_databases(url: str) -> None:
     asyncio.run(stores.create_databases(url))
 
 
+def _database_url(admin_url: str, database: str) -> str:
+    """The URL of one service's database on the server `admin_url` points at."""
+    parsed = urlparse(admin_url)
+    return parsed._replace(path=f"/{database}").geturl()
+
+
+def _service(
+    name: str, port: int, env: dict[str, str], depends_on: tuple[str, ...], note: str, extra_ports: tuple[int, ...] = ()
+) -> Component:
+    from scripts.stack.process import ManagedProcess
+    from scripts.stack.services import grpc_serving
+
+    def make() -> ManagedProcess:
+        import sys
+
+        from scripts.stack.paths import REPO
+
+        return ManagedProcess(
+            name, [sys.executable, "-m", f"services.{name}"], _log(name), lambda: grpc_serving(port), env=env, cwd=REPO
+        )
+
+    return Component(
+        name,
+        f"grpc://127.0.0.1:{port}",
+        lambda: grpc_serving(port),
+        make_process=make,
+        ports=(port, *extra_ports),
+        depends_on=depends_on,
+        note=note,
+    )
+
+
 def local_components() -> list[Component]:
-    """The stores (and, later, services) of the local system, in start order."""
+    """The stores and services of the local system, in start order."""
     components: list[Component] = []
 
     if pg_ext := os.environ.get("DATABASE_URL"):
@@ -168,4 +205,50 @@ def local_components() -> list[Component]:
             )
         )
 
+    components += service_components(components)
     return components
+
+
+def service_components(stores_: list[Component]) -> list[Component]:
+    from scripts.stack.devauth import DevIssuer
+
+    urls = {c.name: c.url for c in stores_}
+    issuer = DevIssuer(DATA / "auth")
+    payment_token = issuer.token_file("reservation-to-payment", "reservation", {"service"}, ttl_s=30 * 24 * 3600)
+    common = {"CINEMA_LOG_LEVEL": os.environ.get("CINEMA_LOG_LEVEL", "INFO")}
+    payment_env = {
+        **common,
+        "PAYMENT_DATABASE_URL": _database_url(urls["postgres"], "payment"),
+        "PAYMENT_NATS_URL": urls["nats"],
+        "PAYMENT_GRPC_PORT": str(PAYMENT_PORT),
+        "PAYMENT_METRICS_PORT": str(PAYMENT_METRICS_PORT),
+        **issuer.auth_env("PAYMENT"),
+    }
+    reservation_env = {
+        **common,
+        "RESERVATION_DATABASE_URL": _database_url(urls["postgres"], "reservation"),
+        "RESERVATION_NATS_URL": urls["nats"],
+        "RESERVATION_GRPC_PORT": str(RESERVATION_PORT),
+        "RESERVATION_METRICS_PORT": str(RESERVATION_METRICS_PORT),
+        "RESERVATION_PAYMENT_ADDRESS": f"127.0.0.1:{PAYMENT_PORT}",
+        "RESERVATION_PAYMENT_TOKEN_FILE": str(payment_token),
+        **issuer.auth_env("RESERVATION"),
+    }
+    return [
+        _service(
+            "payment",
+            PAYMENT_PORT,
+            payment_env,
+            ("postgres", "nats"),
+            f"metrics http://127.0.0.1:{PAYMENT_METRICS_PORT}/metrics",
+            (PAYMENT_METRICS_PORT,),
+        ),
+        _service(
+            "reservation",
+            RESERVATION_PORT,
+            reservation_env,
+            ("postgres", "nats", "payment"),
+            f"metrics http://127.0.0.1:{RESERVATION_METRICS_PORT}/metrics",
+            (RESERVATION_METRICS_PORT,),
+        ),
+    ]

@@ -69,7 +69,7 @@ class Supervisor:
         for c in self.components:
             if c.external:
                 self.states[c.name].phase = "external"
-            else:
+            elif not c.depends_on:
                 self._start(c)
         self._write_state()
         while not self.stopping:
@@ -104,6 +104,10 @@ class Supervisor:
         st = self.states[c.name]
         proc = self.procs.get(c.name)
         now = time.time()
+        if st.phase == "pending":
+            if all(self.states[d].phase in ("ready", "external") for d in c.depends_on):
+                self._start(c)
+            return
         if st.phase == "backoff":
             if st.next_start_at is not None and now >= st.next_start_at:
                 st.restarts += 1
@@ -241,11 +245,34 @@ def up() -> int:
                 print(f"  {c['name']:<10} ready   {_redact(c['url'])}", flush=True)
         if comps and all(c["phase"] in ("ready", "external") for c in comps):
             print()
-            return status()
+            code = status()
+            if code == 0:
+                _seed_and_show()
+            return code
         time.sleep(0.3)
     print(f"not everything was ready within {READY_TIMEOUT_S:.0f} s; see {LOGS}", file=sys.stderr)
     status()
     return 1
+
+
+def _seed_and_show() -> None:
+    """Seed the demo catalog (idempotent) and print how to try the system."""
+    import asyncio
+
+    from scripts.stack import components
+    from scripts.stack.seed import seed_demo_catalog
+
+    nats_url = next(c.url for c in local_components() if c.name == "nats")
+    screenings = asyncio.run(seed_demo_catalog(nats_url))
+    auth = DATA / "auth"
+    print("\ndemo catalog (published as catalog events; the reservation service keeps a replica):")
+    for title, screening_id, starts in screenings:
+        print(f"  {starts:%a %d %b %H:%M}  {title:<14} screening {screening_id}")
+    print(f"""
+try it (gRPC, development tokens in {auth}):
+  reservation  127.0.0.1:{components.RESERVATION_PORT}   payment  127.0.0.1:{components.PAYMENT_PORT}
+  .venv/bin/python scripts/try_booking.py      reserve two seats as the demo customer, then cancel
+  make status | make down""")
 
 
 def down() -> int:

@@ -173,6 +173,12 @@ class JwksCache:
         if self._source is None:
             return None
         key = self._find(kid)
+        if key is None and self._lock.locked():
+            # A load is under way (e.g. the first one, with requests arriving together): wait
+            # for it rather than answering UNAVAILABLE because it has not finished yet.
+            async with self._lock:
+                pass
+            key = self._find(kid)
         if key is None and time.monotonic() - self._last_attempt >= self._min_refresh_s:
             await self._reload()
             key = self._find(kid)

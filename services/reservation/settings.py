@@ -30,15 +30,15 @@ class ReservationSettings(KitSettings):
     model_config = SettingsConfigDict(env_prefix="RESERVATION_", extra="ignore", frozen=True)
 
     service_name: str = "reservation"
-    grpc_port: int = Field(default=50051, ge=0, le=65535)
-    metrics_port: int = Field(default=9101, ge=0, le=65535)
+    grpc_port: int = Field(default=15051, ge=0, le=65535)
+    metrics_port: int = Field(default=19101, ge=0, le=65535)
 
-    database_url: str = "postgresql://postgres:cinema-dev@127.0.0.1:55432/reservation"
+    database_url: str = "postgresql://postgres:cinema-dev@127.0.0.1:15432/reservation"
     db_pool_min: int = Field(default=2, ge=1)
     db_pool_max: int = Field(default=10, ge=1)
-    nats_url: str = "nats://127.0.0.1:54222"
+    nats_url: str = "nats://127.0.0.1:14222"
 
-    payment_address: str = "127.0.0.1:50052"
+    payment_address: str = "127.0.0.1:15052"
     payment_deadline_ms: int = Field(default=800, ge=10)
     payment_token_file: str = ""
 
