@@ -80,7 +80,7 @@ async def measure(
     }
     print(
         f"  {name:<38} {len(latencies) / elapsed:>8.0f}/s  p50 {pct(0.5):6.1f} ms  p99 {pct(0.99):6.1f} ms"
-        f"  errors {errors}",
+        f"  errors {dict(errors) or 0}",
         flush=True,
     )
     return result
