@@ -1,0 +1,1 @@
+"""Adapters of the review service: MongoDB store, events, gRPC API, clock."""

@@ -1,0 +1,65 @@
+"""Ports of the review service: what its use cases need from the outside world.
+
+The store is a document store without multi-document transactions (MongoDB / FerretDB), so
+there is no unit of work spanning documents: every write is ONE atomic write of ONE review
+document that carries the review's new state and its pending events together (the document
+outbox). A relay publishes those events later; `OutboxSignal.wake()` tells it to look now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from services.review.domain.events import DomainEvent
+from services.review.domain.review import Review
+
+
+class DuplicateReview(Exception):
+    """`ReviewRepository.add` found a unique key taken: the review id (a retried request with the
+    same request_id) or the author key (this customer already has a review of this movie)."""
+
+
+@dataclass(frozen=True)
+class ReviewPage:
+    """One page of a movie's reviews, newest first; `next_page_token` is "" on the last page."""
+
+    reviews: Sequence[Review]
+    next_page_token: str = ""
+
+
+class ReviewRepository(Protocol):
+    async def get(self, review_id: str) -> Review | None:
+        """The review with this id, deleted ones (tombstones) included; None if there is none."""
+        ...
+
+    async def find_by_author(self, movie_id: str, customer_id: str) -> Review | None:
+        """The standing (not deleted) review of this movie by this customer, if any."""
+        ...
+
+    async def add(self, review: Review, events: Sequence[DomainEvent]) -> None:
+        """Insert a new review with its pending events, atomically. Raises DuplicateReview."""
+        ...
+
+    async def update(self, review: Review, expected_version: int, events: Sequence[DomainEvent]) -> bool:
+        """Write the review's new state with its pending events, atomically, if the stored
+        version is still `expected_version`; False (nothing written) if it is not."""
+        ...
+
+    async def list_for_movie(self, movie_id: str, page_size: int, page_token: str) -> ReviewPage:
+        """Standing reviews of a movie, newest first (created_at desc, then id desc), keyset
+        paginated. `page_token` is "" or a token this method returned for the same movie; any
+        other raises InvalidArgument (field `page_token`)."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class OutboxSignal(Protocol):
+    def wake(self) -> None:
+        """Pending events were just written: publish soon (the relay polls anyway)."""
+        ...
