@@ -59,6 +59,7 @@ STORE_DOWN: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,  # e.g. terminated by an administrator, server shutting down
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # seen on a pooled connection whose backend was terminated
 )
 
 
@@ -195,9 +196,14 @@ class PgUnitOfWork(UnitOfWork):
         try:
             self._tx = self._conn.transaction()
             await self._tx.start()
-        except BaseException:
+        except BaseException as error:
             self._tx = None
             await self._release()
+            if self._given is None and isinstance(error, (*STORE_DOWN, asyncpg.PostgresError)):
+                # BEGIN on a connection fresh from the pool failed: the connection died under
+                # the pool (e.g. its backend was terminated; asyncpg may then report an
+                # InternalClientError). Nothing was done; a retry gets a new connection.
+                raise Unavailable("the payment store is unavailable", reason="STORE_UNAVAILABLE") from error
             raise
         self.payments = PgPaymentRepository(self._conn)
         self.outbox = PgOutbox(self._conn, self.payments, self._source)
