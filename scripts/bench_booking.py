@@ -115,9 +115,7 @@ async def publish_screenings(nats_url: str, count: int) -> list[str]:
 
 
 async def main(seconds: float) -> int:
-    from tests.support.servers import scratch_dir  # the same throwaway folders as the tests
-
-    root = scratch_dir("bench")
+    root = stores.scratch_dir("bench")
     pg_spec = stores.PostgresSpec(root / "pg", free_port(), durable=True)
     pg = stores.postgres_process(pg_spec, root / "postgres.log")
     nats_spec = stores.NatsSpec(root / "nats", free_port(), free_port())

@@ -37,6 +37,14 @@ PG_PASSWORD = os.environ.get("CINEMA_PG_PASSWORD", "cinema-dev")
 PG_DATABASES = ("reservation", "payment", "identity", "notification")
 
 
+def scratch_dir(prefix: str) -> Path:
+    """A temporary folder for throwaway servers (tests, benchmarks), traversable by the
+    PostgreSQL system user, which runs PostgreSQL inside it."""
+    path = Path(tempfile.mkdtemp(prefix=f"cinema-{prefix}-"))
+    path.chmod(0o711)
+    return path
+
+
 # ---------------------------------------------------------------------------------------
 # PostgreSQL
 # ---------------------------------------------------------------------------------------

@@ -10,20 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from scripts.stack import stores
 from scripts.stack.process import ManagedProcess, free_port
-
-
-def scratch_dir(prefix: str) -> Path:
-    """A temporary folder that the PostgreSQL system user can traverse (PostgreSQL runs as it)."""
-    path = Path(tempfile.mkdtemp(prefix=f"cinema-test-{prefix}-"))
-    path.chmod(0o711)
-    return path
+from scripts.stack.stores import scratch_dir
 
 
 @dataclass
