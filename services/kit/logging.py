@@ -163,4 +163,7 @@ def configure_logging(service: str, level: str = "INFO", stream: TextIO | None =
     handler.setFormatter(JsonFormatter(service))
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # The CEL evaluator behind protovalidate logs the request's field values at DEBUG (a CVC,
+    # for one): never let it reach the logs, whatever the service's level.
+    logging.getLogger("celpy").setLevel(logging.WARNING)
     return handler

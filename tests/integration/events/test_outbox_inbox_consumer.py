@@ -109,8 +109,9 @@ async def test_relay_interrupted_mid_stream_loses_nothing_and_duplicates_are_dro
 
     relay = outbox.OutboxRelay(pool, js, outbox.RelaySettings(service="reservation", batch_size=50))
     task = asyncio.create_task(relay.run())
-    while await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL") < 50:  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(30):  # fails loudly rather than hanging the suite
+        while await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL") < 50:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
     task.cancel()  # interrupted mid-stream
     with pytest.raises(asyncio.CancelledError):
         await task
