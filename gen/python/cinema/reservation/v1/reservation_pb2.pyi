@@ -192,7 +192,9 @@ class CreateReservationResponse(_message.Message):
     RESERVATION_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def reservation(self) -> Global___Reservation:
-        """The reservation, CONFIRMED (or PENDING when payment's answer is not known yet)."""
+        """The reservation: CONFIRMED (a replay of a request whose reservation was cancelled since
+        answers with that reservation, CANCELLED).
+        """
 
     def __init__(
         self,

@@ -74,9 +74,12 @@ class ReservationServiceServicer:
 
     def CreateReservation(self, request, context):
         """Reserves seats of a screening and pays for them synchronously. Idempotent by `request_id`.
-        Errors: FAILED_PRECONDITION with reason SEAT_TAKEN, SEAT_UNKNOWN, SCREENING_NOT_BOOKABLE or
-        PAYMENT_DECLINED; UNAVAILABLE (with a retry delay) when payment cannot be reached. Emits
-        ReservationConfirmed (or ReservationFailed).
+        Errors: INVALID_ARGUMENT naming `seats[i]` for a seat off the map or blocked; NOT_FOUND for an
+        unknown screening; FAILED_PRECONDITION with ErrorInfo reason SEATS_TAKEN, SCREENING_STARTED,
+        SCREENING_CANCELLED, REQUEST_ID_REUSED or PAYMENT_DECLINED (metadata `decline_reason`);
+        UNAVAILABLE with RetryInfo when payment cannot be reached or answer within its deadline (the
+        reservation stays PENDING until the reconciler settles it). Emits ReservationConfirmed (or
+        ReservationFailed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

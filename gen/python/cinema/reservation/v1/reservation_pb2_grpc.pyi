@@ -39,9 +39,12 @@ class ReservationServiceStub:
     def __new__(cls, channel: _aio.Channel) -> ReservationServiceAsyncStub: ...
     CreateReservation: _grpc.UnaryUnaryMultiCallable[_reservation_pb2.CreateReservationRequest, _reservation_pb2.CreateReservationResponse]
     """Reserves seats of a screening and pays for them synchronously. Idempotent by `request_id`.
-    Errors: FAILED_PRECONDITION with reason SEAT_TAKEN, SEAT_UNKNOWN, SCREENING_NOT_BOOKABLE or
-    PAYMENT_DECLINED; UNAVAILABLE (with a retry delay) when payment cannot be reached. Emits
-    ReservationConfirmed (or ReservationFailed).
+    Errors: INVALID_ARGUMENT naming `seats[i]` for a seat off the map or blocked; NOT_FOUND for an
+    unknown screening; FAILED_PRECONDITION with ErrorInfo reason SEATS_TAKEN, SCREENING_STARTED,
+    SCREENING_CANCELLED, REQUEST_ID_REUSED or PAYMENT_DECLINED (metadata `decline_reason`);
+    UNAVAILABLE with RetryInfo when payment cannot be reached or answer within its deadline (the
+    reservation stays PENDING until the reconciler settles it). Emits ReservationConfirmed (or
+    ReservationFailed).
     """
     GetReservation: _grpc.UnaryUnaryMultiCallable[_reservation_pb2.GetReservationRequest, _reservation_pb2.GetReservationResponse]
     """Returns one of the caller's reservations."""
@@ -66,9 +69,12 @@ class ReservationServiceAsyncStub(ReservationServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateReservation: _aio.UnaryUnaryMultiCallable[_reservation_pb2.CreateReservationRequest, _reservation_pb2.CreateReservationResponse]  # type: ignore[assignment]
     """Reserves seats of a screening and pays for them synchronously. Idempotent by `request_id`.
-    Errors: FAILED_PRECONDITION with reason SEAT_TAKEN, SEAT_UNKNOWN, SCREENING_NOT_BOOKABLE or
-    PAYMENT_DECLINED; UNAVAILABLE (with a retry delay) when payment cannot be reached. Emits
-    ReservationConfirmed (or ReservationFailed).
+    Errors: INVALID_ARGUMENT naming `seats[i]` for a seat off the map or blocked; NOT_FOUND for an
+    unknown screening; FAILED_PRECONDITION with ErrorInfo reason SEATS_TAKEN, SCREENING_STARTED,
+    SCREENING_CANCELLED, REQUEST_ID_REUSED or PAYMENT_DECLINED (metadata `decline_reason`);
+    UNAVAILABLE with RetryInfo when payment cannot be reached or answer within its deadline (the
+    reservation stays PENDING until the reconciler settles it). Emits ReservationConfirmed (or
+    ReservationFailed).
     """
     GetReservation: _aio.UnaryUnaryMultiCallable[_reservation_pb2.GetReservationRequest, _reservation_pb2.GetReservationResponse]  # type: ignore[assignment]
     """Returns one of the caller's reservations."""
@@ -96,9 +102,12 @@ class ReservationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_reservation_pb2.CreateReservationResponse, _abc.Awaitable[_reservation_pb2.CreateReservationResponse]]:
         """Reserves seats of a screening and pays for them synchronously. Idempotent by `request_id`.
-        Errors: FAILED_PRECONDITION with reason SEAT_TAKEN, SEAT_UNKNOWN, SCREENING_NOT_BOOKABLE or
-        PAYMENT_DECLINED; UNAVAILABLE (with a retry delay) when payment cannot be reached. Emits
-        ReservationConfirmed (or ReservationFailed).
+        Errors: INVALID_ARGUMENT naming `seats[i]` for a seat off the map or blocked; NOT_FOUND for an
+        unknown screening; FAILED_PRECONDITION with ErrorInfo reason SEATS_TAKEN, SCREENING_STARTED,
+        SCREENING_CANCELLED, REQUEST_ID_REUSED or PAYMENT_DECLINED (metadata `decline_reason`);
+        UNAVAILABLE with RetryInfo when payment cannot be reached or answer within its deadline (the
+        reservation stays PENDING until the reconciler settles it). Emits ReservationConfirmed (or
+        ReservationFailed).
         """
 
     @_abc_1.abstractmethod
