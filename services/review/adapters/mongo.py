@@ -69,7 +69,11 @@ Document = Mapping[str, Any]
 async def ensure_indexes(db: AsyncDatabase[Document]) -> list[str]:
     """Create the review indexes and the outbox's (idempotent); returns the review index names."""
     reviews: AsyncCollection[Document] = db[COLLECTION]
-    names = await reviews.create_indexes(list(INDEXES))
+    names: list[str] = []
+    # One index per command: FerretDB v1.24 drops the connection (a panic on its side) when one
+    # createIndexes names several indexes that all exist already, i.e. on every restart.
+    for index in INDEXES:
+        names += await reviews.create_indexes([index])
     await doc_outbox.ensure_indexes(reviews)
     return names
 
