@@ -1,0 +1,1 @@
+"""What the catalog's ports are served by: MongoDB (FerretDB), JetStream envelopes, gRPC."""

@@ -1,0 +1,1 @@
+"""The catalog's model: plain Python, no I/O, no protobuf."""

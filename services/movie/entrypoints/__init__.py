@@ -1,0 +1,1 @@
+"""The movie service's entry points besides gRPC: the review-event consumer, the deletion sweeper."""

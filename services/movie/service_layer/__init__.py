@@ -1,0 +1,1 @@
+"""Use cases of the catalog and the ports they need."""

@@ -1,0 +1,52 @@
+"""Use cases fed by the review context's events: the review count and rating of a movie.
+
+Each event is applied once by review id (see services.movie.domain.reviews), so redelivery and
+a delete that overtakes its post change nothing twice. A review event for a movie this service
+does not know is refused (`MovieNotKnown`): the consumer retries it with backoff and then parks
+it in the dead-letter stream. Movie ids are minted here and a movie document is never removed
+(deletion is a flag), so an unknown id is a review of a movie that never existed (a bad id the
+review context accepted), not one we have yet to hear of; recording it on a stub would keep
+garbage forever, while the dead-letter stream shows it to an operator.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from services.movie.domain.reviews import Outcome, valid_review_id
+from services.movie.service_layer.dependencies import CatalogDependencies
+
+log = logging.getLogger(__name__)
+
+
+class MovieNotKnown(Exception):
+    """A review event names a movie this catalog never had: retried, then dead-lettered."""
+
+
+class BadReviewEvent(Exception):
+    """A review event that can never apply (e.g. an id unfit as a key): dead-lettered after retries."""
+
+
+def _check(review_id: str, rating: int | None) -> None:
+    if not valid_review_id(review_id):
+        raise BadReviewEvent(f"review id {review_id!r} is not a plain token")
+    if rating is not None and not 1 <= rating <= 5:
+        raise BadReviewEvent(f"review {review_id} has rating {rating}, not 1..5")
+
+
+async def on_review_posted(movie_id: str, review_id: str, rating: int, deps: CatalogDependencies) -> Outcome:
+    _check(review_id, rating)
+    outcome = await deps.movies.record_review_posted(movie_id, review_id, rating)
+    if outcome is None:
+        raise MovieNotKnown(f"review {review_id} is about movie {movie_id}, which this catalog does not know")
+    log.info("review %s posted for movie %s: %s", review_id, movie_id, outcome.value)
+    return outcome
+
+
+async def on_review_deleted(movie_id: str, review_id: str, deps: CatalogDependencies) -> Outcome:
+    _check(review_id, None)
+    outcome = await deps.movies.record_review_deleted(movie_id, review_id)
+    if outcome is None:
+        raise MovieNotKnown(f"review {review_id} is about movie {movie_id}, which this catalog does not know")
+    log.info("review %s deleted for movie %s: %s", review_id, movie_id, outcome.value)
+    return outcome
