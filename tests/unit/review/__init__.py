@@ -1,0 +1,1 @@
+"""Unit tests of the review service (domain rules, use cases on fakes)."""
