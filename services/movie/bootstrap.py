@@ -47,7 +47,10 @@ class UtcClock:
 
 
 def mongo_client(settings: MovieSettings) -> AsyncMongoClient[Mapping[str, Any]]:
-    return AsyncMongoClient(settings.mongo_url, tz_aware=True, serverSelectionTimeoutMS=5000)
+    # One connection by default: see MOVIE_MONGO_MAX_POOL_SIZE (FerretDB v1 loses concurrent updates).
+    return AsyncMongoClient(
+        settings.mongo_url, tz_aware=True, serverSelectionTimeoutMS=5000, maxPoolSize=settings.mongo_max_pool_size
+    )
 
 
 async def migrate(settings: MovieSettings) -> None:

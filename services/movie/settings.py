@@ -5,6 +5,12 @@ services.kit.settings), the service reads:
 
 - `MOVIE_MONGO_URL` (default `mongodb://127.0.0.1:17017/`): MongoDB, or FerretDB locally.
 - `MOVIE_MONGO_DATABASE` (default `movie`): its database.
+- `MOVIE_MONGO_MAX_POOL_SIZE` (default 1): connections to the store. FerretDB v1 applies an
+  update as read-modify-write with no isolation between connections: two concurrent updates of
+  one document from two connections lose one (seen: 200 concurrent `$inc` counted 16), which
+  would break every conditional update here and the outbox relay's clearing. One connection
+  serializes this process's operations, which makes them atomic again. Raise it only on a real
+  MongoDB; and on FerretDB v1 run one replica of the service.
 - `MOVIE_NATS_URL` (default `nats://127.0.0.1:14222`): NATS JetStream (events in and out).
 - `MOVIE_CLEANING_GAP_MINUTES` (default 15): how long a hall stays closed after a screening
   ends; two screenings of one hall must be at least this far apart.
@@ -35,6 +41,7 @@ class MovieSettings(KitSettings):
 
     mongo_url: str = "mongodb://127.0.0.1:17017/"
     mongo_database: str = "movie"
+    mongo_max_pool_size: int = Field(default=1, ge=1)
     nats_url: str = "nats://127.0.0.1:14222"
 
     cleaning_gap_minutes: int = Field(default=15, ge=0, le=24 * 60)
