@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from scripts.stack.process import free_port
-from tests.support.servers import Server, scratch_dir
+from scripts.stack.stores import scratch_dir
+from tests.support.servers import Server
 
 pytestmark = pytest.mark.integration
 

@@ -23,9 +23,10 @@ from cinema.movie.v1.events_pb2 import MovieRegistered, ScreeningScheduled
 from cinema.payment.v1 import payment_pb2_grpc
 from cinema.reservation.v1 import reservation_pb2, reservation_pb2_grpc
 from scripts.stack.services import Identity, ServiceProcess, payment_process, reservation_process
+from scripts.stack.stores import scratch_dir
 from services.kit.events import envelope as env
 from services.kit.events import jetstream
-from tests.support.servers import Server, create_database, scratch_dir, start_nats
+from tests.support.servers import Server, create_database, start_nats
 
 if TYPE_CHECKING:  # the async stub types exist only in the generated .pyi
     from cinema.payment.v1.payment_pb2_grpc import PaymentServiceAsyncStub
