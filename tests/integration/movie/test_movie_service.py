@@ -19,7 +19,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from cinema.movie.v1 import events_pb2 as movie_events
 from cinema.movie.v1 import movie_pb2 as pb
-from cinema.movie.v1 import movie_pb2_grpc
 from services.kit.grpc_errors import find_detail
 from services.movie.adapters import mongo
 from tests.integration.movie.helpers import (
@@ -322,7 +321,7 @@ async def test_every_query_is_covered_by_an_index(db: AsyncDatabase[Mapping[str,
     for collection in (mongo.MOVIES, mongo.SCREENINGS, mongo.HALLS):
         info: dict[str, Any] = await db[collection].index_information()
         existing[collection] = [tuple(field for field, _ in spec["key"]) for spec in info.values()]
-    print("indexes:", existing)  # noqa: T201  # the list the issue asks to see
+    print("indexes:", existing)  # the list the issue asks to see
     for collection, queries in mongo.QUERIES.items():
         for fields in queries:
             assert any(index[: len(fields)] == fields for index in existing[collection]), (collection, fields)
