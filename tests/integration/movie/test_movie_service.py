@@ -5,6 +5,7 @@ and the indexes behind every query."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from cinema.movie.v1 import events_pb2 as movie_events
 from cinema.movie.v1 import movie_pb2 as pb
+from cinema.movie.v1 import movie_pb2_grpc
 from services.kit.grpc_errors import find_detail
 from services.movie.adapters import mongo
 from tests.integration.movie.helpers import (
@@ -35,10 +37,8 @@ from tests.integration.movie.helpers import (
 
 pytestmark = pytest.mark.integration
 
-Stub = "movie_pb2_grpc.MovieServiceAsyncStub"
 
-
-async def test_register_read_update_list(stub: Stub, manager: Metadata) -> None:
+async def test_register_read_update_list(stub: movie_pb2_grpc.MovieServiceAsyncStub, manager: Metadata) -> None:
     movie = await create_movie(stub, manager, title="Nosferatu", minutes=94, genres=("horror", "silent"))
     assert movie.id and movie.review_count == 0 and movie.create_time.seconds > 0
 
@@ -60,7 +60,7 @@ async def test_register_read_update_list(stub: Stub, manager: Metadata) -> None:
     assert all("silent" in m.genres for m in listed.movies)
 
 
-async def test_list_movies_pages_by_title(stub: Stub, manager: Metadata) -> None:
+async def test_list_movies_pages_by_title(stub: movie_pb2_grpc.MovieServiceAsyncStub, manager: Metadata) -> None:
     genre = f"g{id(stub) % 100000}"
     titles = [f"Paged {i:02d}" for i in range(7)]
     for title in reversed(titles):
@@ -79,7 +79,7 @@ async def test_list_movies_pages_by_title(stub: Stub, manager: Metadata) -> None
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_showing_on_a_date(stub: Stub, manager: Metadata) -> None:
+async def test_showing_on_a_date(stub: movie_pb2_grpc.MovieServiceAsyncStub, manager: Metadata) -> None:
     showing = await create_movie(stub, manager, title="Showing")
     other = await create_movie(stub, manager, title="Not showing")
     day = BASE + timedelta(days=7)
@@ -91,7 +91,7 @@ async def test_showing_on_a_date(stub: Stub, manager: Metadata) -> None:
     assert showing.id not in [m.id for m in next_day.movies]
 
 
-async def test_roles(stub: Stub, manager: Metadata, customer: Metadata) -> None:
+async def test_roles(stub: movie_pb2_grpc.MovieServiceAsyncStub, manager: Metadata, customer: Metadata) -> None:
     request = pb.CreateMovieRequest(movie=pb.Movie(title="Forbidden", duration_minutes=90))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.CreateMovie(request, metadata=customer)
@@ -122,7 +122,7 @@ async def test_roles(stub: Stub, manager: Metadata, customer: Metadata) -> None:
     ],
 )
 async def test_bad_movie_is_invalid_argument_naming_the_field(
-    stub: Stub, manager: Metadata, movie: pb.Movie, field: str
+    stub: movie_pb2_grpc.MovieServiceAsyncStub, manager: Metadata, movie: pb.Movie, field: str
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.CreateMovie(pb.CreateMovieRequest(movie=movie), metadata=manager)
@@ -130,7 +130,9 @@ async def test_bad_movie_is_invalid_argument_naming_the_field(
     assert field in bad_fields(caught.value)
 
 
-async def test_bad_update_is_validated_after_merging(stub: Stub, manager: Metadata) -> None:
+async def test_bad_update_is_validated_after_merging(
+    stub: movie_pb2_grpc.MovieServiceAsyncStub, manager: Metadata
+) -> None:
     movie = await create_movie(stub, manager)
     for patch, mask, field in (
         (pb.Movie(id=movie.id, title=""), ["title"], "movie.title"),
@@ -145,7 +147,9 @@ async def test_bad_update_is_validated_after_merging(stub: Stub, manager: Metada
         assert field in bad_fields(caught.value), caught.value.details()
 
 
-async def test_bad_screening_is_invalid_argument_naming_the_field(stub: Stub, manager: Metadata) -> None:
+async def test_bad_screening_is_invalid_argument_naming_the_field(
+    stub: movie_pb2_grpc.MovieServiceAsyncStub, manager: Metadata
+) -> None:
     movie = await create_movie(stub, manager)
     for request, field in (
         (screening_request(movie.id, new_hall(), BASE, rows=0), "screening.seat_map.rows"),
@@ -159,7 +163,9 @@ async def test_bad_screening_is_invalid_argument_naming_the_field(stub: Stub, ma
         assert field in bad_fields(caught.value), caught.value.details()
 
 
-async def test_overlap_in_a_hall_counts_runtime_and_cleaning_gap(stub: Stub, manager: Metadata) -> None:
+async def test_overlap_in_a_hall_counts_runtime_and_cleaning_gap(
+    stub: movie_pb2_grpc.MovieServiceAsyncStub, manager: Metadata
+) -> None:
     movie = await create_movie(stub, manager, minutes=120)  # with the 15 min gap: hall busy 135 min
     hall = new_hall()
     first = await schedule(stub, manager, movie.id, hall, BASE)
@@ -189,7 +195,9 @@ async def test_overlap_in_a_hall_counts_runtime_and_cleaning_gap(stub: Stub, man
     await schedule(stub, manager, movie.id, hall, BASE)
 
 
-async def test_concurrent_overlapping_schedules_only_one_wins(stub: Stub, manager: Metadata) -> None:
+async def test_concurrent_overlapping_schedules_only_one_wins(
+    stub: movie_pb2_grpc.MovieServiceAsyncStub, manager: Metadata
+) -> None:
     movie = await create_movie(stub, manager, minutes=100)
     hall = new_hall()
     starts = [BASE + timedelta(days=2, minutes=5 * i) for i in range(12)]  # all within 100 min of each other
@@ -213,7 +221,9 @@ async def test_concurrent_overlapping_schedules_only_one_wins(stub: Stub, manage
     await asyncio.gather(*(schedule(stub, manager, movie.id, other_hall, start) for start in spaced))
 
 
-async def test_list_screenings_earliest_first_with_pages(stub: Stub, manager: Metadata) -> None:
+async def test_list_screenings_earliest_first_with_pages(
+    stub: movie_pb2_grpc.MovieServiceAsyncStub, manager: Metadata
+) -> None:
     movie = await create_movie(stub, manager, minutes=60)
     hall = new_hall()
     starts = [BASE + timedelta(days=4, hours=3 * i) for i in range(5)]
@@ -233,7 +243,7 @@ async def test_list_screenings_earliest_first_with_pages(stub: Stub, manager: Me
 
 
 async def test_deleting_a_movie_cancels_its_future_screenings(
-    stub: Stub, manager: Metadata, js: JetStreamContext
+    stub: movie_pb2_grpc.MovieServiceAsyncStub, manager: Metadata, js: JetStreamContext
 ) -> None:
     movie = await create_movie(stub, manager, title="Withdrawn")
     screenings = [await schedule(stub, manager, movie.id, new_hall(), BASE + timedelta(days=d)) for d in (1, 2, 3)]
@@ -259,7 +269,7 @@ async def test_deleting_a_movie_cancels_its_future_screenings(
 
 
 async def test_events_reach_jetstream_in_per_aggregate_order(
-    stub: Stub, manager: Metadata, js: JetStreamContext
+    stub: movie_pb2_grpc.MovieServiceAsyncStub, manager: Metadata, js: JetStreamContext
 ) -> None:
     movie = await create_movie(stub, manager, title="Ordered")
     for i in range(3):
@@ -301,9 +311,9 @@ async def test_events_reach_jetstream_in_per_aggregate_order(
     assert all(envelope.subject == envelope.aggregate_id for envelope, _ in events)
 
 
-async def test_retried_create_with_a_request_id_returns_the_first_result(stub: Stub, manager: Metadata) -> None:
-    import uuid
-
+async def test_retried_create_with_a_request_id_returns_the_first_result(
+    stub: movie_pb2_grpc.MovieServiceAsyncStub, manager: Metadata
+) -> None:
     request = pb.CreateMovieRequest(movie=pb.Movie(title="Once", duration_minutes=90), request_id=str(uuid.uuid4()))
     first = await stub.CreateMovie(request, metadata=manager)
     again = await stub.CreateMovie(request, metadata=manager)
@@ -315,11 +325,13 @@ async def test_retried_create_with_a_request_id_returns_the_first_result(stub: S
     assert one.screening.id == two.screening.id
 
 
-async def test_every_query_is_covered_by_an_index(db: AsyncDatabase[Mapping[str, Any]], stub: Stub) -> None:
+async def test_every_query_is_covered_by_an_index(
+    db: AsyncDatabase[Mapping[str, Any]], stub: movie_pb2_grpc.MovieServiceAsyncStub
+) -> None:
     """Lists the indexes of each collection and checks that each query's fields are an index prefix."""
     existing: dict[str, list[tuple[str, ...]]] = {}
     for collection in (mongo.MOVIES, mongo.SCREENINGS, mongo.HALLS):
-        info: dict[str, Any] = await db[collection].index_information()
+        info = await db[collection].index_information()
         existing[collection] = [tuple(field for field, _ in spec["key"]) for spec in info.values()]
     print("indexes:", existing)  # the list the issue asks to see
     for collection, queries in mongo.QUERIES.items():

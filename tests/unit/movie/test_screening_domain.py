@@ -107,7 +107,7 @@ def test_a_revoked_claim_cannot_be_confirmed() -> None:
 
 def test_schedule_reschedule_cancel_versions_and_events() -> None:
     s = proposed()
-    assert s.state is ScreeningState.PENDING and not s.is_visible and s.pending == []
+    assert s.state.value == "PENDING" and not s.is_visible and s.pending == []
     s.confirm("c1", NOW)
     assert s.state is ScreeningState.SCHEDULED and s.version == 1 and s.claim_id == "c1"
     assert isinstance(s.pending[0], ScreeningScheduled) and s.pending[0].version == 1
