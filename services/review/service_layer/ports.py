@@ -4,6 +4,8 @@ The store is a document store without multi-document transactions (MongoDB / Fer
 there is no unit of work spanning documents: every write is ONE atomic write of ONE review
 document that carries the review's new state and its pending events together (the document
 outbox). A relay publishes those events later; `OutboxSignal.wake()` tells it to look now.
+The port asks for no update of a stored review: FerretDB v1 does not isolate concurrent updates
+of one document (see services.review.adapters.mongo), so changes are written as new documents.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class ReviewPage:
 
 class ReviewRepository(Protocol):
     async def get(self, review_id: str) -> Review | None:
-        """The review with this id, deleted ones (tombstones) included; None if there is none."""
+        """The review with this id, a deleted one (state DELETED) included; None if there is none."""
         ...
 
     async def find_by_author(self, movie_id: str, customer_id: str) -> Review | None:
@@ -43,9 +45,10 @@ class ReviewRepository(Protocol):
         """Insert a new review with its pending events, atomically. Raises DuplicateReview."""
         ...
 
-    async def update(self, review: Review, expected_version: int, events: Sequence[DomainEvent]) -> bool:
-        """Write the review's new state with its pending events, atomically, if the stored
-        version is still `expected_version`; False (nothing written) if it is not."""
+    async def record_deletion(self, review: Review, events: Sequence[DomainEvent]) -> bool:
+        """Store the deleted `review` (a tombstone) with its events in one atomic write, once:
+        False (nothing written) if the review was deleted already, e.g. by a concurrent delete.
+        Events of the review still pending at that moment ride along, ahead of these."""
         ...
 
     async def list_for_movie(self, movie_id: str, page_size: int, page_token: str) -> ReviewPage:

@@ -27,7 +27,7 @@ from services.review.service_layer.ports import Clock, DuplicateReview, OutboxSi
 
 # Namespace of the review ids derived from idempotency keys (a fixed, arbitrary UUID).
 REQUEST_NAMESPACE = uuid.UUID("6a3c2f0e-9a43-4c1e-b7f6-3f6d1f0c8e21")
-DELETE_ATTEMPTS = 3
+POST_ATTEMPTS = 2
 
 
 def new_uuid() -> str:
@@ -87,22 +87,26 @@ async def post_review(cmd: PostReview, deps: ReviewDependencies) -> Review:
         text=cmd.text,
         at=deps.clock.now(),
     )
-    try:
-        await deps.reviews.add(review, [posted])
-    except DuplicateReview:
-        if cmd.request_id:
-            first = await deps.reviews.get(review_id)
-            if first is not None:
-                return _same_request(first, cmd)
-        existing = await deps.reviews.find_by_author(cmd.movie_id, customer_id)
-        raise AlreadyExists(
-            "review",
-            existing.id if existing is not None else f"movies/{cmd.movie_id}/reviews?customer={customer_id}",
-            f"customer {customer_id!r} has already reviewed movie {cmd.movie_id!r}"
-            + (f" (review {existing.id}); delete it to post another" if existing is not None else ""),
-        ) from None
-    deps.outbox.wake()
-    return review
+    for _attempt in range(POST_ATTEMPTS):
+        try:
+            await deps.reviews.add(review, [posted])
+        except DuplicateReview:
+            if cmd.request_id:
+                first = await deps.reviews.get(review_id)
+                if first is not None:
+                    return _same_request(first, cmd)
+            existing = await deps.reviews.find_by_author(cmd.movie_id, customer_id)
+            if existing is None:
+                continue  # the author's previous review was deleted meanwhile: the key is free now
+            raise AlreadyExists(
+                "review",
+                existing.id,
+                f"customer {customer_id!r} has already reviewed movie {cmd.movie_id!r} (review {existing.id});"
+                " delete it to post another",
+            ) from None
+        deps.outbox.wake()
+        return review
+    raise Unavailable("the review is being changed; retry", retry_after_s=deps.retry_after_s)
 
 
 def _same_request(first: Review, cmd: PostReview) -> Review:
@@ -129,16 +133,13 @@ async def list_reviews(movie_id: str, page_size: int, page_token: str, deps: Rev
 
 
 async def delete_review(cmd: DeleteReview, deps: ReviewDependencies) -> Review:
-    """Delete a review (author or manager): a tombstone with ReviewDeleted pending, in one write."""
-    for _attempt in range(DELETE_ATTEMPTS):
-        review = await deps.reviews.get(cmd.review_id)
-        if review is None:
-            raise NotFound("review", cmd.review_id)
-        loaded_version = review.version
-        deleted = review.delete(by=cmd.author.subject, is_manager=cmd.author.is_manager, at=deps.clock.now())
-        if await deps.reviews.update(review, loaded_version, [deleted]):
-            deps.outbox.wake()
-            return review
-        # Someone changed it between our read and our write (a concurrent delete): read again;
-        # the next round finds it deleted and answers NOT_FOUND.
-    raise Unavailable("the review is being changed; retry", retry_after_s=deps.retry_after_s)
+    """Delete a review (author or manager): its tombstone with ReviewDeleted pending, in one write.
+    Of concurrent deletes of one review exactly one succeeds; the others answer NOT_FOUND."""
+    review = await deps.reviews.get(cmd.review_id)
+    if review is None:
+        raise NotFound("review", cmd.review_id)
+    deleted = review.delete(by=cmd.author.subject, is_manager=cmd.author.is_manager, at=deps.clock.now())
+    if not await deps.reviews.record_deletion(review, [deleted]):
+        raise NotFound("review", cmd.review_id)  # a concurrent delete got there first
+    deps.outbox.wake()
+    return review

@@ -10,6 +10,8 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+import grpc
+import grpc.aio
 import pytest
 from nats.js.client import JetStreamContext
 from pymongo import AsyncMongoClient
@@ -54,10 +56,27 @@ async def test_posted_then_deleted_reach_jetstream_in_order_once(
     assert deleted == events_pb2.ReviewDeleted(review_id=review.id, movie_id=movie_id, customer_id="liz", rating=4)
 
     async def cleared() -> bool:
-        doc = await app.db[COLLECTION].find_one({"_id": review.id})
-        return doc is not None and doc["pending_events"] == [] and doc["state"] == "deleted"
+        tombstone = await app.db[COLLECTION].find_one({"_id": f"{review.id}:deleted"})
+        return tombstone is not None and tombstone["pending_events"] == [] and tombstone["state"] == "deleted"
 
     await eventually(cleared)
+    assert await app.db[COLLECTION].find_one({"_id": review.id}) is None  # the standing review is gone
+
+
+async def test_concurrent_deletes_of_one_review_delete_it_once(
+    stub: Stub, tokens: Tokens, js: JetStreamContext
+) -> None:
+    review = (await stub.CreateReview(create_request(str(uuid.uuid4()), 3), metadata=tokens.customer("nia"))).review
+    callers = [tokens.customer("nia"), tokens.manager("m1")] * 5
+    results = await asyncio.gather(
+        *(stub.DeleteReview(pb.DeleteReviewRequest(review_id=review.id), metadata=m) for m in callers),
+        return_exceptions=True,
+    )
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(results) - len(refused) == 1, results
+    assert all(e.code() == grpc.StatusCode.NOT_FOUND for e in refused)
+    got = await review_events(js, {review.id}, expected=2)
+    assert [s for s, _, _ in got] == ["cinema.review.posted", "cinema.review.deleted"]
 
 
 async def test_many_reviews_each_in_order_and_once(stub: Stub, tokens: Tokens, js: JetStreamContext) -> None:
@@ -108,7 +127,9 @@ async def test_a_relay_killed_after_publishing_republishes_and_jetstream_drops_t
     deps = ReviewDependencies(reviews=MongoReviewRepository(quiet_db), clock=MillisecondClock(), outbox=NoRelay())
     review = await reviews.post_review(PostReview(Author("mia"), str(uuid.uuid4()), 5, "Loved it"), deps)
     await reviews.delete_review(DeleteReview(Author("mia"), review.id), deps)
-    doc = await quiet_db[COLLECTION].find_one({"_id": review.id})
+    # The tombstone carries both: the post was still pending when the review was deleted.
+    assert await quiet_db[COLLECTION].find_one({"_id": review.id}) is None
+    doc = await quiet_db[COLLECTION].find_one({"_id": f"{review.id}:deleted"})
     assert doc is not None
     pending = [env.decode(entry["envelope"]) for entry in doc["pending_events"]]
     assert [e.aggregate_version for e in pending] == [1, 2]
@@ -121,4 +142,4 @@ async def test_a_relay_killed_after_publishing_republishes_and_jetstream_drops_t
     assert await relay.publish_pending() == 2  # a new relay publishes them again ...
     got = await review_events(js, {review.id}, expected=2)
     assert [e.id for _, e, _ in got] == [e.id for e in pending]  # ... and the stream keeps each once
-    assert (await quiet_db[COLLECTION].find_one({"_id": review.id}) or {}).get("pending_events") == []
+    assert (await quiet_db[COLLECTION].find_one({"_id": f"{review.id}:deleted"}) or {}).get("pending_events") == []

@@ -14,8 +14,9 @@ from pymongo.errors import DuplicateKeyError
 
 from cinema.review.v1 import review_pb2 as pb
 from cinema.review.v1 import review_pb2_grpc
-from services.review.adapters.mongo import COLLECTION
+from services.review.adapters.mongo import COLLECTION, to_document
 from services.review.bootstrap import ReviewApp
+from services.review.domain.review import Review
 from tests.integration.review.helpers import QueryRecorder, Tokens, create_request, filter_fields, review_events
 
 if TYPE_CHECKING:
@@ -86,11 +87,11 @@ async def test_every_query_the_service_makes_is_served_by_an_index(
     recorded = queries.snapshot()
     shapes = {(command, frozenset(filter_fields(query))) for command, query in recorded}
     assert {fields for _, fields in shapes} >= {
-        frozenset({"_id"}),  # get
+        frozenset({"_id"}),  # get (review and tombstone), a page's tombstone check
         frozenset({"author_key"}),  # find_by_author
         frozenset({"movie_id", "state"}),  # first page
         frozenset({"movie_id", "state", "created_at", "_id"}),  # later pages (keyset)
-        frozenset({"_id", "version"}),  # the guarded deletion
+        frozenset({"_id", "state"}),  # removing a deleted review's standing document
     }
     own = [(command, set(fields)) for command, fields in shapes if not fields & RELAY_FIELDS]
     unserved = [(command, sorted(fields)) for command, fields in own if served_by(fields, indexes, unique) is None]
@@ -110,3 +111,33 @@ async def test_the_author_key_is_unique_in_the_database_itself(app: ReviewApp) -
     await reviews.insert_one({"_id": str(uuid.uuid4()), "author_key": key})
     with pytest.raises(DuplicateKeyError):
         await reviews.insert_one({"_id": str(uuid.uuid4()), "author_key": key})
+
+
+async def test_a_deletion_cut_short_by_a_crash_is_healed_by_the_reads(
+    app: ReviewApp, stub: Stub, tokens: Tokens
+) -> None:
+    """The process died after inserting the tombstone and before removing the standing review."""
+    movie_id = str(uuid.uuid4())
+    posted = (await stub.CreateReview(create_request(movie_id, 2), metadata=tokens.customer("oz"))).review
+    review = await app.deps.reviews.get(posted.id)
+    assert isinstance(review, Review)
+    review.delete(by="oz", is_manager=False, at=review.created_at)
+    await app.db[COLLECTION].insert_one(to_document(review) | {"pending_events": []})
+    assert await app.db[COLLECTION].count_documents({"_id": posted.id}) == 1  # the leftover
+
+    assert list((await stub.ListReviews(pb.ListReviewsRequest(movie_id=movie_id))).reviews) == []
+    with pytest.raises(Exception, match="not found"):
+        await stub.GetReview(pb.GetReviewRequest(review_id=posted.id))
+    assert await app.db[COLLECTION].count_documents({"_id": posted.id}) == 0  # removed by the read
+    await stub.CreateReview(create_request(movie_id, 5), metadata=tokens.customer("oz"))  # the key is free
+
+
+async def test_a_leftover_does_not_block_the_authors_next_review(app: ReviewApp, stub: Stub, tokens: Tokens) -> None:
+    movie_id = str(uuid.uuid4())
+    posted = (await stub.CreateReview(create_request(movie_id, 2), metadata=tokens.customer("pat"))).review
+    review = await app.deps.reviews.get(posted.id)
+    assert isinstance(review, Review)
+    review.delete(by="pat", is_manager=False, at=review.created_at)
+    await app.db[COLLECTION].insert_one(to_document(review) | {"pending_events": []})
+    again = (await stub.CreateReview(create_request(movie_id, 4), metadata=tokens.customer("pat"))).review
+    assert again.id != posted.id

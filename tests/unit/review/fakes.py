@@ -1,5 +1,5 @@
 """In-memory fakes of the review ports, with the store's guarantees: unique review id and
-author key, the version guard of an update, newest-first keyset pages."""
+author key, one deletion per review, newest-first keyset pages."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class FakeReviewRepository:
     def __init__(self) -> None:
         self.documents: dict[str, Review] = {}
         self.pending: dict[str, list[DomainEvent]] = {}
-        # Set by a test to change a review between a use case's read and its write.
+        # Set by a test: deletions that land between a use case's read and its write.
         self.before_update: list[Review] = []
 
     def _copy(self, review: Review | None) -> Review | None:
@@ -54,12 +54,12 @@ class FakeReviewRepository:
         self.documents[review.id] = copy.deepcopy(review)
         self.pending[review.id] = list(events)
 
-    async def update(self, review: Review, expected_version: int, events: Sequence[DomainEvent]) -> bool:
-        while self.before_update:
+    async def record_deletion(self, review: Review, events: Sequence[DomainEvent]) -> bool:
+        while self.before_update:  # a concurrent delete lands first
             change = self.before_update.pop()
             self.documents[change.id] = change
         stored = self.documents.get(review.id)
-        if stored is None or stored.version != expected_version:
+        if stored is None or stored.is_deleted:
             return False
         self.documents[review.id] = copy.deepcopy(review)
         self.pending[review.id] += events

@@ -116,7 +116,7 @@ async def test_an_unknown_review_is_not_found(deps: ReviewDependencies) -> None:
         await reviews.delete_review(DeleteReview(MANAGER, str(uuid.uuid4())), deps)
 
 
-async def test_a_delete_that_loses_a_race_reads_again_and_finds_it_gone(
+async def test_a_delete_that_loses_a_race_is_not_found_and_writes_nothing(
     deps: ReviewDependencies, store: FakeReviewRepository
 ) -> None:
     review = await reviews.post_review(PostReview(ALICE, MOVIE, 3, ""), deps)
