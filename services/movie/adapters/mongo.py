@@ -11,7 +11,11 @@ repeat and safe against concurrent writers (FerretDB has no multi-document trans
   guarded by that entry's state, so each review is counted once and uncounted once.
 
 FerretDB v1 ignores the conditions of `$pull` and indexes an array as one value (no multikey
-unique index), so none of that is used here. `INDEXES` lists every index, and `QUERIES` the
+unique index), so none of that is used here. Worse, it applies an update as read-modify-write
+with no isolation between connections (200 concurrent `$inc` of one document counted 16; a
+relay's `$pullAll` racing a `$push` dropped the pushed event): the service therefore talks to
+the store over one connection by default (MOVIE_MONGO_MAX_POOL_SIZE), which serializes its
+operations; on a real MongoDB every update below is atomic on its own. `INDEXES` lists every index, and `QUERIES` the
 filter and sort fields of every query this module makes; tests check that each is covered.
 """
 
