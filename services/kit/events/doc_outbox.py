@@ -10,6 +10,15 @@ JetStream drops them by `Nats-Msg-Id` (the common case: not twice); consumers st
 
 One relay leads per collection at a time, through a lease document in `outbox_leases`
 (renewed while leading, taken over when it expires), so replicas do not publish in parallel.
+
+FerretDB v1 (our local and test MongoDB) does NOT apply concurrent updates of one document
+atomically: updates arriving on different connections interleave and overwrite each other
+(measured: 200 concurrent `$inc` ending at 16; a `$pullAll` here overwriting a concurrent
+`$push`, losing an event). Updates sent over one connection are applied in order. So on
+FerretDB a service must send all writes of a collection, the relay's included, over one
+connection (a client with maxPoolSize=1, as the movie service does) and run one replica, or
+write by insert/delete only (as the review service does). A real MongoDB (`MONGO_URL`)
+applies each update atomically and needs neither.
 """
 
 from __future__ import annotations
@@ -129,7 +138,7 @@ class DocumentOutboxRelay:
         """Publish the pending events of a batch of documents; returns how many were published."""
         published = 0
         cursor = self._collection.find(
-            {f"{FIELD}.0": {"$exists": True}}, {FIELD: 1}, limit=self._settings.batch_documents
+            {f"{FIELD}.id": {"$exists": True}}, {FIELD: 1}, limit=self._settings.batch_documents
         )
         documents = [doc async for doc in cursor]
         DOC_OUTBOX_BACKLOG.labels(self._collection.name).set(len(documents))
