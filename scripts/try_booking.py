@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Try the running system (`make up`) as the demo customer: see a screening's free seats,
-reserve two, list your reservations, cancel. Uses the generated gRPC client and a
-development token from `.data/auth` (the identity service will issue real ones).
+"""Try the running system (`make up`) as the demo customer: browse the catalog, see a
+screening's free seats, reserve two, review the movie, cancel. Uses the generated gRPC
+clients and a development token from `.data/auth` (the identity service will issue real ones).
 
     .venv/bin/python scripts/try_booking.py
 """
@@ -14,54 +14,85 @@ import uuid
 
 import grpc
 
+from cinema.movie.v1 import movie_pb2, movie_pb2_grpc
 from cinema.payment.v1.payment_pb2 import Card
 from cinema.reservation.v1 import reservation_pb2, reservation_pb2_grpc
+from cinema.review.v1 import review_pb2, review_pb2_grpc
 from scripts.stack import components
 from scripts.stack.devauth import DevIssuer
 from scripts.stack.paths import DATA
-from scripts.stack.seed import seed_demo_catalog
+
+STATE = reservation_pb2.ReservationState
+
+
+def channel(port: int) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(f"127.0.0.1:{port}")
 
 
 async def main() -> int:
-    nats_url = next(c.url for c in components.local_components() if c.name == "nats")
-    title, screening_id, starts = (await seed_demo_catalog(nats_url))[0]
-    token = DevIssuer(DATA / "auth").mint("demo-customer", {"customer"}, ttl_s=600, email="demo@cinema.test")
-    metadata = (("authorization", f"Bearer {token}"),)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{components.RESERVATION_PORT}") as channel:
-        stub = reservation_pb2_grpc.ReservationServiceStub(channel)
-        seats = await stub.GetSeatAvailability(
-            reservation_pb2.GetSeatAvailabilityRequest(screening_id=screening_id), metadata=metadata, timeout=5
+    customer = f"demo-customer-{uuid.uuid4().hex[:6]}"  # a new customer each run: one review per movie
+    token = DevIssuer(DATA / "auth").mint(customer, {"customer"}, ttl_s=600, email="demo@cinema.test")
+    me = (("authorization", f"Bearer {token}"),)
+    async with (
+        channel(components.MOVIE_PORT) as mc,
+        channel(components.RESERVATION_PORT) as rc,
+        channel(components.REVIEW_PORT) as vc,
+    ):
+        movies = movie_pb2_grpc.MovieServiceStub(mc)
+        reservations = reservation_pb2_grpc.ReservationServiceStub(rc)
+        reviews = review_pb2_grpc.ReviewServiceStub(vc)
+
+        listed = await movies.ListMovies(movie_pb2.ListMoviesRequest(page_size=10), timeout=5)
+        print("movies:", ", ".join(f"{m.title} ({m.duration_minutes} min)" for m in listed.movies))
+        movie = listed.movies[0]
+        shows = await movies.ListScreenings(movie_pb2.ListScreeningsRequest(movie_id=movie.id), timeout=5)
+        screening = shows.screenings[0]
+        seats = await reservations.GetSeatAvailability(
+            reservation_pb2.GetSeatAvailabilityRequest(screening_id=screening.id), timeout=5
         )
         print(
-            f"{title} at {starts:%a %d %b %H:%M}: {seats.free_seat_count}/{seats.total_seat_count} seats free, "
+            f"{movie.title}, hall {screening.hall}, {screening.start_time.ToDatetime():%a %d %b %H:%M} UTC: "
+            f"{seats.free_seat_count}/{seats.total_seat_count} seats free, "
             f"{seats.price.minor_units / 100:.2f} {seats.price.currency_code} each"
         )
+
         taken = set(seats.taken_seats)
         wanted = [s for s in (f"{r}{n}" for r in "DEFGH" for n in range(5, 13)) if s not in taken][:2]
-        created = await stub.CreateReservation(
+        created = await reservations.CreateReservation(
             reservation_pb2.CreateReservationRequest(
-                screening_id=screening_id,
+                screening_id=screening.id,
                 seats=wanted,
                 request_id=str(uuid.uuid4()),
                 card=Card(number="4242424242424242", expiry_month=12, expiry_year=2035, cvc="123"),
             ),
-            metadata=metadata,
+            metadata=me,
             timeout=5,
         )
         r = created.reservation
         print(
-            f"reserved {', '.join(r.seats)}: {reservation_pb2.ReservationState.Name(r.state)}, "
+            f"reserved {', '.join(r.seats)}: {STATE.Name(r.state)}, "
             f"{r.amount.minor_units / 100:.2f} {r.amount.currency_code}, reservation {r.id}"
         )
-        mine = await stub.ListReservations(reservation_pb2.ListReservationsRequest(page_size=5), metadata=metadata)
-        print(
-            f"your latest reservations: {[reservation_pb2.ReservationState.Name(x.state) for x in mine.reservations]}"
+
+        await reviews.CreateReview(
+            review_pb2.CreateReviewRequest(
+                movie_id=movie.id, review=review_pb2.Review(rating=5, text="Loved it."), request_id=str(uuid.uuid4())
+            ),
+            metadata=me,
+            timeout=5,
         )
-        cancelled = await stub.CancelReservation(
-            reservation_pb2.CancelReservationRequest(reservation_id=r.id, reason="just trying"), metadata=metadata
+        await asyncio.sleep(1.5)  # the movie service counts it from the ReviewPosted event
+        counted = await movies.GetMovie(movie_pb2.GetMovieRequest(movie_id=movie.id), timeout=5)
+        print(
+            f"reviewed {movie.title}: {counted.movie.review_count} review(s), "
+            f"average {counted.movie.average_rating:.1f}"
+        )
+
+        cancelled = await reservations.CancelReservation(
+            reservation_pb2.CancelReservationRequest(reservation_id=r.id, reason="just trying"), metadata=me, timeout=5
         )
         print(
-            f"cancelled: {reservation_pb2.ReservationState.Name(cancelled.reservation.state)} "
+            f"cancelled: {STATE.Name(cancelled.reservation.state)} "
             "(payment refunds it when it sees ReservationCancelled)"
         )
     return 0

@@ -36,6 +36,10 @@ RESERVATION_PORT = _port("CINEMA_RESERVATION_PORT", 15051)
 PAYMENT_PORT = _port("CINEMA_PAYMENT_PORT", 15052)
 RESERVATION_METRICS_PORT = _port("CINEMA_RESERVATION_METRICS_PORT", 19101)
 PAYMENT_METRICS_PORT = _port("CINEMA_PAYMENT_METRICS_PORT", 19102)
+MOVIE_PORT = _port("CINEMA_MOVIE_PORT", 15053)
+REVIEW_PORT = _port("CINEMA_REVIEW_PORT", 15054)
+MOVIE_METRICS_PORT = _port("CINEMA_MOVIE_METRICS_PORT", 19103)
+REVIEW_METRICS_PORT = _port("CINEMA_REVIEW_METRICS_PORT", 19104)
 
 LOGS = DATA / "logs"
 
@@ -234,7 +238,39 @@ def service_components(stores_: list[Component]) -> list[Component]:
         "RESERVATION_PAYMENT_TOKEN_FILE": str(payment_token),
         **issuer.auth_env("RESERVATION"),
     }
+    movie_env = {
+        **common,
+        "MOVIE_MONGO_URL": urls["mongo"],
+        "MOVIE_NATS_URL": urls["nats"],
+        "MOVIE_GRPC_PORT": str(MOVIE_PORT),
+        "MOVIE_METRICS_PORT": str(MOVIE_METRICS_PORT),
+        **issuer.auth_env("MOVIE"),
+    }
+    review_env = {
+        **common,
+        "REVIEW_MONGO_URL": urls["mongo"],
+        "REVIEW_NATS_URL": urls["nats"],
+        "REVIEW_GRPC_PORT": str(REVIEW_PORT),
+        "REVIEW_METRICS_PORT": str(REVIEW_METRICS_PORT),
+        **issuer.auth_env("REVIEW"),
+    }
     return [
+        _service(
+            "movie",
+            MOVIE_PORT,
+            movie_env,
+            ("mongo", "nats"),
+            f"metrics http://127.0.0.1:{MOVIE_METRICS_PORT}/metrics",
+            (MOVIE_METRICS_PORT,),
+        ),
+        _service(
+            "review",
+            REVIEW_PORT,
+            review_env,
+            ("mongo", "nats"),
+            f"metrics http://127.0.0.1:{REVIEW_METRICS_PORT}/metrics",
+            (REVIEW_METRICS_PORT,),
+        ),
         _service(
             "payment",
             PAYMENT_PORT,

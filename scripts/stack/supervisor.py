@@ -256,22 +256,24 @@ def up() -> int:
 
 
 def _seed_and_show() -> None:
-    """Seed the demo catalog (idempotent) and print how to try the system."""
+    """Seed the demo catalog through the movie service (idempotent) and print how to try it."""
     import asyncio
 
     from scripts.stack import components
+    from scripts.stack.devauth import DevIssuer
     from scripts.stack.seed import seed_demo_catalog
 
-    nats_url = next(c.url for c in local_components() if c.name == "nats")
-    screenings = asyncio.run(seed_demo_catalog(nats_url))
     auth = DATA / "auth"
-    print("\ndemo catalog (published as catalog events; the reservation service keeps a replica):")
+    manager = DevIssuer(auth).mint("demo-manager", {"manager"}, ttl_s=600)
+    screenings = asyncio.run(seed_demo_catalog(f"127.0.0.1:{components.MOVIE_PORT}", manager))
+    print("\ndemo catalog (registered through the movie service; reservation keeps a replica from its events):")
     for title, screening_id, starts in screenings:
         print(f"  {starts:%a %d %b %H:%M}  {title:<14} screening {screening_id}")
     print(f"""
 try it (gRPC, development tokens in {auth}):
-  reservation  127.0.0.1:{components.RESERVATION_PORT}   payment  127.0.0.1:{components.PAYMENT_PORT}
-  .venv/bin/python scripts/try_booking.py      reserve two seats as the demo customer, then cancel
+  movie 127.0.0.1:{components.MOVIE_PORT}  review 127.0.0.1:{components.REVIEW_PORT}  \
+reservation 127.0.0.1:{components.RESERVATION_PORT}  payment 127.0.0.1:{components.PAYMENT_PORT}
+  .venv/bin/python scripts/try_booking.py      reserve two seats as the demo customer, review, cancel
   make status | make down""")
 
 
