@@ -1,0 +1,1 @@
+"""Notification service: tells customers by e-mail when their reservations change state."""

@@ -1,0 +1,1 @@
+"""Adapters of notification: PostgreSQL delivery log, SMTP sender, events in, gRPC out."""

@@ -1,0 +1,1 @@
+"""The notification domain: what a message says and when a delivery is tried again. Pure Python."""

@@ -1,0 +1,1 @@
+"""Entry points of notification: the command line, the event consumers and the delivery loop."""

@@ -1,0 +1,1 @@
+"""Use cases of notification: record a message for an event, deliver it, read a customer's messages."""
