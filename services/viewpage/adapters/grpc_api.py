@@ -1,0 +1,125 @@
+"""The gRPC face of the viewpage: `cinema.viewpage.v1.BoardService`.
+
+GetBoard and GetMovieBoard are public (the board is for everyone, signed in or not);
+ListCustomerReservations needs the caller's token and lists the caller's own reservations.
+Handlers validate, run the query and translate the domain views to the contract's messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc.aio
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from cinema.common.v1.money_pb2 import Money
+from cinema.payment.v1 import payment_pb2
+from cinema.reservation.v1 import reservation_pb2
+from cinema.viewpage.v1 import board_pb2, board_pb2_grpc
+from services.kit.auth import current_caller
+from services.kit.validation import validate
+from services.viewpage.domain import board as views
+from services.viewpage.domain import events as ev
+from services.viewpage.service_layer import queries
+from services.viewpage.service_layer.ports import ReadModelStore
+
+SERVICE_NAME = board_pb2.DESCRIPTOR.services_by_name["BoardService"].full_name
+PUBLIC_METHODS = (f"/{SERVICE_NAME}/GetBoard", f"/{SERVICE_NAME}/GetMovieBoard")
+
+_RESERVATION_STATES = {
+    ev.RESERVATION_CONFIRMED: reservation_pb2.RESERVATION_STATE_CONFIRMED,
+    ev.RESERVATION_CANCELLED: reservation_pb2.RESERVATION_STATE_CANCELLED,
+    ev.RESERVATION_FAILED: reservation_pb2.RESERVATION_STATE_FAILED,
+}
+_PAYMENT_STATES = {
+    ev.PAYMENT_APPROVED: payment_pb2.PAYMENT_STATE_APPROVED,
+    ev.PAYMENT_DECLINED: payment_pb2.PAYMENT_STATE_DECLINED,
+    ev.PAYMENT_REFUNDED: payment_pb2.PAYMENT_STATE_REFUNDED,
+}
+
+
+def _timestamp(ms: int) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromMilliseconds(ms)
+    return stamp
+
+
+def screening_message(view: views.ScreeningView) -> board_pb2.BoardScreening:
+    return board_pb2.BoardScreening(
+        screening_id=view.screening_id,
+        hall=view.hall,
+        start_time=_timestamp(view.start_time_ms),
+        price=Money(minor_units=view.price_minor, currency_code=view.currency),
+        free_seats=view.free_seats,
+        total_seats=view.total_seats,
+    )
+
+
+def movie_message(view: views.MovieView) -> board_pb2.BoardMovie:
+    return board_pb2.BoardMovie(
+        movie_id=view.movie_id,
+        title=view.title,
+        genres=view.genres,
+        duration_minutes=view.duration_minutes,
+        poster_url=view.poster_url,
+        review_count=view.review_count,
+        average_rating=view.average_rating,
+        screenings=[screening_message(s) for s in view.screenings],
+    )
+
+
+def reservation_message(view: views.ReservationView) -> board_pb2.CustomerReservation:
+    message = board_pb2.CustomerReservation(
+        reservation_id=view.reservation_id,
+        screening_id=view.screening_id,
+        movie_id=view.movie_id,
+        movie_title=view.movie_title,
+        hall=view.hall,
+        seats=view.seats,
+        state=_RESERVATION_STATES.get(view.state, reservation_pb2.RESERVATION_STATE_UNSPECIFIED),
+        payment_state=_PAYMENT_STATES.get(view.payment_state, payment_pb2.PAYMENT_STATE_UNSPECIFIED),
+        update_time=_timestamp(view.update_time_ms),
+    )
+    if view.start_time_ms:
+        message.start_time.CopyFrom(_timestamp(view.start_time_ms))
+    if view.currency:
+        message.amount.CopyFrom(Money(minor_units=view.amount_minor, currency_code=view.currency))
+    return message
+
+
+class BoardServicer(board_pb2_grpc.BoardServiceServicer):
+    def __init__(self, store: ReadModelStore) -> None:
+        self._store = store
+
+    async def GetBoard(
+        self, request: board_pb2.GetBoardRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> board_pb2.GetBoardResponse:
+        validate(request)
+        result = await queries.get_board(self._store, request.genre)
+        response = board_pb2.GetBoardResponse(movies=[movie_message(m) for m in result.movies])
+        if result.as_of_ms:
+            response.as_of_time.CopyFrom(_timestamp(result.as_of_ms))
+        return response
+
+    async def GetMovieBoard(
+        self, request: board_pb2.GetMovieBoardRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> board_pb2.GetMovieBoardResponse:
+        validate(request)
+        movie = await queries.get_movie_board(self._store, request.movie_id)
+        return board_pb2.GetMovieBoardResponse(movie=movie_message(movie))
+
+    async def ListCustomerReservations(
+        self, request: board_pb2.ListCustomerReservationsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> board_pb2.ListCustomerReservationsResponse:
+        caller = current_caller()
+        validate(request)
+        page = await queries.list_customer_reservations(self._store, caller, request.page_size, request.page_token)
+        return board_pb2.ListCustomerReservationsResponse(
+            reservations=[reservation_message(r) for r in page.reservations], next_page_token=page.next_page_token
+        )
+
+
+def register(server: grpc.aio.Server, store: ReadModelStore) -> list[str]:
+    """Add the servicer to `server`; returns the service names for health and reflection."""
+    board_pb2_grpc.add_BoardServiceServicer_to_server(BoardServicer(store), server)
+    return [SERVICE_NAME]

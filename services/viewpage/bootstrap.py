@@ -1,0 +1,158 @@
+"""Composition root of the viewpage service: the one place that knows which adapter serves which port.
+
+`ViewpageApp.start()` opens Redis (making generation 1 live on a fresh store) and starts the
+event side in the background: NATS (reconnecting forever), the streams, and the four durable
+`viewpage` consumers. Reads never wait for NATS: with it down, the board is served as it was.
+`stop()` stops the consumers, closes NATS and Redis. `host()` wraps it in the kit's ServiceHost;
+`rebuild()` is the `rebuild` command's work (it needs no gRPC server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import grpc.aio
+import redis.asyncio as aioredis
+from nats.aio.client import Client as NATS
+from nats.js.client import JetStreamContext
+
+from services.kit.events import jetstream
+from services.kit.events.consumer import EventConsumer
+from services.kit.server import ServiceHost
+from services.viewpage.adapters import grpc_api
+from services.viewpage.adapters.redis_store import RedisReadModel
+from services.viewpage.adapters.replay import JetStreamHistory
+from services.viewpage.entrypoints.event_consumers import BoardEventHandler, LagObserver, board_consumers
+from services.viewpage.service_layer.rebuild import RebuildReport
+from services.viewpage.service_layer.rebuild import rebuild as rebuild_board
+from services.viewpage.settings import ViewpageSettings
+
+log = logging.getLogger(__name__)
+
+SERVICE = "viewpage"
+STOP_TIMEOUT_S = 10.0
+
+
+async def connect_nats(url: str, name: str, closing: asyncio.Event | None = None) -> NATS:
+    async def on_error(error: Exception) -> None:
+        log.warning("NATS: %s", error)
+
+    async def on_disconnected() -> None:
+        if closing is None or not closing.is_set():
+            log.warning("NATS disconnected; reconnecting")
+
+    nc = NATS()
+    await nc.connect(
+        url,
+        name=name,
+        allow_reconnect=True,
+        max_reconnect_attempts=-1,  # forever, also for the first connection
+        reconnect_time_wait=1,
+        connect_timeout=2,
+        error_cb=on_error,
+        disconnected_cb=on_disconnected,
+    )
+    return nc
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    while True:
+        try:
+            await jetstream.ensure_streams(js)
+            return
+        except Exception as error:  # JetStream not ready yet (e.g. NATS restarting): try again
+            log.warning("could not ensure the event streams (%s); retrying", error)
+            await asyncio.sleep(1.0)
+
+
+class ViewpageApp:
+    def __init__(self, settings: ViewpageSettings, *, on_applied: LagObserver | None = None) -> None:
+        self.settings = settings
+        self.redis: aioredis.Redis | None = None
+        self.store: RedisReadModel | None = None
+        self.nats: NATS | None = None
+        self.handler: BoardEventHandler | None = None
+        self.consumers: list[EventConsumer] = []
+        self.events_ready = asyncio.Event()  # set once the consumers run
+        self._on_applied = on_applied
+        self._events_task: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
+
+    async def open_store(self) -> RedisReadModel:
+        self.redis = aioredis.from_url(self.settings.redis_url, max_connections=64)
+        self.store = RedisReadModel(self.redis, self.settings.key_prefix)
+        await self.store.ensure_initialised()
+        return self.store
+
+    async def start(self) -> None:
+        store = await self.open_store()
+        self.handler = BoardEventHandler(store, self._on_applied)
+        self._events_task = asyncio.create_task(self._run_events(), name="viewpage-events")
+
+    def register(self, server: grpc.aio.Server) -> list[str]:
+        if self.store is None:
+            raise RuntimeError("the viewpage app is not started")
+        return grpc_api.register(server, self.store)
+
+    async def _run_events(self) -> None:
+        assert self.handler is not None
+        nc = await connect_nats(self.settings.nats_url, f"{SERVICE}-{self.settings.service_version}", self._closing)
+        self.nats = nc
+        js = nc.jetstream()
+        await ensure_streams(js)
+        self.consumers = board_consumers(js, self.handler, self.settings.consumer_batch)
+        self.events_ready.set()
+        log.info("viewpage consumers running", extra={"nats": self.settings.nats_url})
+        await asyncio.gather(*(c.run() for c in self.consumers))
+
+    async def stop(self) -> None:
+        """Stop the consumers, close NATS and Redis; tolerates a half-done start."""
+        self._closing.set()
+        for consumer in self.consumers:
+            consumer.stop()
+        task, self._events_task = self._events_task, None
+        if task is not None:
+            if not self.events_ready.is_set():
+                task.cancel()  # still connecting: nothing to finish
+            try:
+                await asyncio.wait_for(task, STOP_TIMEOUT_S)
+            except (TimeoutError, asyncio.CancelledError):
+                pass
+            except Exception:
+                log.exception("viewpage events stopped with an error")
+        nc, self.nats = self.nats, None
+        if nc is not None and not nc.is_closed:
+            with contextlib.suppress(Exception):
+                await nc.close()
+        client, self.redis = self.redis, None
+        if client is not None:
+            await client.aclose()
+        log.info("viewpage resources closed")
+
+    def host(self) -> ServiceHost:
+        """A ServiceHost serving this app: start before serving, stop after draining."""
+        return ServiceHost(
+            self.settings,
+            self.register,
+            public_methods=grpc_api.PUBLIC_METHODS,
+            on_startup=[self.start],
+            on_shutdown=[self.stop],
+        )
+
+
+async def rebuild(settings: ViewpageSettings, *, force: bool = False) -> RebuildReport:
+    """Replay every stream into a fresh generation and switch to it (the `rebuild` command)."""
+    client = aioredis.from_url(settings.redis_url)
+    closing = asyncio.Event()
+    nc = await connect_nats(settings.nats_url, f"{SERVICE}-rebuild", closing)
+    try:
+        store = RedisReadModel(client, settings.key_prefix)
+        await store.ensure_initialised()
+        history = JetStreamHistory(nc.jetstream(), batch=settings.replay_batch)
+        return await rebuild_board(store, history, force=force)
+    finally:
+        closing.set()
+        await nc.close()
+        await client.aclose()

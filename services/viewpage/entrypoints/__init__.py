@@ -1,0 +1,1 @@
+"""Entry points of the viewpage: the command line and the durable event consumers."""

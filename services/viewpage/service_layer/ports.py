@@ -1,0 +1,83 @@
+"""Ports of the viewpage use cases: the read model store and the event history to replay.
+
+The read model lives in *generations* (key spaces): one is live and serves reads; a rebuild
+fills a new one from the history while the live one keeps serving, then switches atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from services.viewpage.domain.events import BoardEvent, EventMeta
+from services.viewpage.domain.projection import Plan
+
+Outcome = Literal["applied", "stale"]  # stale: the aggregate already had this version or a newer one
+Document = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BoardDocuments:
+    """Everything GetBoard needs, read in one round trip."""
+
+    movies: dict[str, Document]
+    screenings: dict[str, Document]
+    taken: dict[str, int]
+    reviews: dict[str, int]
+    as_of_ms: int
+
+
+@dataclass(frozen=True)
+class MovieDocuments:
+    movie: Document
+    screenings: dict[str, Document]
+    taken: dict[str, int]
+    review_count: int
+    rating_sum: int
+
+
+@dataclass(frozen=True)
+class CustomerPage:
+    reservations: list[tuple[str, Document]] = field(default_factory=list)
+    more: bool = False
+
+
+class ReadModelStore(Protocol):
+    async def apply(self, plan: Plan, generation: int | None = None) -> Outcome:
+        """Apply atomically to the live generation (and to one being rebuilt), or to `generation`."""
+        ...
+
+    async def apply_many(self, plans: Sequence[Plan], generation: int) -> None:
+        """Apply in order to `generation` (one round trip per batch): the replay's path."""
+        ...
+
+    async def board_documents(self) -> BoardDocuments: ...
+
+    async def movie_documents(self, movie_id: str) -> MovieDocuments | None: ...
+
+    async def customer_page(self, customer_id: str, offset: int, limit: int) -> CustomerPage: ...
+
+    async def live_generation(self) -> int: ...
+
+    async def begin_generation(self, *, force: bool = False) -> int:
+        """A fresh, empty generation that live appliers also write to from now on."""
+        ...
+
+    async def switch_to(self, generation: int) -> int:
+        """Make `generation` live (atomically); returns the one it replaced."""
+        ...
+
+    async def abandon(self, generation: int) -> None:
+        """Stop writing to a generation that will not go live, and delete it."""
+        ...
+
+    async def drop_generation(self, generation: int) -> int:
+        """Delete a generation's keys; returns how many."""
+        ...
+
+
+class EventHistory(Protocol):
+    def replay(self) -> AsyncIterator[Sequence[tuple[BoardEvent, EventMeta]]]:
+        """Every board event from the start of each stream up to its end as of now, in batches."""
+        ...
