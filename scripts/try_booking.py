@@ -15,9 +15,11 @@ import uuid
 import grpc
 
 from cinema.movie.v1 import movie_pb2, movie_pb2_grpc
+from cinema.notification.v1 import notification_pb2, notification_pb2_grpc
 from cinema.payment.v1.payment_pb2 import Card
 from cinema.reservation.v1 import reservation_pb2, reservation_pb2_grpc
 from cinema.review.v1 import review_pb2, review_pb2_grpc
+from cinema.viewpage.v1 import board_pb2, board_pb2_grpc
 from scripts.stack import components
 from scripts.stack.devauth import DevIssuer
 from scripts.stack.paths import DATA
@@ -37,10 +39,14 @@ async def main() -> int:
         channel(components.MOVIE_PORT) as mc,
         channel(components.RESERVATION_PORT) as rc,
         channel(components.REVIEW_PORT) as vc,
+        channel(components.VIEWPAGE_PORT) as bc,
+        channel(components.NOTIFICATION_PORT) as nc,
     ):
         movies = movie_pb2_grpc.MovieServiceStub(mc)
         reservations = reservation_pb2_grpc.ReservationServiceStub(rc)
         reviews = review_pb2_grpc.ReviewServiceStub(vc)
+        board = board_pb2_grpc.BoardServiceStub(bc)
+        notifications = notification_pb2_grpc.NotificationServiceStub(nc)
 
         listed = await movies.ListMovies(movie_pb2.ListMoviesRequest(page_size=10), timeout=5)
         print("movies:", ", ".join(f"{m.title} ({m.duration_minutes} min)" for m in listed.movies))
@@ -88,6 +94,14 @@ async def main() -> int:
             f"average {counted.movie.average_rating:.1f}"
         )
 
+        await asyncio.sleep(0.5)
+        shown = await board.GetMovieBoard(board_pb2.GetMovieBoardRequest(movie_id=movie.id), timeout=5)
+        first = next(x for x in shown.movie.screenings if x.screening_id == screening.id)
+        print(
+            f"the board (built from events only): {shown.movie.title}, {first.free_seats}/{first.total_seats} "
+            f"seats free, {shown.movie.review_count} review(s)"
+        )
+
         cancelled = await reservations.CancelReservation(
             reservation_pb2.CancelReservationRequest(reservation_id=r.id, reason="just trying"), metadata=me, timeout=5
         )
@@ -95,6 +109,12 @@ async def main() -> int:
             f"cancelled: {STATE.Name(cancelled.reservation.state)} "
             "(payment refunds it when it sees ReservationCancelled)"
         )
+        await asyncio.sleep(2.5)  # confirmation, cancellation and refund each mail the customer
+        mail = await notifications.ListNotifications(
+            notification_pb2.ListNotificationsRequest(page_size=10), metadata=me, timeout=5
+        )
+        for n in reversed(mail.notifications):
+            print(f"mail to {n.recipient}: {n.subject!r} ({notification_pb2.NotificationState.Name(n.state)})")
     return 0
 
 

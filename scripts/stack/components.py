@@ -40,6 +40,11 @@ MOVIE_PORT = _port("CINEMA_MOVIE_PORT", 15053)
 REVIEW_PORT = _port("CINEMA_REVIEW_PORT", 15054)
 MOVIE_METRICS_PORT = _port("CINEMA_MOVIE_METRICS_PORT", 19103)
 REVIEW_METRICS_PORT = _port("CINEMA_REVIEW_METRICS_PORT", 19104)
+NOTIFICATION_PORT = _port("CINEMA_NOTIFICATION_PORT", 15055)
+VIEWPAGE_PORT = _port("CINEMA_VIEWPAGE_PORT", 15056)
+NOTIFICATION_METRICS_PORT = _port("CINEMA_NOTIFICATION_METRICS_PORT", 19105)
+VIEWPAGE_METRICS_PORT = _port("CINEMA_VIEWPAGE_METRICS_PORT", 19106)
+SMTP_PORT = _port("CINEMA_SMTP_PORT", 12525)
 
 LOGS = DATA / "logs"
 
@@ -209,8 +214,32 @@ def local_components() -> list[Component]:
             )
         )
 
+    components.append(smtp_sink_component())
     components += service_components(components)
     return components
+
+
+def smtp_sink_component() -> Component:
+    """The local mail server: keeps every mail the notification service sends as a .eml file."""
+    import sys
+
+    from scripts.stack.paths import REPO
+    from scripts.stack.process import port_open
+
+    mail = DATA / "mail"
+
+    def make() -> ManagedProcess:
+        argv = [sys.executable, "-m", "scripts.smtp_sink", "--port", str(SMTP_PORT), "--dir", str(mail)]
+        return ManagedProcess("smtp", argv, _log("smtp"), lambda: port_open(SMTP_PORT), cwd=REPO)
+
+    return Component(
+        "smtp",
+        f"smtp://127.0.0.1:{SMTP_PORT}",
+        lambda: port_open(SMTP_PORT),
+        make_process=make,
+        ports=(SMTP_PORT,),
+        note=f"sink: mail kept in {mail}",
+    )
 
 
 def service_components(stores_: list[Component]) -> list[Component]:
@@ -254,7 +283,41 @@ def service_components(stores_: list[Component]) -> list[Component]:
         "REVIEW_METRICS_PORT": str(REVIEW_METRICS_PORT),
         **issuer.auth_env("REVIEW"),
     }
+    notification_env = {
+        **common,
+        "NOTIFICATION_DATABASE_URL": _database_url(urls["postgres"], "notification"),
+        "NOTIFICATION_NATS_URL": urls["nats"],
+        "NOTIFICATION_SMTP_HOST": "127.0.0.1",
+        "NOTIFICATION_SMTP_PORT": str(SMTP_PORT),
+        "NOTIFICATION_GRPC_PORT": str(NOTIFICATION_PORT),
+        "NOTIFICATION_METRICS_PORT": str(NOTIFICATION_METRICS_PORT),
+        **issuer.auth_env("NOTIFICATION"),
+    }
+    viewpage_env = {
+        **common,
+        "VIEWPAGE_REDIS_URL": urls["redis"],
+        "VIEWPAGE_NATS_URL": urls["nats"],
+        "VIEWPAGE_GRPC_PORT": str(VIEWPAGE_PORT),
+        "VIEWPAGE_METRICS_PORT": str(VIEWPAGE_METRICS_PORT),
+        **issuer.auth_env("VIEWPAGE"),
+    }
     return [
+        _service(
+            "viewpage",
+            VIEWPAGE_PORT,
+            viewpage_env,
+            ("redis", "nats"),
+            f"metrics http://127.0.0.1:{VIEWPAGE_METRICS_PORT}/metrics",
+            (VIEWPAGE_METRICS_PORT,),
+        ),
+        _service(
+            "notification",
+            NOTIFICATION_PORT,
+            notification_env,
+            ("postgres", "nats", "smtp"),
+            f"metrics http://127.0.0.1:{NOTIFICATION_METRICS_PORT}/metrics",
+            (NOTIFICATION_METRICS_PORT,),
+        ),
         _service(
             "movie",
             MOVIE_PORT,

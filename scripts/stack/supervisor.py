@@ -273,6 +273,8 @@ def _seed_and_show() -> None:
 try it (gRPC, development tokens in {auth}):
   movie 127.0.0.1:{components.MOVIE_PORT}  review 127.0.0.1:{components.REVIEW_PORT}  \
 reservation 127.0.0.1:{components.RESERVATION_PORT}  payment 127.0.0.1:{components.PAYMENT_PORT}
+  board (viewpage) 127.0.0.1:{components.VIEWPAGE_PORT}  notification 127.0.0.1:{components.NOTIFICATION_PORT}
+  mail sent to customers (the local SMTP sink keeps it): {DATA / "mail"}
   .venv/bin/python scripts/try_booking.py      reserve two seats as the demo customer, review, cancel
   make status | make down""")
 
