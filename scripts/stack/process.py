@@ -63,6 +63,7 @@ class ManagedProcess:
     stop_signal: int = signal.SIGTERM
     popen: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
+    _stop_requested: bool = False
 
     @property
     def pid(self) -> int | None:
@@ -104,13 +105,19 @@ class ManagedProcess:
             time.sleep(0.1)
         raise ProcessFailed(f"{self.name} was not ready within {timeout:.0f} s:\n{self.log_tail()}")
 
+    def request_stop(self) -> None:
+        """Send the graceful stop signal once, without waiting (stop several in parallel)."""
+        if self.popen is not None and self.popen.poll() is None and not self._stop_requested:
+            self.popen.send_signal(self.stop_signal)
+            self._stop_requested = True
+
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM (or the server's own graceful signal), then SIGKILL after `timeout`."""
         code: int | None = None
         if self.popen is not None:
             if self.popen.poll() is None:
                 try:
-                    self.popen.send_signal(self.stop_signal)
+                    self.request_stop()
                     code = self.popen.wait(timeout=timeout)
                 except subprocess.TimeoutExpired:
                     self.popen.kill()
@@ -120,6 +127,7 @@ class ManagedProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+        self._stop_requested = False
         return code
 
     def kill(self) -> None:

@@ -151,6 +151,11 @@ class Supervisor:
         log.info("restarting %s in %.0f s", c.name, delay)
 
     def _stop_all(self) -> None:
+        # Services first, all at once (each drains on its own), then the stores in reverse order.
+        for c in self.components:
+            proc = self.procs.get(c.name)
+            if proc is not None and c.depends_on:
+                proc.request_stop()
         for c in reversed(self.components):
             proc = self.procs.pop(c.name, None)
             if proc is not None:
