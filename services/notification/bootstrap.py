@@ -17,10 +17,9 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import grpc.aio
 from nats.aio.client import Client as NATS
-from nats.js.client import JetStreamContext
 
 from services.kit import pg
-from services.kit.events import jetstream
+from services.kit.events.connection import connect_forever, ensure_streams_forever
 from services.kit.events.consumer import EventConsumer
 from services.kit.server import ServiceHost
 from services.notification.adapters import grpc_api
@@ -102,41 +101,21 @@ class NotificationApp:
         return grpc_api.register(server, self.deps)
 
     async def _connect_nats(self) -> NATS:
-        async def on_error(error: Exception) -> None:
-            log.warning("NATS: %s", error)
-
-        async def on_disconnected() -> None:
-            if not self._closing:
-                log.warning("NATS disconnected; reconnecting")
-
         nc = NATS()
-        self.nats = nc
-        await nc.connect(
+        self.nats = nc  # before connecting, so that stop() closes it while it is still trying
+        return await connect_forever(
             self.settings.nats_url,
-            name=f"{SERVICE}-{self.settings.service_version}",
-            allow_reconnect=True,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=1,
-            connect_timeout=2,
-            error_cb=on_error,
-            disconnected_cb=on_disconnected,
+            f"{SERVICE}-{self.settings.service_version}",
+            client=nc,
+            closing=lambda: self._closing,
+            logger=log,
         )
-        return nc
-
-    async def _ensure_streams(self, js: JetStreamContext) -> None:
-        while True:
-            try:
-                await jetstream.ensure_streams(js)
-                return
-            except Exception as error:  # JetStream not ready yet: try again
-                log.warning("could not ensure the event streams (%s); retrying", error)
-                await asyncio.sleep(1.0)
 
     async def _run_events(self) -> None:
         assert self.dispatcher is not None
         nc = await self._connect_nats()
         js = nc.jetstream()
-        await self._ensure_streams(js)
+        await ensure_streams_forever(js, logger=log)
         handler = NotificationEventHandler(self.deps, self.dispatcher.wake)
         self.consumers = notification_consumers(js, handler, deliver_all=self.settings.deliver_all)
         self.events_ready.set()

@@ -17,10 +17,9 @@ import logging
 import asyncpg
 import grpc.aio
 from nats.aio.client import Client as NATS
-from nats.js.client import JetStreamContext
 
 from services.kit import pg
-from services.kit.events import jetstream
+from services.kit.events.connection import connect_forever, ensure_streams_forever
 from services.kit.events.consumer import EventConsumer
 from services.kit.events.outbox import OutboxRelay, RelaySettings
 from services.kit.server import ServiceHost
@@ -94,45 +93,21 @@ class PaymentApp:
         return grpc_api.register(server, self.deps)
 
     async def _connect_nats(self) -> NATS:
-        async def on_error(error: Exception) -> None:
-            log.warning("NATS: %s", error)
-
-        async def on_disconnected() -> None:
-            if not self._closing:
-                log.warning("NATS disconnected; reconnecting")
-
-        async def on_reconnected() -> None:
-            log.info("NATS reconnected")
-
         nc = NATS()
-        self.nats = nc
-        await nc.connect(
+        self.nats = nc  # before connecting, so that stop() closes it while it is still trying
+        return await connect_forever(
             self.settings.nats_url,
-            name=f"{SERVICE}-{self.settings.service_version}",
-            allow_reconnect=True,
-            max_reconnect_attempts=-1,  # forever, also for the first connection
-            reconnect_time_wait=1,
-            connect_timeout=2,
-            error_cb=on_error,
-            disconnected_cb=on_disconnected,
-            reconnected_cb=on_reconnected,
+            f"{SERVICE}-{self.settings.service_version}",
+            client=nc,
+            closing=lambda: self._closing,
+            logger=log,
         )
-        return nc
-
-    async def _ensure_streams(self, js: JetStreamContext) -> None:
-        while True:
-            try:
-                await jetstream.ensure_streams(js)
-                return
-            except Exception as error:  # JetStream not ready yet (e.g. NATS restarting): try again
-                log.warning("could not ensure the event streams (%s); retrying", error)
-                await asyncio.sleep(1.0)
 
     async def _run_events(self) -> None:
         assert self.pool is not None
         nc = await self._connect_nats()
         js = nc.jetstream()
-        await self._ensure_streams(js)
+        await ensure_streams_forever(js, logger=log)
         self.relay = OutboxRelay(self.pool, js, RelaySettings(service=SERVICE))
         self.consumer = reservation_cancelled_consumer(js, self.pool, self.deps)
         self.events_ready.set()

@@ -22,7 +22,7 @@ from nats.aio.client import Client as NATS
 from nats.js.client import JetStreamContext
 
 from services.kit import pg
-from services.kit.events import jetstream
+from services.kit.events.connection import connect_forever, ensure_streams_forever
 from services.kit.events.consumer import EventConsumer
 from services.kit.events.outbox import OutboxRelay, RelaySettings
 from services.kit.server import ServiceHost
@@ -107,43 +107,10 @@ class ReservationApp:
     def register(self, server: grpc.aio.Server) -> list[str]:
         return grpc_api.register(server, self.deps)
 
-    async def _connect_nats(self) -> NATS:
-        nc = NATS()
-
-        async def on_error(error: Exception) -> None:
-            log.warning("nats: %s", error)
-
-        async def on_disconnected() -> None:
-            log.warning("nats disconnected; reconnecting")
-
-        async def on_reconnected() -> None:
-            log.info("nats reconnected")
-
-        # max_reconnect_attempts=-1: keep trying forever, the first connection included.
-        await nc.connect(
-            self.settings.nats_url,
-            name=self.settings.service_name,
-            connect_timeout=2,
-            reconnect_time_wait=1,
-            max_reconnect_attempts=-1,
-            error_cb=on_error,
-            disconnected_cb=on_disconnected,
-            reconnected_cb=on_reconnected,
-        )
-        return nc
-
     async def _run_events(self) -> None:
-        self._nats = await self._connect_nats()
+        self._nats = await connect_forever(self.settings.nats_url, self.settings.service_name, logger=log)
         js: JetStreamContext = self._nats.jetstream()
-        while True:
-            try:
-                await jetstream.ensure_streams(js)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.warning("cannot ensure the streams yet (%s); retrying", error)
-                await asyncio.sleep(1)
+        await ensure_streams_forever(js, logger=log)
         self._relay = OutboxRelay(self.pool, js, RelaySettings(service="reservation"))
         self._consumer = catalog_consumer(js, self.pool, self.deps)
         log.info("events running", extra={"nats_url": self.settings.nats_url})

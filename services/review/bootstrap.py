@@ -24,7 +24,7 @@ from nats.js.client import JetStreamContext
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.kit.events import jetstream
+from services.kit.events.connection import connect_forever, ensure_streams_forever
 from services.kit.events.doc_outbox import DocRelaySettings, DocumentOutboxRelay
 from services.kit.server import ServiceHost
 from services.review.adapters import grpc_api
@@ -127,44 +127,19 @@ class ReviewApp:
 
     async def _connect_nats(self) -> NATS:
         nc = NATS()
-        self._nats = nc
-
-        async def on_error(error: Exception) -> None:
-            log.warning("nats: %s", error)
-
-        async def on_disconnected() -> None:
-            if not self._closing:
-                log.warning("nats disconnected; reconnecting")
-
-        async def on_reconnected() -> None:
-            log.info("nats reconnected")
-
-        # max_reconnect_attempts=-1: keep trying forever, the first connection included.
-        await nc.connect(
+        self._nats = nc  # before connecting, so that stop() closes it while it is still trying
+        return await connect_forever(
             self.settings.nats_url,
-            name=f"{SERVICE}-{self.settings.service_version}",
-            connect_timeout=2,
-            reconnect_time_wait=1,
-            max_reconnect_attempts=-1,
-            allow_reconnect=True,
-            error_cb=on_error,
-            disconnected_cb=on_disconnected,
-            reconnected_cb=on_reconnected,
+            f"{SERVICE}-{self.settings.service_version}",
+            client=nc,
+            closing=lambda: self._closing,
+            logger=log,
         )
-        return nc
 
     async def _run_events(self) -> None:
         nc = await self._connect_nats()
         js: JetStreamContext = nc.jetstream()
-        while True:
-            try:
-                await jetstream.ensure_streams(js)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # JetStream not ready yet (e.g. NATS restarting): try again
-                log.warning("cannot ensure the streams yet (%s); retrying", error)
-                await asyncio.sleep(1)
+        await ensure_streams_forever(js, logger=log)
         self._relay = DocumentOutboxRelay(
             self.db,
             COLLECTION,

@@ -16,9 +16,8 @@ import logging
 import grpc.aio
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
-from nats.js.client import JetStreamContext
 
-from services.kit.events import jetstream
+from services.kit.events.connection import connect_forever, ensure_streams_forever
 from services.kit.events.consumer import EventConsumer
 from services.kit.server import ServiceHost
 from services.viewpage.adapters import grpc_api
@@ -33,38 +32,6 @@ log = logging.getLogger(__name__)
 
 SERVICE = "viewpage"
 STOP_TIMEOUT_S = 10.0
-
-
-async def connect_nats(url: str, name: str, closing: asyncio.Event | None = None) -> NATS:
-    async def on_error(error: Exception) -> None:
-        log.warning("NATS: %s", error)
-
-    async def on_disconnected() -> None:
-        if closing is None or not closing.is_set():
-            log.warning("NATS disconnected; reconnecting")
-
-    nc = NATS()
-    await nc.connect(
-        url,
-        name=name,
-        allow_reconnect=True,
-        max_reconnect_attempts=-1,  # forever, also for the first connection
-        reconnect_time_wait=1,
-        connect_timeout=2,
-        error_cb=on_error,
-        disconnected_cb=on_disconnected,
-    )
-    return nc
-
-
-async def ensure_streams(js: JetStreamContext) -> None:
-    while True:
-        try:
-            await jetstream.ensure_streams(js)
-            return
-        except Exception as error:  # JetStream not ready yet (e.g. NATS restarting): try again
-            log.warning("could not ensure the event streams (%s); retrying", error)
-            await asyncio.sleep(1.0)
 
 
 class ViewpageApp:
@@ -98,10 +65,15 @@ class ViewpageApp:
 
     async def _run_events(self) -> None:
         assert self.handler is not None
-        nc = await connect_nats(self.settings.nats_url, f"{SERVICE}-{self.settings.service_version}", self._closing)
+        nc = await connect_forever(
+            self.settings.nats_url,
+            f"{SERVICE}-{self.settings.service_version}",
+            closing=self._closing.is_set,
+            logger=log,
+        )
         self.nats = nc
         js = nc.jetstream()
-        await ensure_streams(js)
+        await ensure_streams_forever(js, logger=log)
         self.consumers = board_consumers(js, self.handler, self.settings.consumer_batch)
         self.events_ready.set()
         log.info("viewpage consumers running", extra={"nats": self.settings.nats_url})
@@ -146,7 +118,7 @@ async def rebuild(settings: ViewpageSettings, *, force: bool = False) -> Rebuild
     """Replay every stream into a fresh generation and switch to it (the `rebuild` command)."""
     client = aioredis.from_url(settings.redis_url)
     closing = asyncio.Event()
-    nc = await connect_nats(settings.nats_url, f"{SERVICE}-rebuild", closing)
+    nc = await connect_forever(settings.nats_url, f"{SERVICE}-rebuild", closing=closing.is_set, logger=log)
     try:
         store = RedisReadModel(client, settings.key_prefix)
         await store.ensure_initialised()
