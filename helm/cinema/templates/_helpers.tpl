@@ -99,7 +99,7 @@ app.kubernetes.io/component: store
 - name: {{ $prefix }}_JWT_AUDIENCE
   value: {{ .root.Values.auth.audience | quote }}
 - name: {{ $prefix }}_JWKS_SOURCE
-  value: {{ .root.Values.auth.jwksUri | quote }}
+  value: {{ if .root.Values.auth.jwks }}"/var/run/cinema/jwks/jwks.json"{{ else }}{{ .root.Values.auth.jwksUri | quote }}{{ end }}
 - name: {{ $prefix }}_NATS_URL
   value: {{ include "cinema.natsUrl" .root | quote }}
 {{- if .svc.postgres }}
