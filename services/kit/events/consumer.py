@@ -11,7 +11,6 @@ process dies, and a late ack can land after a redelivery to another replica.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,6 +26,7 @@ from prometheus_client import Counter, Histogram
 
 from cinema.events.v1.envelope_pb2 import EventEnvelope
 from services.kit import telemetry
+from services.kit.aio import honour_cancellation, wait_event
 from services.kit.events import envelope as env
 from services.kit.events.naming import stream_for
 from services.kit.logging import bind_correlation
@@ -98,6 +98,7 @@ class EventConsumer:
                     msgs = await sub.fetch(self._s.batch, timeout=self._s.fetch_timeout_s)
                 except TimeoutError:  # nats-py raises on an empty fetch
                     continue
+                honour_cancellation()  # nats-py may have swallowed one (see services.kit.aio)
                 for msg in msgs:
                     await self.handle(msg)
             except asyncio.CancelledError:
@@ -105,8 +106,7 @@ class EventConsumer:
             except Exception as exc:
                 log.warning("consumer %s on %s: %s; retrying", self._s.durable, self._s.stream, exc)
                 sub = None
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
+                await wait_event(self._stopping, 1.0)
 
     async def handle(self, msg: Msg) -> None:
         delivered = msg.metadata.num_delivered

@@ -41,6 +41,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from cinema.events.v1.envelope_pb2 import EventEnvelope
+from services.kit.aio import honour_cancellation, wait_event
 from services.kit.events import jetstream
 
 log = logging.getLogger("cinema.doc_outbox")
@@ -115,8 +116,7 @@ class DocumentOutboxRelay:
             await self._db["outbox_leases"].delete_one({"_id": self._lease_id, "owner": self._owner})
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        await wait_event(self._wake, seconds)
         self._wake.clear()
 
     async def _hold_lease(self) -> bool:
@@ -150,6 +150,7 @@ class DocumentOutboxRelay:
                     envelope.ParseFromString(entry["envelope"])
                     await jetstream.publish(self._js, envelope, ack_timeout_s=self._settings.publish_timeout_s)
                     done.append(entry)
+                    honour_cancellation()  # nats-py may have swallowed one (see services.kit.aio)
             except Exception as exc:  # NATS down or slow: keep this document's order, retry later
                 log.warning("document outbox relay: publish failed (%s); will retry", exc)
                 return published + await self._clear(doc["_id"], done)

@@ -28,6 +28,7 @@ from nats.js.client import JetStreamContext
 from prometheus_client import Counter, Gauge
 
 from cinema.events.v1.envelope_pb2 import EventEnvelope
+from services.kit.aio import honour_cancellation, wait_event
 from services.kit.events import jetstream
 
 log = logging.getLogger("cinema.outbox")
@@ -113,8 +114,7 @@ class OutboxRelay:
         self._wake.set()
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        await wait_event(self._wake, seconds)
         self._wake.clear()
 
     async def _lead(self, conn: asyncpg.Connection) -> None:
@@ -145,6 +145,7 @@ class OutboxRelay:
                     await self._sleep(self._settings.poll_interval_s)
                     break
                 done.append(row["position"])
+                honour_cancellation()  # nats-py may have swallowed one (see services.kit.aio)
         finally:
             if done:
                 await conn.execute("UPDATE outbox SET published_at = now() WHERE position = ANY($1::bigint[])", done)

@@ -8,11 +8,11 @@ process dies in between, the movie keeps a `screenings_to_cancel` flag. This loo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from pymongo.errors import PyMongoError
 
+from services.kit.aio import wait_event
 from services.movie.service_layer.catalog import sweep_deleted_movies
 from services.movie.service_layer.dependencies import CatalogDependencies
 
@@ -38,5 +38,4 @@ class DeletionSweeper:
                 log.warning("deletion sweep: store unavailable (%s); retrying", exc)
             except Exception:
                 log.exception("deletion sweep failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval_s)
+            await wait_event(self._stopping, self._interval_s)

@@ -9,10 +9,10 @@ take disjoint rows. A store outage is logged and retried; it never ends the loop
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
+from services.kit.aio import wait_event
 from services.notification.service_layer.notifications import NotificationDependencies, deliver, settle_in_doubt
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,7 @@ class Dispatcher:
                 raise
             except Exception as error:
                 log.warning("delivery loop: %s; retrying", error)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._idle_s)
+            await wait_event(self._wake, self._idle_s)
             self._wake.clear()
 
     async def deliver_due(self) -> int:

@@ -7,10 +7,10 @@ reservation harmless (the second finds it settled).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 
+from services.kit.aio import wait_event
 from services.reservation.service_layer.commands import ReconcilePending
 from services.reservation.service_layer.dependencies import BookingDependencies
 from services.reservation.service_layer.reconciler import ReconcileReport, reconcile_pending
@@ -46,5 +46,4 @@ class ReconcilerLoop:
             except Exception:
                 # The store or payment misbehaved this round; the next round tries again.
                 log.exception("reconciler round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval_s)
+            await wait_event(self._stopping, self._interval_s)

@@ -114,7 +114,8 @@ async def test_relay_interrupted_mid_stream_loses_nothing_and_duplicates_are_dro
             await asyncio.sleep(0.01)
     task.cancel()  # interrupted mid-stream
     with pytest.raises(asyncio.CancelledError):
-        await task
+        async with asyncio.timeout(20):  # a swallowed cancellation must fail the test, not hang it
+            await task
     # As if the relay died after publishing but before marking: forget some marks.
     await pool.execute(
         "UPDATE outbox SET published_at = NULL WHERE position IN "
