@@ -9,9 +9,11 @@ envelope, so consumers can continue the trace without decoding the payload first
 
 from __future__ import annotations
 
+import asyncio
+
 from nats.js.api import PubAck, RetentionPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, ServerError
 
 from cinema.events.v1.envelope_pb2 import EventEnvelope
 from services.kit.events.naming import (
@@ -25,6 +27,8 @@ from services.kit.events.naming import (
 
 DUPLICATE_WINDOW_S = 600.0  # longer than any relay restart we expect; costs memory per message id
 HEADER_EVENT_TYPE = "Cinema-Event-Type"
+STORE_BUSY = 10049
+STORE_BUSY_ATTEMPTS = 25
 HEADER_SUBJECT = "Cinema-Subject"
 
 
@@ -46,10 +50,19 @@ def stream_configs(contexts: tuple[str, ...] = CONTEXTS) -> list[StreamConfig]:
 async def ensure_streams(js: JetStreamContext, contexts: tuple[str, ...] = CONTEXTS) -> None:
     """Create the streams, or bring an existing one to this configuration (idempotent)."""
     for config in stream_configs(contexts):
-        try:
-            await js.add_stream(config)
-        except BadRequestError:  # exists with another configuration
-            await js.update_stream(config)
+        for attempt in range(STORE_BUSY_ATTEMPTS):
+            try:
+                await js.add_stream(config)
+                break
+            except BadRequestError:  # exists with another configuration
+                await js.update_stream(config)
+                break
+            except ServerError as error:
+                # "error creating store for stream" (10049): the server is still removing the
+                # files of a stream of that name deleted a moment ago. It passes; try again.
+                if error.err_code != STORE_BUSY or attempt == STORE_BUSY_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.2)
 
 
 def headers_for(envelope: EventEnvelope) -> dict[str, str]:
