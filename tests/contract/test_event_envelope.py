@@ -9,6 +9,7 @@ as the envelope's subject. Later issues add a test per consumed event here.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.errors import NotFoundError
 from opentelemetry import trace
 
 from cinema.common.v1.money_pb2 import Money
@@ -47,6 +49,9 @@ async def test_reservation_confirmed_reaches_a_consumer_as_the_contract_says(nat
     await nc.connect(nats_server.url, connect_timeout=2, max_reconnect_attempts=0)
     js = nc.jetstream()
     try:
+        for config in jetstream.stream_configs():  # a clean slate: other tests share this server
+            with contextlib.suppress(NotFoundError):
+                await js.delete_stream(config.name or "")
         await jetstream.ensure_streams(js)
         await jetstream.ensure_streams(js)  # idempotent
 
