@@ -9,12 +9,13 @@ payment it has seen into the outbox, writes back changed payments, then commits.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
+from services.kit.unit_of_work import RaisesEvents
+from services.kit.unit_of_work import UnitOfWork as KitUnitOfWork
 from services.payment.domain.card import Card
 from services.payment.domain.events import DomainEvent
 from services.payment.domain.payment import Payment
@@ -82,7 +83,7 @@ class Outbox(Protocol):
     async def add(self, event: DomainEvent) -> None: ...
 
 
-class UnitOfWork(abc.ABC):
+class UnitOfWork(KitUnitOfWork):
     """`async with uow: ...; await uow.commit()`; leaving without commit rolls back.
 
     Adapters set `payments` and `outbox` (in `_begin`) and implement `_begin`, `_commit`
@@ -92,37 +93,14 @@ class UnitOfWork(abc.ABC):
     payments: PaymentRepository
     outbox: Outbox
 
-    async def __aenter__(self) -> Self:
-        await self._begin()
-        return self
+    def _seen(self) -> Iterable[RaisesEvents]:
+        return self.payments.seen
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.rollback()
-
-    async def commit(self) -> None:
-        for event in self.collect_new_events():
-            await self.outbox.add(event)
+    async def _flush(self) -> None:
         await self.payments.flush()
-        await self._commit()
 
-    def collect_new_events(self) -> Iterator[DomainEvent]:
-        for payment in self.payments.seen:
-            while payment.events:
-                yield payment.events.pop(0)
-
-    @abc.abstractmethod
-    async def _begin(self) -> None: ...
-
-    @abc.abstractmethod
-    async def _commit(self) -> None: ...
-
-    @abc.abstractmethod
-    async def rollback(self) -> None: ...
+    async def _outbox_add(self, event: DomainEvent) -> None:
+        await self.outbox.add(event)
 
 
 class UnitOfWorkFactory(Protocol):

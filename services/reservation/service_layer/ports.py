@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
+from services.kit.unit_of_work import RaisesEvents
+from services.kit.unit_of_work import UnitOfWork as KitUnitOfWork
 from services.reservation.domain.events import DomainEvent
 from services.reservation.domain.reservation import Reservation
 from services.reservation.domain.screening import MovieTitle, Screening
@@ -168,7 +169,7 @@ class Outbox(Protocol):
     async def add(self, event: DomainEvent) -> None: ...
 
 
-class UnitOfWork(abc.ABC):
+class UnitOfWork(KitUnitOfWork):
     """One transaction over the booking store: `async with uow: ...; await uow.commit()`.
 
     Adapters set the four attributes (typically in `_begin`, from one connection) and
@@ -181,37 +182,14 @@ class UnitOfWork(abc.ABC):
     claims: SeatClaims
     outbox: Outbox
 
-    async def __aenter__(self) -> Self:
-        await self._begin()
-        return self
+    def _seen(self) -> Iterable[RaisesEvents]:
+        return self.reservations.seen
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.rollback()
-
-    async def commit(self) -> None:
-        for event in self.collect_new_events():
-            await self.outbox.add(event)
+    async def _flush(self) -> None:
         await self.reservations.flush()
-        await self._commit()
 
-    def collect_new_events(self) -> Iterator[DomainEvent]:
-        for reservation in self.reservations.seen:
-            while reservation.events:
-                yield reservation.events.pop(0)
-
-    @abc.abstractmethod
-    async def _begin(self) -> None: ...
-
-    @abc.abstractmethod
-    async def _commit(self) -> None: ...
-
-    @abc.abstractmethod
-    async def rollback(self) -> None: ...
+    async def _outbox_add(self, event: DomainEvent) -> None:
+        await self.outbox.add(event)
 
 
 class UnitOfWorkFactory(Protocol):
