@@ -1,0 +1,1 @@
+"""Entry points of the identity service: the HTTP API (token endpoint, JWKS, discovery) and the CLI."""
