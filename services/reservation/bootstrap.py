@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 import grpc.aio
@@ -25,9 +26,10 @@ from services.kit import pg
 from services.kit.events.connection import connect_forever, ensure_streams_forever
 from services.kit.events.consumer import EventConsumer
 from services.kit.events.outbox import OutboxRelay, RelaySettings
+from services.kit.oauth_client import ClientCredentialsTokenSource
 from services.kit.server import ServiceHost
 from services.reservation.adapters import grpc_api
-from services.reservation.adapters.payment import GrpcPaymentGateway, TokenFile
+from services.reservation.adapters.payment import BearerTokenSource, GrpcPaymentGateway, TokenFile
 from services.reservation.adapters.postgres import MIGRATIONS, PgUnitOfWorkFactory
 from services.reservation.entrypoints.catalog_consumer import catalog_consumer
 from services.reservation.entrypoints.reconciler_loop import ReconcilerLoop
@@ -52,6 +54,7 @@ class ReservationApp:
         self.settings = settings
         self._pool: asyncpg.Pool | None = None
         self._payments: GrpcPaymentGateway | None = None
+        self._token_source: ClientCredentialsTokenSource | None = None
         self._deps: BookingDependencies | None = None
         self._nats: NATS | None = None
         self._relay: OutboxRelay | None = None
@@ -88,9 +91,20 @@ class ReservationApp:
         if applied:
             log.info("migrations applied", extra={"versions": applied})
         self._pool = await pg.create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
-        if not s.payment_token_file:
-            log.warning("RESERVATION_PAYMENT_TOKEN_FILE is not set: payment will refuse our calls")
-        self._payments = GrpcPaymentGateway(s.payment_address, TokenFile(s.payment_token_file))
+        tokens: BearerTokenSource
+        if s.token_url:
+            self._token_source = ClientCredentialsTokenSource(
+                s.token_url, s.client_id, secret_file=Path(s.client_secret_file)
+            )
+            tokens = self._token_source
+        else:
+            if not s.payment_token_file:
+                log.warning(
+                    "neither RESERVATION_TOKEN_URL nor RESERVATION_PAYMENT_TOKEN_FILE is set: "
+                    "payment will refuse our calls"
+                )
+            tokens = TokenFile(s.payment_token_file)
+        self._payments = GrpcPaymentGateway(s.payment_address, tokens)
         self._deps = BookingDependencies(
             uow=PgUnitOfWorkFactory(self._pool),
             payments=self._payments,
@@ -141,6 +155,9 @@ class ReservationApp:
         if self._payments is not None:
             await self._payments.close()
             self._payments = None
+        if self._token_source is not None:
+            await self._token_source.close()
+            self._token_source = None
         if self._pool is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._pool.close(), timeout=5)

@@ -12,6 +12,10 @@ services.kit.settings), the service reads:
   a caller gets UNAVAILABLE within a second when payment is down).
 - `RESERVATION_PAYMENT_TOKEN_FILE`: file holding the bearer token (a JWT with role `service`)
   sent to payment; re-read when it changes. Empty: calls go without a token.
+- `RESERVATION_TOKEN_URL`, `RESERVATION_CLIENT_ID` (default `reservation`),
+  `RESERVATION_CLIENT_SECRET_FILE`: when the URL is set, the token for payment comes from that
+  OAuth2 token endpoint (client credentials, e.g. identity's `/oauth2/token`), cached and
+  refreshed before it expires, instead of from the token file.
 - `RESERVATION_RECONCILER_INTERVAL_S`: pause between two reconciler rounds.
 - `RESERVATION_RECONCILER_WINDOW_S`: a PENDING reservation older than this is settled by the
   reconciler; must exceed the payment deadline.
@@ -41,6 +45,9 @@ class ReservationSettings(KitSettings):
     payment_address: str = "127.0.0.1:15052"
     payment_deadline_ms: int = Field(default=800, ge=10)
     payment_token_file: str = ""
+    token_url: str = ""
+    client_id: str = "reservation"
+    client_secret_file: str = ""
 
     reconciler_interval_s: float = Field(default=1.0, gt=0)
     reconciler_window_s: float = Field(default=2.0, gt=0)
@@ -56,6 +63,8 @@ class ReservationSettings(KitSettings):
         # A shorter window would fail reservations whose authorization is still in flight.
         if self.reconciler_window_s <= self.payment_deadline_s + 0.5:
             raise ValueError("RESERVATION_RECONCILER_WINDOW_S must exceed the payment deadline (plus its 0.5 s grace)")
+        if self.token_url and not self.client_secret_file:
+            raise ValueError("RESERVATION_TOKEN_URL needs RESERVATION_CLIENT_SECRET_FILE")
         if self.db_pool_min > self.db_pool_max:
             raise ValueError("RESERVATION_DB_POOL_MIN must not exceed RESERVATION_DB_POOL_MAX")
         return self

@@ -33,6 +33,9 @@ _STORE_DOWN: tuple[type[BaseException], ...] = (
     asyncpg.OperatorInterventionError,
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,
+    asyncpg.CannotConnectNowError,  # starting up or shutting down
+    # "database is not accepting connections" (and lock-not-available): retrying later may work
+    asyncpg.ObjectNotInPrerequisiteStateError,
 )
 
 

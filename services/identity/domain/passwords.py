@@ -6,7 +6,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
-from services.kit.errors import InvalidArgument
+from services.kit.errors import FieldViolation, InvalidArgument
 
 # The handful every cracking list starts with; a real deployment would check a breach corpus.
 COMMON_PASSWORDS = frozenset(
@@ -38,13 +38,18 @@ class PasswordPolicy:
         """Raise InvalidArgument (field `password`) when the password is not acceptable."""
         normalised = unicodedata.normalize("NFKC", password)
         if len(normalised) < self.min_length:
-            raise InvalidArgument.for_field("password", f"at least {self.min_length} characters")
+            raise _refused(f"needs at least {self.min_length} characters")
         if len(normalised) > self.max_length:
-            raise InvalidArgument.for_field("password", f"at most {self.max_length} characters")
+            raise _refused(f"may have at most {self.max_length} characters")
         if not normalised.strip():
-            raise InvalidArgument.for_field("password", "must not be only spaces")
+            raise _refused("must not be only spaces")
         folded = normalised.casefold()
         if username and username.casefold() in folded:
-            raise InvalidArgument.for_field("password", "must not contain the username")
+            raise _refused("must not contain the username")
         if folded in COMMON_PASSWORDS or len(set(folded)) < 4:
-            raise InvalidArgument.for_field("password", "too easy to guess")
+            raise _refused("is too easy to guess")
+
+
+def _refused(description: str) -> InvalidArgument:
+    # Worded "the password ..." rather than "password: ...", which log redaction would blank out.
+    return InvalidArgument(f"the password {description}", (FieldViolation("password", description),))

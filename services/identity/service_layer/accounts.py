@@ -44,12 +44,13 @@ async def add_user(
     deps: IdentityDependencies, username: str, password: str, roles: Iterable[str], email: str | None = None
 ) -> User:
     name = normalise_username(username)
+    checked_roles = parse_roles(roles)
     deps.password_policy.check(password, name)
     user = User(
         id=str(uuid.uuid4()),
         username=name,
         password_hash=await deps.hasher.hash(password),
-        roles=parse_roles(roles),
+        roles=checked_roles,
         email=email or None,
     )
     await deps.users.add(user)

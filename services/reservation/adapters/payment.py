@@ -1,8 +1,9 @@
 """The payment gateway: cinema.payment.v1.PaymentService over grpc.aio, through the mesh.
 
 One channel per process, to the address from settings (locally the Envoy listener in front of
-payment). Every call carries a deadline, the service bearer token read from a file, and the
-trace context (the kit's client interceptors). Whatever keeps payment from answering —
+payment). Every call carries a deadline, the service bearer token (read from a file, or from
+an OAuth2 token endpoint by services.kit.oauth_client), and the trace context (the kit's
+client interceptors). Whatever keeps payment from answering —
 refused connection, UNAVAILABLE, DEADLINE_EXCEEDED, the mesh's breaker overflow
 (RESOURCE_EXHAUSTED or UNAVAILABLE from Envoy), a bad token of ours — becomes
 PaymentUnavailable, so the use case can answer the caller at once instead of hanging.
@@ -15,6 +16,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 import grpc.aio
@@ -22,7 +24,7 @@ from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 
 from cinema.payment.v1 import payment_pb2, payment_pb2_grpc
 from services.kit import telemetry
-from services.kit.errors import FieldViolation, InvalidArgument
+from services.kit.errors import FieldViolation, InvalidArgument, Unavailable
 from services.kit.grpc_errors import find_detail
 from services.reservation.adapters.outbox import money_proto
 from services.reservation.domain.values import Money
@@ -50,6 +52,12 @@ _STATES = {
     payment_pb2.PAYMENT_STATE_DECLINED: PaymentStatus.DECLINED,
     payment_pb2.PAYMENT_STATE_REFUNDED: PaymentStatus.REFUNDED,
 }
+
+
+class BearerTokenSource(Protocol):
+    """Where the service token for payment comes from ("" = none)."""
+
+    async def token(self) -> str: ...
 
 
 class TokenFile:
@@ -112,9 +120,9 @@ def _invalid_argument(error: grpc.aio.AioRpcError) -> InvalidArgument:
 class GrpcPaymentGateway:
     """PaymentGateway port over one grpc.aio channel; `close()` at shutdown."""
 
-    def __init__(self, address: str, token_file: TokenFile) -> None:
+    def __init__(self, address: str, tokens: BearerTokenSource) -> None:
         self._address = address
-        self._tokens = token_file
+        self._tokens = tokens
         self._channel = grpc.aio.insecure_channel(
             address, options=list(CHANNEL_OPTIONS), interceptors=telemetry.client_interceptors()
         )
@@ -124,7 +132,10 @@ class GrpcPaymentGateway:
         await self._channel.close(grace=None)
 
     async def _metadata(self) -> tuple[tuple[str, str], ...]:
-        token = await self._tokens.token()
+        try:
+            token = await self._tokens.token()
+        except Unavailable as error:  # no token to be had (identity down): payment is out of reach
+            raise PaymentUnavailable(f"no service token for payment: {error.message}") from None
         return (("authorization", f"Bearer {token}"),) if token else ()
 
     async def authorize(
