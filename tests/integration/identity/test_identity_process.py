@@ -194,14 +194,14 @@ async def test_serve_issues_tokens_and_stops_on_sigterm_without_logging_secrets(
             # draining: still answering, but not ready
             await asyncio.sleep(0.1)
             assert (await http.get(f"{base}/healthz")).status_code == 503
-        out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+        out_bytes, err_bytes = await asyncio.wait_for(process.communicate(), timeout=30)
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
-    assert process.returncode == 0, err.decode()[-3000:]
-    output = out.decode() + err.decode()
-    lines = log_lines(err.decode())
+    assert process.returncode == 0, err_bytes.decode()[-3000:]
+    output = out_bytes.decode() + err_bytes.decode()
+    lines = log_lines(err_bytes.decode())
     messages = [line.get("message") for line in lines]
     for expected in (
         "service started",
