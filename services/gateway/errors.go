@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	// The google.rpc error details the services attach (BadRequest, ErrorInfo, RetryInfo,
+	// ResourceInfo, …): registered so the JSON body can show them with their fields.
+	_ "google.golang.org/genproto/googleapis/rpc/errdetails"
+)
+
+// errorHandler writes every failure as HTTP status + google.rpc.Status JSON body (code, message,
+// details), using grpc-gateway's default mapping (NOT_FOUND → 404, UNAVAILABLE → 503, …).
+//
+// Two things are added to the default: a detail whose type the gateway does not know is dropped
+// instead of turning the whole answer into a 500 "failed to marshal error message", and a 401
+// carries an RFC 6750 `WWW-Authenticate: Bearer` challenge (grpc-gateway puts the bare status
+// message there).
+func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	var withHTTPStatus *runtime.HTTPStatusError
+	inner := err
+	if errors.As(err, &withHTTPStatus) {
+		inner = withHTTPStatus.Err
+	}
+	st := status.Convert(inner)
+	info := infoFrom(r.Context())
+	if info != nil && info.grpcCode == "" {
+		info.grpcCode = codeName(st.Code())
+	}
+	st = knownDetailsOnly(st)
+	if info != nil && isTransportFailure(st) {
+		// grpc-go's own message names the address it could not dial: keep it for the log
+		// (info.upstreamError), tell the client which service is down.
+		st = status.New(codes.Unavailable, serviceOf(info.rpc)+" is unavailable; retry later")
+	}
+	err = st.Err()
+	if withHTTPStatus != nil {
+		err = &runtime.HTTPStatusError{HTTPStatus: withHTTPStatus.HTTPStatus, Err: err}
+	}
+	if st.Code() == codes.Unauthenticated {
+		w = &bearerChallenge{ResponseWriter: w, challenge: challengeFor(r, st.Message())}
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+func knownDetailsOnly(st *status.Status) *status.Status {
+	p := st.Proto()
+	kept := make([]*anypb.Any, 0, len(p.GetDetails()))
+	for _, d := range p.GetDetails() {
+		if _, err := protoregistry.GlobalTypes.FindMessageByURL(d.GetTypeUrl()); err != nil {
+			slog.Warn("dropping an error detail of an unknown type", "type_url", d.GetTypeUrl())
+			continue
+		}
+		kept = append(kept, d)
+	}
+	if len(kept) == len(p.GetDetails()) {
+		return st
+	}
+	p.Details = kept
+	return status.FromProto(p)
+}
+
+// routingErrorHandler keeps the HTTP status of a routing failure: grpc-gateway turns 405 into
+// UNIMPLEMENTED, which its default mapping would answer with 501.
+func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	var code codes.Code
+	switch httpStatus {
+	case http.StatusBadRequest:
+		code = codes.InvalidArgument
+	case http.StatusNotFound:
+		code = codes.NotFound
+	case http.StatusMethodNotAllowed:
+		code = codes.Unimplemented
+	default:
+		code = codes.Internal
+	}
+	err := status.Error(code, http.StatusText(httpStatus))
+	errorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: err})
+}
+
+// challengeFor is the RFC 6750 challenge: no token at all gets the bare scheme, a rejected one
+// `error="invalid_token"` with the (sanitised) reason.
+func challengeFor(r *http.Request, message string) string {
+	if r.Header.Get("Authorization") == "" {
+		return `Bearer realm="cinema"`
+	}
+	clean := strings.Map(func(c rune) rune {
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return -1
+		}
+		return c
+	}, message)
+	return `Bearer realm="cinema", error="invalid_token", error_description="` + clean + `"`
+}
+
+type bearerChallenge struct {
+	http.ResponseWriter
+	challenge string
+}
+
+func (b *bearerChallenge) WriteHeader(code int) {
+	if code == http.StatusUnauthorized {
+		b.Header().Set("WWW-Authenticate", b.challenge)
+	}
+	b.ResponseWriter.WriteHeader(code)
+}
+
+func (b *bearerChallenge) Unwrap() http.ResponseWriter { return b.ResponseWriter }
+
+// isTransportFailure: UNAVAILABLE raised by grpc-go itself (no connection to the service), as
+// opposed to an UNAVAILABLE the service answered with its own message and details (e.g. payment
+// unreachable from reservation, with RetryInfo), which is passed on untouched.
+func isTransportFailure(st *status.Status) bool {
+	if st.Code() != codes.Unavailable || len(st.Proto().GetDetails()) > 0 {
+		return false
+	}
+	m := st.Message()
+	return strings.HasPrefix(m, "connection error:") || strings.HasPrefix(m, "name resolver error:") ||
+		strings.HasPrefix(m, "last connection error:") || strings.HasPrefix(m, "error reading from server:")
+}
+
+// serviceOf turns "/cinema.movie.v1.MovieService/ListMovies" into "cinema.movie.v1.MovieService".
+func serviceOf(rpc string) string {
+	if s := strings.TrimPrefix(rpc, "/"); s != "" {
+		if i := strings.LastIndex(s, "/"); i > 0 {
+			return s[:i]
+		}
+	}
+	return "the service"
+}
