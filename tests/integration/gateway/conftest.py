@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pymongo import MongoClient
 
 from scripts.stack.paths import REPO, go_tool
 from scripts.stack.process import ManagedProcess, free_port
@@ -180,6 +181,12 @@ def catalog(
     finally:
         for service in reversed(started):
             service.stop()
+        client: MongoClient[dict[str, Any]] = MongoClient(mongo_server.url, serverSelectionTimeoutMS=5000)
+        try:
+            for database in (movie.env["MOVIE_MONGO_DATABASE"], review.env["REVIEW_MONGO_DATABASE"]):
+                client.drop_database(database)
+        finally:
+            client.close()
 
 
 @pytest.fixture(scope="module")
