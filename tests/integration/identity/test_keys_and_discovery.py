@@ -241,8 +241,13 @@ async def test_jwks_and_tokens_answer_503_when_the_store_is_gone(
         conn = await asyncpg.connect(postgres_server.url)
         try:
             name = database.rsplit("/", 1)[1]
-            await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+            # no new connections, then end the pool's, and wait until they are really gone
             await conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+            for _ in range(100):
+                if not await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name):
+                    break
+                await asyncio.sleep(0.05)
             form = {"grant_type": "password", "username": CUSTOMER.username, "password": CUSTOMER.password}
             response = await http.post(running.token_url, data=form)
             assert response.status_code == 503, response.text
