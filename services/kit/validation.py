@@ -14,16 +14,21 @@ interpreter costs milliseconds per request, so the field rules are checked by th
 of services.kit.fast_validation (same paths, messages and order; proved by
 tests/unit/test_validation_equivalence.py); a message type with a rule that module does not
 implement (UpdateMovieRequest's message-level CEL, for one) is validated by protovalidate.
+
+Before any rule, `validate` refuses a Timestamp or Duration outside the range google.protobuf
+defines for it (`malformed_times`), wherever it sits in the request: no rule could be evaluated on
+it, and no handler could turn it into a datetime.
 """
 
 from __future__ import annotations
 
 import protovalidate
 from buf.validate import validate_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 from services.kit.errors import FieldViolation, InvalidArgument
-from services.kit.fast_validation import plan_for
+from services.kit.fast_validation import AnyDescriptor, plan_for
 
 # One validator for the process: it compiles the rules of each message type once and caches them.
 _VALIDATOR = protovalidate.Validator()  # type: ignore[no-untyped-call]  # its __init__ is unannotated
@@ -66,8 +71,78 @@ def protovalidate_violations_of(message: Message) -> tuple[FieldViolation, ...]:
     return ()
 
 
+# google.protobuf.Timestamp and Duration have a legal range (timestamp.proto, duration.proto). A value
+# outside it travels on the wire, but neither protovalidate's CEL conversion nor ToDatetime() can
+# take it: they raise OverflowError/ValueError, which would answer INTERNAL.
+_TIMESTAMP_SECONDS = (-62_135_596_800, 253_402_300_799)  # 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z
+_DURATION_MAX_SECONDS = 315_576_000_000  # 10,000 years
+_NANOS_PER_SECOND = 1_000_000_000
+_TIMESTAMP = "google.protobuf.Timestamp"
+_DURATION = "google.protobuf.Duration"
+_TIMESTAMP_RANGE = "must be a valid timestamp, from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z"
+_DURATION_RANGE = "must be a valid duration, within 10,000 years, with seconds and nanos of the same sign"
+
+# Per message type: whether a Timestamp or Duration can occur anywhere inside it (most requests: no).
+_HOLDS_TIME: dict[str, bool] = {}
+
+
+def _holds_time(descriptor: AnyDescriptor, visiting: frozenset[str] = frozenset()) -> bool:
+    name = descriptor.full_name
+    if name in (_TIMESTAMP, _DURATION):
+        return True
+    if name not in _HOLDS_TIME:
+        if name in visiting:
+            return False  # a recursive type: its other fields decide
+        inner = visiting | {name}
+        _HOLDS_TIME[name] = any(
+            fd.message_type is not None and _holds_time(fd.message_type, inner) for fd in descriptor.fields
+        )
+    return _HOLDS_TIME[name]
+
+
+def _time_problem(value: timestamp_pb2.Timestamp | duration_pb2.Duration) -> str | None:
+    seconds, nanos = value.seconds, value.nanos
+    if isinstance(value, timestamp_pb2.Timestamp):
+        in_range = _TIMESTAMP_SECONDS[0] <= seconds <= _TIMESTAMP_SECONDS[1] and 0 <= nanos < _NANOS_PER_SECOND
+        return None if in_range else _TIMESTAMP_RANGE
+    same_sign = seconds == 0 or nanos == 0 or (seconds > 0) == (nanos > 0)
+    in_range = abs(seconds) <= _DURATION_MAX_SECONDS and abs(nanos) < _NANOS_PER_SECOND and same_sign
+    return None if in_range else _DURATION_RANGE
+
+
+def malformed_times(message: Message, prefix: str = "") -> list[FieldViolation]:
+    """Every Timestamp or Duration inside `message` that lies outside its legal range, by path."""
+    found: list[FieldViolation] = []
+    if not _holds_time(message.DESCRIPTOR):
+        return found
+    for fd, value in message.ListFields():
+        sub = fd.message_type
+        if sub is None or not _holds_time(sub):
+            continue
+        path = prefix + fd.name
+        if sub.GetOptions().map_entry:
+            items = [(f'{path}["{key}"]', item) for key, item in value.items() if isinstance(item, Message)]
+        elif fd.is_repeated:
+            items = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
+        else:
+            items = [(path, value)]
+        for item_path, item in items:
+            if isinstance(item, timestamp_pb2.Timestamp | duration_pb2.Duration):
+                problem = _time_problem(item)
+                if problem is not None:
+                    found.append(FieldViolation(item_path, problem))
+            else:
+                found += malformed_times(item, item_path + ".")
+    return found
+
+
 def validate(message: Message) -> None:
     """Raise InvalidArgument naming every field of `message` that breaks a rule of its contract."""
+    malformed = malformed_times(message)
+    if malformed:
+        # The rules cannot be evaluated on such a message (protovalidate raises): report these alone.
+        summary = "; ".join(f"{v.field}: {v.description}" for v in malformed)
+        raise InvalidArgument(f"invalid {message.DESCRIPTOR.name}: {summary}", tuple(malformed))
     violations = violations_of(message)
     if violations:
         summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
