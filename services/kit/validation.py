@@ -17,7 +17,8 @@ implement (UpdateMovieRequest's message-level CEL, for one) is validated by prot
 
 Before any rule, `validate` refuses a Timestamp or Duration outside the range google.protobuf
 defines for it (`malformed_times`), wherever it sits in the request: no rule could be evaluated on
-it, and no handler could turn it into a datetime.
+it, and no handler could turn it into a datetime. It also refuses a NUL character in any string
+(`strings_with_nul`): PostgreSQL, where most of what a request says ends up, cannot store one.
 """
 
 from __future__ import annotations
@@ -136,6 +137,45 @@ def malformed_times(message: Message, prefix: str = "") -> list[FieldViolation]:
     return found
 
 
+# PostgreSQL cannot store U+0000 in text (asyncpg raises "invalid byte sequence for encoding UTF8:
+# 0x00"), and what one service accepts travels in events to services that store it there. No
+# field of the contracts has a use for it, so a request carrying one is refused at the edge.
+_NUL = "\x00"
+_NUL_MESSAGE = "must not contain NUL (U+0000) characters"
+
+
+def _nul_free_key(key: object) -> str:
+    return str(key).replace(_NUL, "\\0")
+
+
+def strings_with_nul(message: Message, prefix: str = "") -> list[FieldViolation]:
+    """Every string inside `message` (fields, list items, map keys and values) holding a NUL, by path."""
+    found: list[FieldViolation] = []
+    for fd, value in message.ListFields():
+        path = prefix + fd.name
+        sub = fd.message_type
+        if sub is not None and sub.GetOptions().map_entry:
+            for key, item in value.items():
+                item_path = f'{path}["{_nul_free_key(key)}"]'
+                if (isinstance(key, str) and _NUL in key) or (isinstance(item, str) and _NUL in item):
+                    found.append(FieldViolation(item_path, _NUL_MESSAGE))
+                elif isinstance(item, Message):
+                    found += strings_with_nul(item, item_path + ".")
+        elif fd.type == fd.TYPE_STRING:
+            items = enumerate(value) if fd.is_repeated else [(None, value)]
+            found += [
+                FieldViolation(path if index is None else f"{path}[{index}]", _NUL_MESSAGE)
+                for index, item in items
+                if _NUL in item
+            ]
+        elif sub is not None and fd.is_repeated:
+            for index, item in enumerate(value):
+                found += strings_with_nul(item, f"{path}[{index}].")
+        elif sub is not None:
+            found += strings_with_nul(value, path + ".")
+    return found
+
+
 def validate(message: Message) -> None:
     """Raise InvalidArgument naming every field of `message` that breaks a rule of its contract."""
     malformed = malformed_times(message)
@@ -143,7 +183,7 @@ def validate(message: Message) -> None:
         # The rules cannot be evaluated on such a message (protovalidate raises): report these alone.
         summary = "; ".join(f"{v.field}: {v.description}" for v in malformed)
         raise InvalidArgument(f"invalid {message.DESCRIPTOR.name}: {summary}", tuple(malformed))
-    violations = violations_of(message)
+    violations = (*strings_with_nul(message), *violations_of(message))
     if violations:
         summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
         raise InvalidArgument(f"invalid {message.DESCRIPTOR.name}: {summary}", violations)
