@@ -3,7 +3,8 @@
 py-spy attaches to a running process by pid (no restart, no code change), samples its Python
 stacks without pausing it (`--nonblocking`) and keeps only the samples of the thread holding the
 GIL (`--gil`: an event loop waiting in epoll, or a thread blocked, holds none), so a process's
-sample count over rate x seconds is about the share of a core it spent running Python. The
+sample count over rate x seconds is the share of the time it held the GIL (its CPU share on a
+machine with cores to spare; more than that on an oversubscribed one). The
 summary per process: that busy share, the functions with the most samples on top of the stack
 (self time), and self time by package (asyncpg, grpc, protobuf, joserfc, logging, the service's
 own code...), which is what names the cost of a hop.
@@ -35,7 +36,8 @@ class Profile:
 
     @property
     def busy_share(self) -> float:
-        """Samples over the samples a fully busy thread would give (can exceed 1 with threads)."""
+        """Share of the wall time some thread held the GIL. Above the CPU share when the machine is
+        oversubscribed: a thread descheduled while holding the GIL still holds it."""
         expected = self.rate_hz * self.seconds
         return self.samples / expected if expected else 0.0
 
@@ -82,7 +84,9 @@ def summarize_raw(text: str, process: str, rate_hz: int, seconds: float, top: in
         leaf = stack.rsplit(";", 1)[-1]
         match = FRAME.match(leaf)
         func, path = (match.group("func"), match.group("file")) if match else (leaf, "")
-        package = package_of(path)
+        # The loop's own frame on top: the thread runs C code called by the event loop (uvloop,
+        # grpc's core, asyncpg's protocol) with the GIL held and no Python frame above it.
+        package = "event loop C code" if func == "Runner.run" else package_of(path)
         functions[f"{func} [{package}]"] += count
         packages[package] += count
     return Profile(process, total, rate_hz, seconds, functions.most_common(top), packages.most_common(top))

@@ -69,14 +69,27 @@ def summary_table(result: Mapping[str, Any]) -> list[str]:
         )
     lines += ["", "| ratio | value |", "|---|---:|"]
     for label, value in result["ratios"].items():
-        lines.append(f"| {label} | {_num(value, 3) if value < 10 else _num(value)} |")
+        small = value is not None and not math.isnan(value) and value < 10
+        lines.append(f"| {label} | {_num(value, 3) if small else _num(value)} |")
     return lines
 
 
 def resources_table(resources: Mapping[str, Any]) -> list[str]:
     lines = ["| process | CPU s | cores busy | peak RSS MiB |", "|---|---:|---:|---:|"]
-    for name, r in sorted(resources.items(), key=lambda kv: -kv[1]["cpu_s"]):
-        lines.append(f"| {name} | {r['cpu_s']:.1f} | {r['cores']:.2f} | {r['peak_rss_mib']:.0f} |")
+    machine = ("other processes on the machine", "whole machine")
+    ordered = sorted((kv for kv in resources.items() if kv[0] not in machine), key=lambda kv: -kv[1]["cpu_s"])
+    ordered += [(name, resources[name]) for name in machine if name in resources]
+    for name, r in ordered:
+        rss = f"{r['peak_rss_mib']:.0f}" if r["peak_rss_mib"] else "-"
+        lines.append(f"| {name} | {r['cpu_s']:.1f} | {r['cores']:.2f} | {rss} |")
+    return lines
+
+
+def sessions_table(sessions: Mapping[str, Mapping[str, float]]) -> list[str]:
+    lines = ["| database | sessions by state (average) |", "|---|---|"]
+    for database, states in sorted(sessions.items()):
+        shown = ", ".join(f"{state} {n:.2f}" for state, n in sorted(states.items(), key=lambda kv: -kv[1]))
+        lines.append(f"| {database} | {shown} |")
     return lines
 
 
@@ -91,7 +104,7 @@ def hops_table(hops: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def profile_lines(profiles: Mapping[str, Any], focus: str | None) -> list[str]:
-    lines = ["| process | samples | busy share of a core | top packages (self samples) |", "|---|---:|---:|---|"]
+    lines = ["| process | samples | GIL held (share of time) | top packages (self samples) |", "|---|---:|---:|---|"]
     for name, p in sorted(profiles.items(), key=lambda kv: -kv[1]["samples"]):
         if p.get("error"):
             lines.append(f"| {name} | - | - | {p['error']} |")
@@ -137,6 +150,10 @@ def markdown(result: Mapping[str, Any]) -> str:
         "## CPU and memory per process (measured window)",
         "",
         *resources_table(result["resources"]),
+        "",
+        "## PostgreSQL sessions per database (average over the window, sampled from pg_stat_activity)",
+        "",
+        *sessions_table(result.get("postgres_sessions", {})),
         "",
         f"## Profile ({result.get('profile_seconds', 0):.0f} s of py-spy after the window, same load)",
         "",

@@ -60,8 +60,23 @@ class ResourceSampler:
     cpu_count: int = field(default_factory=lambda: os.cpu_count() or 1)
     _task: asyncio.Task[None] | None = None
     _started_first: set[str] = field(default_factory=set)
+    machine_first: float | None = None  # busy CPU seconds of the whole machine (all cores)
+    machine_last: float | None = None
+
+    @property
+    def machine_cpu_seconds(self) -> float:
+        """CPU seconds every process of the machine spent between the first and last sample: what
+        is not ours in it is other work competing for the same cores."""
+        if self.machine_first is None or self.machine_last is None:
+            return 0.0
+        return self.machine_last - self.machine_first
 
     def _sample(self) -> None:
+        times = psutil.cpu_times()
+        busy = times.user + times.nice + times.system + getattr(times, "irq", 0.0) + getattr(times, "softirq", 0.0)
+        if self.machine_first is None:
+            self.machine_first = busy
+        self.machine_last = busy
         targets = {**self.pids(), LOAD_GENERATOR: os.getpid()}
         for name, pid in targets.items():
             # The load generator's children are the stack itself (a scratch stack's supervisor).

@@ -229,6 +229,7 @@ async def _phases(
     from scripts.bench.auth import acquire_tokens
     from scripts.bench.catalog import seed_catalog, wait_until_propagated
     from scripts.bench.openloop import OpenLoopRunner, Recorder, WeightedChoice, schedule
+    from scripts.bench.pgwait import PgActivitySampler
     from scripts.bench.profiling import profile_processes
     from scripts.bench.raw import measure_raw_limits
     from scripts.bench.resources import ResourceSampler
@@ -239,7 +240,8 @@ async def _phases(
     addresses = {s: stack.address(s, args.target) for s in stack.grpc_ports}
     print(f"target {args.target}: " + ", ".join(f"{s} {a}" for s, a in addresses.items()), flush=True)
 
-    tokens = acquire_tokens(stack.data_dir, tag, args.customers)
+    tokens = await asyncio.to_thread(acquire_tokens, stack.data_dir, stack.store_urls, tag, args.customers)
+    print(f"tokens: a manager and {len(tokens.customers)} customers", flush=True)
     t = time.monotonic()
     catalog = await seed_catalog(addresses["movie"], tokens.manager, tag, args.movies, args.screenings, rng)
     seed_s = time.monotonic() - t
@@ -275,6 +277,7 @@ async def _phases(
     )
     runner = OpenLoopRunner(workload.operations(), recorder, max_in_flight=args.max_in_flight)
     sampler = ResourceSampler(stack.pids)
+    pg_sessions = PgActivitySampler(stack.store_urls["postgres"])
     scrapes: dict[str, serverstats.Scrape] = {}
     profiles: dict[str, Any] = {}
     service_names = set(stack.grpc_ports)
@@ -283,7 +286,9 @@ async def _phases(
         await asyncio.sleep(max(0.0, window[0] - time.perf_counter()))
         scrapes["before"] = await serverstats.scrape(stack.metrics_ports)
         sampler.start()
+        pg_sessions.start()
         await asyncio.sleep(max(0.0, window[1] - time.perf_counter()))
+        await pg_sessions.stop()
         await sampler.stop()
         scrapes["after"] = await serverstats.scrape(stack.metrics_ports)
         if args.profile_seconds > 0:
@@ -336,6 +341,8 @@ async def _phases(
         lag_probes_per_s=workload.lag.probes / total_s,
         lag_interval_s=workload.lag.interval_s,
         usage={n: (u.cpu_seconds, u.peak_rss) for n, u in sampler.usage.items()},
+        machine_cpu_s=sampler.machine_cpu_seconds,
+        pg_sessions=pg_sessions.history.average_sessions(),
         raw=raw,
         profiles=profiles,
     )
@@ -386,6 +393,8 @@ def build_result(
     lag_probes_per_s: float,
     lag_interval_s: float,
     usage: Mapping[str, tuple[float, int]],
+    machine_cpu_s: float = 0.0,
+    pg_sessions: Mapping[str, Mapping[str, float]] | None = None,
     raw: Mapping[str, Any],
     profiles: Mapping[str, Any],
 ) -> dict[str, Any]:
@@ -473,7 +482,14 @@ def build_result(
     resources = {
         name: {"cpu_s": cpu, "cores": cpu / window_s, "peak_rss_mib": rss / 2**20} for name, (cpu, rss) in usage.items()
     }
-    slowest = _slowest(hops, resources, profiles)
+    ours = sum(r["cpu_s"] for r in resources.values())
+    if machine_cpu_s > 0:
+        # Everything else on the machine (other test runs, builds) competes for the same cores.
+        other = max(0.0, machine_cpu_s - ours)
+        resources["other processes on the machine"] = {"cpu_s": other, "cores": other / window_s, "peak_rss_mib": 0.0}
+        resources["whole machine"] = {"cpu_s": machine_cpu_s, "cores": machine_cpu_s / window_s, "peak_rss_mib": 0.0}
+    sessions = {db: dict(states) for db, states in (pg_sessions or {}).items()}
+    slowest = _slowest(hops, resources, profiles, sessions)
 
     def raw_value(name: str, concurrency: str, key: str) -> float:
         return float(raw.get(name, {}).get(concurrency, {}).get(key, NAN))
@@ -494,11 +510,15 @@ def build_result(
         "ratios": ratios,
         "profile": dict(profiles),
         "slowest_hop": slowest,
+        "postgres_sessions": sessions,
     }
 
 
 def _slowest(
-    hops: list[dict[str, Any]], resources: Mapping[str, Any], profiles: Mapping[str, Any]
+    hops: list[dict[str, Any]],
+    resources: Mapping[str, Any],
+    profiles: Mapping[str, Any],
+    pg_sessions: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, Any] | None:
     """The hop with the largest mean time (composite hops, which contain others, left out), with
     the CPU its process burnt and what its profile spends the time on."""
@@ -515,6 +535,10 @@ def _slowest(
         total = prof["samples"]
         packages = ", ".join(f"{pkg} {n / total:.0%}" for pkg, n in prof["self_packages"][:4])
         functions = "; ".join(f"{func} {n / total:.0%}" for func, n in prof["self_functions"][:3])
-        evidence.append(f"py-spy: busy {prof['busy_share']:.0%} of a core; self time by package: {packages}")
+        evidence.append(f"py-spy: GIL held {prof['busy_share']:.0%} of the time; self time by package: {packages}")
         evidence.append(f"top functions: {functions}")
+    states = (pg_sessions or {}).get(process)
+    if states:
+        shown = ", ".join(f"{state} {n:.2f}" for state, n in sorted(states.items(), key=lambda kv: -kv[1])[:4])
+        evidence.append(f"its PostgreSQL sessions on average: {shown}")
     return {"hop": hop["hop"], "process": process, "mean_ms": hop["mean_ms"], "evidence": "; ".join(evidence)}

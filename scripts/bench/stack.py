@@ -28,6 +28,7 @@ from scripts.stack.process import ManagedProcess, free_port
 
 STACK_SOURCES = Path(__file__).resolve().parents[1] / "stack"
 SERVICES = ("reservation", "payment", "movie", "review", "notification", "viewpage")
+COMPONENT_NAMES = (*SERVICES, "identity", "gateway", "ingress", "envoy")
 EXTERNAL_STORE_VARS = ("DATABASE_URL", "MONGO_URL", "REDIS_URL", "NATS_URL")
 INGRESS_ENV = "CINEMA_BENCH_INGRESS"  # host:port of the Envoy ingress for --target ingress
 DEFAULT_INGRESS = "127.0.0.1:18080"  # notes/ports.md
@@ -35,10 +36,15 @@ READY_TIMEOUT_S = 240.0
 
 
 def port_variables() -> list[str]:
-    """Every `CINEMA_*_PORT` environment variable the local runtime reads."""
+    """Every `CINEMA_*_PORT` environment variable the local runtime reads: literal names, and
+    names built per component (`f"CINEMA_EGRESS_{name.upper()}_PORT"`) expanded for every
+    component name (a variable nobody reads is harmless; one left out would clash)."""
     names: set[str] = set()
     for source in sorted(STACK_SOURCES.glob("*.py")):
-        names.update(re.findall(r"\"(CINEMA_[A-Z0-9_]+_PORT)\"", source.read_text()))
+        text = source.read_text()
+        names.update(re.findall(r"\"(CINEMA_[A-Z0-9_]+_PORT)\"", text))
+        for prefix, suffix in re.findall(r"f\"(CINEMA_[A-Z0-9_]*)\{[^}]+\}([A-Z0-9_]*_PORT)\"", text):
+            names.update(f"{prefix}{name.upper()}{suffix}" for name in COMPONENT_NAMES)
     return sorted(names)
 
 

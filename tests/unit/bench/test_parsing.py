@@ -85,3 +85,30 @@ def test_parse_weights_overrides_defaults_and_rejects_unknown_names() -> None:
     for bad in ("book=3", "reserve", "reserve=-1"):
         with pytest.raises(ValueError):
             parse_weights(bad)
+
+
+def test_the_summary_table_renders_missing_numbers_as_dashes() -> None:
+    from scripts.bench.report import summary_table
+
+    nothing: dict[str, object] = {
+        "rate_per_s": 0.0,
+        "p50_ms": None,
+        "p95_ms": None,
+        "p99_ms": None,
+        "max_ms": None,
+        "errors": {},
+    }
+    result = {
+        "operations": {"reserve": {**nothing, "errors": {"UNAVAILABLE": 2}}},
+        "total": nothing,
+        "lag": {
+            "client": {"p50_ms": None, "p99_ms": None, "samples": 0, "interval_ms": 10.0},
+            "board": {"p50_ms": None, "p99_ms": None, "count": 0},
+        },
+        "raw": {},
+        "ratios": {"reserve ok/s ÷ echo ops/s (64 in flight)": None, "other": 0.5, "big": 250.0},
+    }
+    text = "\n".join(summary_table(result))
+    assert "| reserve | 0.0 | - | - | - | - | UNAVAILABLE 2 |" in text
+    assert "| reserve ok/s ÷ echo ops/s (64 in flight) | - |" in text
+    assert "| other | 0.500 |" in text and "| big | 250 |" in text

@@ -109,3 +109,16 @@ def test_cpu_seconds_count_new_processes_from_zero() -> None:
     first = {10: 5.0, 11: 1.0}
     last = {10: 7.5, 11: 1.0, 12: 0.25}  # 12 started in between (a new PostgreSQL backend)
     assert cpu_seconds_between(first, last) == pytest.approx(2.75)
+
+
+def test_session_history_averages_states_per_database() -> None:
+    from scripts.bench.pgwait import SessionHistory
+
+    history = SessionHistory()
+    history.add([("reservation", "active", "IO:WALSync"), ("reservation", "idle in transaction", "Client:ClientRead")])
+    history.add([("reservation", "idle", "Client:ClientRead"), ("payment", "active", "CPU")])
+    assert history.average_sessions() == {
+        "payment": {"active (CPU)": 0.5},
+        "reservation": {"active (IO:WALSync)": 0.5, "idle": 0.5, "idle in transaction": 0.5},
+    }
+    assert SessionHistory().average_sessions() == {}
