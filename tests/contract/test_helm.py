@@ -96,6 +96,14 @@ def chart_values() -> Doc:
     return values
 
 
+def is_http(svc: Doc) -> bool:
+    return bool(svc.get("protocol") == "http")
+
+
+def serving_port(svc: Doc) -> int:
+    return int(svc["httpPort"] if is_http(svc) else svc["grpcPort"])
+
+
 # --- Istio CRDs as closed JSON Schemas ----------------------------------------------------
 
 
@@ -176,6 +184,7 @@ def test_istio_profile_renders_every_mesh_kind(rendered: dict[str, list[Doc]]) -
         "PeerAuthentication",
         "RequestAuthentication",
         "AuthorizationPolicy",
+        "EnvoyFilter",
     }
     assert kinds == expected
     assert not [d for d in rendered["default"] if is_istio(d)]
@@ -232,25 +241,39 @@ def deployments(docs: list[Doc]) -> Iterator[tuple[str, Doc]]:
 @pytest.mark.parametrize("profile", PROFILES)
 def test_every_service_is_rendered_with_its_runtime_ports(rendered: dict[str, list[Doc]], profile: str) -> None:
     expected = {
-        "movie": (15053, 19103),
-        "review": (15054, 19104),
-        "reservation": (15051, 19101),
-        "payment": (15052, 19102),
-        "notification": (15055, 19105),
-        "viewpage": (15056, 19106),
+        "movie": ("grpc", 15053, 19103),
+        "review": ("grpc", 15054, 19104),
+        "reservation": ("grpc", 15051, 19101),
+        "payment": ("grpc", 15052, 19102),
+        "notification": ("grpc", 15055, 19105),
+        "viewpage": ("grpc", 15056, 19106),
+        "identity": ("http", 8080, 19107),
+        "gateway": ("http", 8080, 19108),
     }
     seen = {}
     for name, d in deployments(rendered[profile]):
+        svc = chart_values()["services"][name]
         container = d["spec"]["template"]["spec"]["containers"][0]
-        assert container["command"] == ["python", "-m", f"services.{name}"]
+        if "image" in svc:  # the Go gateway: its own image and entrypoint
+            assert container["image"] == f"{svc['image']['repository']}:{svc['image']['tag']}"
+            assert "command" not in container
+        else:
+            assert container["command"] == ["python", "-m", f"services.{name}"]
+        kind = "http" if is_http(svc) else "grpc"
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        seen[name] = (ports["grpc"], ports["http-metrics"])
+        seen[name] = (kind, ports[kind], ports["http-metrics"])
         env = {e["name"]: e.get("value") for e in container["env"]}
-        assert env[f"{name.upper()}_GRPC_HOST"] == "0.0.0.0"
+        assert env[f"{name.upper()}_{kind.upper()}_HOST"] == "0.0.0.0"
+        assert env[f"{name.upper()}_{kind.upper()}_PORT"] == str(ports[kind])
         assert env[f"{name.upper()}_METRICS_HOST"] == "0.0.0.0"
-        for variable in ("JWKS_SOURCE", "JWT_ISSUER", "JWT_AUDIENCE", "NATS_URL"):
+        for variable in ("JWKS_SOURCE", "JWT_ISSUER", "JWT_AUDIENCE"):
             assert env[f"{name.upper()}_{variable}"], variable
+        assert (f"{name.upper()}_NATS_URL" in env) == svc.get("nats", True)
     assert seen == expected
+    gateway_pod = next(d for n, d in deployments(rendered[profile]) if n == "gateway")["spec"]["template"]["spec"]
+    gateway = {e["name"]: e.get("value") for e in gateway_pod["containers"][0]["env"]}
+    assert gateway["GATEWAY_MOVIE_ADDRESS"] == f"{FULL}-movie:15053"
+    assert "GATEWAY_PAYMENT_ADDRESS" not in gateway
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -262,10 +285,15 @@ def test_pods_probe_limit_and_drop_privileges(rendered: dict[str, list[Doc]], pr
         assert pod["metadata"]["labels"]["version"]
         assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
         assert spec["securityContext"]["runAsNonRoot"] is True
-        grpc_port = next(p["containerPort"] for p in spec["containers"][0]["ports"] if p["name"] == "grpc")
+        svc = chart_values()["services"][name]
+        port = serving_port(svc)
+        expected_probe = (
+            {"httpGet": {"path": svc["healthPath"], "port": port}} if is_http(svc) else {"grpc": {"port": port}}
+        )
         for container in spec["containers"]:
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                assert container[probe]["grpc"] == {"port": grpc_port}, (name, probe)
+                check = {k: v for k, v in container[probe].items() if k in ("grpc", "httpGet")}
+                assert check == expected_probe, (name, probe)
             assert set(container["resources"]["requests"]) == {"cpu", "memory"}
             assert set(container["resources"]["limits"]) == {"cpu", "memory"}
             sc = container["securityContext"]
@@ -288,7 +316,8 @@ def test_services_have_named_ports(rendered: dict[str, list[Doc]], profile: str)
             assert port["name"].startswith(("grpc-", "http-", "tcp-", "mongo")), port
         if service["spec"]["selector"].get("app.kubernetes.io/component") == "server":
             names = [p["name"] for p in service["spec"]["ports"]]
-            assert names[0].startswith("grpc-") and "http-metrics" in names
+            assert names[0].startswith(("grpc-", "http-")) and "http-metrics" in names
+            assert service["spec"]["ports"][0]["appProtocol"] == names[0].split("-")[0]
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -334,7 +363,7 @@ def test_stores_are_reachable_only_from_their_owners(rendered: dict[str, list[Do
         apps = [e["values"] for s in sources for e in s["podSelector"]["matchExpressions"] if e["key"] == "app"]
         owners[store] = set(apps[0])
     assert owners == {
-        "postgres": {"reservation", "payment", "notification"},
+        "postgres": {"reservation", "payment", "notification", "identity"},
         "mongo": {"movie", "review"},
         "redis": {"viewpage"},
         "nats": {"movie", "review", "reservation", "payment", "viewpage", "notification"},
@@ -346,7 +375,8 @@ def test_stores_are_reachable_only_from_their_owners(rendered: dict[str, list[Do
 def test_migrations_run_as_hooks(rendered: dict[str, list[Doc]]) -> None:
     for profile, hook in (("default", "post-install,pre-upgrade"), ("external-stores", "pre-install,pre-upgrade")):
         jobs = {j["metadata"]["name"]: j for j in of_kind(rendered[profile], "Job")}
-        for name in ("reservation", "payment"):
+        assert set(jobs) == {f"{FULL}-{n}-migrate" for n in ("reservation", "payment", "notification", "identity")}
+        for name in ("reservation", "payment", "identity"):
             job = jobs[f"{FULL}-{name}-migrate"]
             assert job["metadata"]["annotations"]["helm.sh/hook"] == hook
             command = job["spec"]["template"]["spec"]["containers"][0]["command"]
@@ -366,7 +396,7 @@ def test_istio_traffic_policy_is_the_values(rendered: dict[str, list[Doc]]) -> N
         (route,) = vs["http"]
         assert route["timeout"] == traffic["timeout"]
         assert route["retries"] == traffic["retries"]
-        assert route["route"][0]["destination"] == {"host": host, "port": {"number": svc["grpcPort"]}}
+        assert route["route"][0]["destination"] == {"host": host, "port": {"number": serving_port(svc)}}
         dr = named(docs, "DestinationRule", f"{FULL}-{name}")["spec"]
         assert dr["host"] == host
         assert dr["trafficPolicy"]["connectionPool"] == {"http": traffic["connectionPool"]}
@@ -394,12 +424,21 @@ def test_mesh_security(rendered: dict[str, list[Doc]]) -> None:
     (smoke,) = [r for r in payment["rules"] if r["to"][0]["operation"] == health]
     assert smoke["from"][0]["source"]["principals"] == [f"cluster.local/ns/{NAMESPACE}/sa/{FULL}-smoke"]
     gate = named(docs, "AuthorizationPolicy", f"{FULL}-ingress-jwt")
-    assert gate["metadata"]["namespace"] == values["mesh"]["ingress"]["namespace"]
-    jwt_rule, public_rule = gate["spec"]["rules"]
+    ingress = values["mesh"]["ingress"]
+    assert gate["metadata"]["namespace"] == ingress["namespace"]
+    jwt_rule, grpc_rule, rest_rule, edge_rule = gate["spec"]["rules"]
     assert jwt_rule["from"][0]["source"]["requestPrincipals"] == ["*"]
-    public = public_rule["to"][0]["operation"]["paths"]
-    assert public == values["mesh"]["ingress"]["publicPaths"]
+    public = grpc_rule["to"][0]["operation"]["paths"]
+    assert public == ingress["publicPaths"]
     assert not [p for p in public if "Create" in p or "Delete" in p or "ListCustomer" in p]
+    rest = [{"method": o["operation"]["methods"][0], "path": o["operation"]["paths"][0]} for o in rest_rule["to"]]
+    assert rest == ingress["publicRestPaths"] and {r["method"] for r in rest} == {"GET"}
+    assert edge_rule["to"][0]["operation"]["paths"] == ingress["publicEdgePaths"]
+    # the public edge paths are the identity provider's and the API documents, nothing else
+    prefixes = [p for name in ("identity", "gateway") for p in values["services"][name]["ingressPrefixes"]]
+    for path in ingress["publicEdgePaths"]:
+        assert any(path.rstrip("*").startswith(prefix) or prefix.startswith(path.rstrip("*")) for prefix in prefixes)
+        assert not path.startswith("/v1/")
 
 
 def test_dockerfile_is_multi_stage_pinned_and_non_root() -> None:

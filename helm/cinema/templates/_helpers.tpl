@@ -77,6 +77,11 @@ app.kubernetes.io/component: store
 {{- if and .svc.mongo .svc.mongo.oneReplicaOnFerretdb (eq .root.Values.stores.mongo.flavor "ferretdb") -}}true{{- end -}}
 {{- end -}}
 
+{{/* The port a service serves on: grpcPort, or httpPort for protocol http. ctx = the service's values */}}
+{{- define "cinema.port" -}}
+{{- if eq (.protocol | default "grpc") "http" }}{{ .httpPort }}{{ else }}{{ .grpcPort }}{{ end -}}
+{{- end -}}
+
 {{/* Environment of one service, shared by its Deployment and its migration Job.
      ctx = dict "root" $ "name" <service> "svc" <values> */}}
 {{- define "cinema.env" -}}
@@ -86,10 +91,11 @@ app.kubernetes.io/component: store
   value: {{ .name | quote }}
 - name: {{ $prefix }}_SERVICE_VERSION
   value: {{ .root.Values.image.tag | quote }}
-- name: {{ $prefix }}_GRPC_HOST
+{{- $kind := ternary "HTTP" "GRPC" (eq (.svc.protocol | default "grpc") "http") }}
+- name: {{ $prefix }}_{{ $kind }}_HOST
   value: "0.0.0.0"
-- name: {{ $prefix }}_GRPC_PORT
-  value: {{ .svc.grpcPort | quote }}
+- name: {{ $prefix }}_{{ $kind }}_PORT
+  value: {{ include "cinema.port" .svc | quote }}
 - name: {{ $prefix }}_METRICS_HOST
   value: "0.0.0.0"
 - name: {{ $prefix }}_METRICS_PORT
@@ -100,8 +106,10 @@ app.kubernetes.io/component: store
   value: {{ .root.Values.auth.audience | quote }}
 - name: {{ $prefix }}_JWKS_SOURCE
   value: {{ if .root.Values.auth.jwks }}"/var/run/cinema/jwks/jwks.json"{{ else }}{{ .root.Values.auth.jwksUri | quote }}{{ end }}
+{{- if ne .svc.nats false }}
 - name: {{ $prefix }}_NATS_URL
   value: {{ include "cinema.natsUrl" .root | quote }}
+{{- end }}
 {{- if .svc.postgres }}
 - name: {{ $prefix }}_DATABASE_URL
   value: {{ include "cinema.databaseUrl" (dict "root" .root "database" .svc.postgres.database) | quote }}
@@ -130,7 +138,7 @@ app.kubernetes.io/component: store
 {{- range $callee := (.svc.calls | default list) }}
 {{- $c := index $.root.Values.services $callee }}
 - name: {{ $prefix }}_{{ upper $callee }}_ADDRESS
-  value: {{ printf "%s-%s:%d" $full $callee (int $c.grpcPort) | quote }}
+  value: {{ printf "%s-%s:%d" $full $callee (include "cinema.port" $c | int) | quote }}
 {{- end }}
 {{- range $f := (.svc.secretFiles | default list) }}
 - name: {{ $prefix }}_{{ $f.env }}
