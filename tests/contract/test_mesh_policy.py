@@ -1,0 +1,416 @@
+"""The local Envoy and Istio carry the same policy: one set of values, two renderers, no drift.
+
+Both sides are rendered for real -- the Envoy bootstrap by `mesh.envoy`, the Istio resources by
+`helm template` with mesh.enabled -- and read back into one comparable shape per service:
+timeout, retries (attempts, per-try timeout, the set of retry conditions), the concurrent-request
+limit, outlier detection, what the ingress routes to the service; and for the edge: the public
+gRPC methods, their REST twins, the edge's public paths, the issuer/audience, the rate limit.
+The last tests prove the comparison has teeth: a value changed on one side only, an edited
+template and an edited renderer are each reported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mesh import envoy, policy
+from mesh.policy import RestRoute
+
+ROOT = Path(__file__).resolve().parents[2]
+HELM = ROOT / ".tools" / "bin" / "helm"
+CHART = ROOT / "helm" / "cinema"
+RELEASE, NAMESPACE = "t", "cinema"
+FULL = f"{RELEASE}-cinema"
+
+Doc = dict[str, Any]
+Policy = dict[str, Any]  # one comparable shape; the same keys on both sides
+
+
+# --- rendering both sides -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    assert HELM.exists(), f"{HELM} is missing: run `make bootstrap`"
+    home = tmp_path_factory.mktemp("helm-home")
+    return {"PATH": "/usr/bin:/bin", "HOME": str(home), "HELM_CACHE_HOME": str(home / "cache"),
+            "HELM_CONFIG_HOME": str(home / "config"), "HELM_DATA_HOME": str(home / "data")}  # fmt: skip
+
+
+def istio_docs(env: dict[str, str], *settings: str, chart: Path = CHART) -> list[Doc]:
+    args = [str(HELM), "template", RELEASE, str(chart), "--namespace", NAMESPACE, "--set", "mesh.enabled=true"]
+    for setting in settings:
+        args += ["--set", setting]
+    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    return [d for d in docs if str(d["apiVersion"]).startswith(("networking.istio.io/", "security.istio.io/"))]
+
+
+def envoy_config(values: Doc | None = None) -> Doc:
+    mesh = policy.from_values(values if values is not None else policy.load_values())
+    return envoy.render(mesh, envoy.LocalOptions())
+
+
+@pytest.fixture(scope="module")
+def istio(helm_env: dict[str, str]) -> list[Doc]:
+    return istio_docs(helm_env)
+
+
+@pytest.fixture(scope="module")
+def local() -> Doc:
+    return envoy_config()
+
+
+# --- reading each side into the comparable shape ----------------------------------------------
+
+
+def envoy_ms(text: str) -> int:
+    match = re.fullmatch(r"(\d+)(?:\.(\d{1,9}))?s", text)
+    assert match, f"not an Envoy duration: {text}"
+    return int(match[1]) * 1000 + int((match[2] or "0").ljust(3, "0")[:3])
+
+
+def istio_ms(text: str) -> int:
+    return policy.duration_ms(text)
+
+
+def _named(docs: list[Doc], kind: str, name: str) -> Doc:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name}: {len(found)}"
+    return found[0]
+
+
+def istio_route_policy(route: Doc) -> Policy:
+    retries = route["retries"]
+    return {
+        "timeout_ms": istio_ms(route["timeout"]),
+        "attempts": retries["attempts"],
+        "per_try_timeout_ms": istio_ms(retries["perTryTimeout"]),
+        "retry_on": frozenset(retries["retryOn"].split(",")),
+    }
+
+
+def istio_side(docs: list[Doc]) -> dict[str, Policy]:
+    out: dict[str, Policy] = {}
+    ingress_routes = {r["name"]: r for r in _named(docs, "VirtualService", f"{FULL}-ingress")["spec"]["http"]}
+    for vs in (d for d in docs if d["kind"] == "VirtualService" and d["metadata"]["name"] != f"{FULL}-ingress"):
+        name = vs["metadata"]["name"].removeprefix(f"{FULL}-")
+        (route,) = vs["spec"]["http"]
+        dr = _named(docs, "DestinationRule", f"{FULL}-{name}")["spec"]["trafficPolicy"]
+        od = dr["outlierDetection"]
+        out[name] = {
+            "route": istio_route_policy(route),
+            "max_requests": dr["connectionPool"]["http"]["http2MaxRequests"],
+            "outlier": {
+                "consecutive_gateway_errors": od["consecutiveGatewayErrors"],
+                "interval_ms": istio_ms(od["interval"]),
+                "base_ejection_ms": istio_ms(od["baseEjectionTime"]),
+                "max_ejection_percent": od["maxEjectionPercent"],
+            },
+            "ingress": None,
+        }
+        if name in ingress_routes:
+            ingress = ingress_routes[name]
+            out[name]["ingress"] = {
+                "route": istio_route_policy(ingress),
+                "prefixes": frozenset(m["uri"]["prefix"] for m in ingress["match"]),
+            }
+    return out
+
+
+def _hcm(listener: Doc) -> Doc:
+    typed: Doc = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    return typed
+
+
+def _listeners(config: Doc) -> dict[str, Doc]:
+    return {item["name"]: item for item in config["static_resources"]["listeners"]}
+
+
+def envoy_route_policy(action: Doc) -> Policy:
+    timeouts = {envoy_ms(action["timeout"])}
+    if "max_stream_duration" in action:  # gRPC: the caller's deadline, capped at the same timeout
+        timeouts |= {envoy_ms(v) for v in action["max_stream_duration"].values()}
+    assert len(timeouts) == 1, f"route to {action['cluster']}: timeouts disagree within Envoy: {action}"
+    retry = action.get("retry_policy", {})
+    return {
+        "timeout_ms": timeouts.pop(),
+        "attempts": retry.get("num_retries", 0),
+        "per_try_timeout_ms": envoy_ms(retry["per_try_timeout"]) if retry else None,
+        "retry_on": frozenset(retry["retry_on"].split(",")) if retry else frozenset(),
+    }
+
+
+def envoy_side(config: Doc) -> dict[str, Policy]:
+    listeners = _listeners(config)
+    ingress_routes: dict[str, list[Doc]] = {}
+    for route in _hcm(listeners["ingress"])["route_config"]["virtual_hosts"][0]["routes"]:
+        ingress_routes.setdefault(route["route"]["cluster"], []).append(route)
+    out: dict[str, Policy] = {}
+    for cluster in config["static_resources"]["clusters"]:
+        name = cluster["name"]
+        if name in ("jwks", "otlp"):
+            continue
+        (threshold,) = cluster["circuit_breakers"]["thresholds"]
+        od = cluster["outlier_detection"]
+        assert od["enforcing_consecutive_gateway_failure"] == 100, name  # Istio enforces it always
+        routes = [r["route"] for r in ingress_routes.get(name, [])]
+        egress = listeners.get(f"egress_{name}")
+        if egress is not None:
+            routes.append(_hcm(egress)["route_config"]["virtual_hosts"][0]["routes"][0]["route"])
+        shapes = {frozenset(envoy_route_policy(r).items()) for r in routes}
+        assert len(shapes) == 1, f"{name}: the ingress and egress routes of Envoy disagree: {shapes}"
+        out[name] = {
+            "route": envoy_route_policy(routes[-1]),
+            "max_requests": threshold["max_requests"],
+            "outlier": {
+                "consecutive_gateway_errors": od["consecutive_gateway_failure"],
+                "interval_ms": envoy_ms(od["interval"]),
+                "base_ejection_ms": envoy_ms(od["base_ejection_time"]),
+                "max_ejection_percent": od["max_ejection_percent"],
+            },
+            "ingress": None,
+        }
+        if name in ingress_routes:
+            out[name]["ingress"] = {
+                "route": envoy_route_policy(ingress_routes[name][0]["route"]),
+                "prefixes": frozenset(r["match"]["prefix"] for r in ingress_routes[name]),
+            }
+    return out
+
+
+@dataclass(frozen=True)
+class Edge:
+    public_grpc: frozenset[str]
+    public_rest: frozenset[tuple[str, str]]  # (method, regex)
+    public_edge: frozenset[tuple[str, str]]  # ("path"|"prefix", value)
+    issuer: str
+    audiences: frozenset[str]
+    rate_limit: tuple[int, int, int]
+
+
+def istio_edge(docs: list[Doc]) -> Edge:
+    rules = _named(docs, "AuthorizationPolicy", f"{FULL}-ingress-jwt")["spec"]["rules"]
+    grpc: set[str] = set()
+    rest: set[tuple[str, str]] = set()
+    edge: set[tuple[str, str]] = set()
+    for rule in rules:
+        if "from" in rule:
+            assert rule["from"] == [{"source": {"requestPrincipals": ["*"]}}]
+            continue
+        for to in rule["to"]:
+            operation = to["operation"]
+            for path in operation["paths"]:
+                if "methods" in operation:
+                    rest |= {(m, RestRoute(m, path).regex()) for m in operation["methods"]}
+                elif re.fullmatch(r"/[a-z][\w.]*\.[A-Z]\w*/[A-Z]\w*", path):
+                    grpc.add(path)
+                else:
+                    edge.add(("prefix", path[:-1]) if path.endswith("*") else ("path", path))
+    ra = _named(docs, "RequestAuthentication", f"{FULL}-jwt-ingress")["spec"]["jwtRules"][0]
+    bucket = _named(docs, "EnvoyFilter", f"{FULL}-ingress-rate-limit")["spec"]["configPatches"][0]["patch"]["value"]
+    tb = bucket["typed_config"]["token_bucket"]
+    return Edge(
+        frozenset(grpc), frozenset(rest), frozenset(edge), ra["issuer"], frozenset(ra["audiences"]),
+        (tb["max_tokens"], tb["tokens_per_fill"], istio_ms(tb["fill_interval"])),
+    )  # fmt: skip
+
+
+def envoy_edge(config: Doc) -> Edge:
+    filters = {f["name"]: f["typed_config"] for f in _hcm(_listeners(config)["ingress"])["http_filters"]}
+    jwt = filters["envoy.filters.http.jwt_authn"]
+    (provider,) = jwt["providers"].values()
+    grpc: set[str] = set()
+    rest: set[tuple[str, str]] = set()
+    edge: set[tuple[str, str]] = set()
+    for rule in jwt["rules"]:
+        match, requires = rule["match"], rule.get("requires")
+        if match == {"prefix": "/"}:
+            assert requires == {"provider_name": envoy.JWT_PROVIDER}, "the default must require a valid token"
+            continue
+        if requires is None:  # no JWT check at all
+            ((kind, value),) = match.items()
+            edge.add((kind, value))
+            continue
+        assert {"allow_missing": {}} in requires["requires_any"]["requirements"]
+        if "safe_regex" in match:
+            (method,) = [h["string_match"]["exact"] for h in match["headers"] if h["name"] == ":method"]
+            rest.add((method, match["safe_regex"]["regex"]))
+        else:
+            grpc.add(match["path"])
+    tb = filters["envoy.filters.http.local_ratelimit"]["token_bucket"]
+    return Edge(
+        frozenset(grpc), frozenset(rest), frozenset(edge), provider["issuer"], frozenset(provider["audiences"]),
+        (tb["max_tokens"], tb["tokens_per_fill"], envoy_ms(tb["fill_interval"])),
+    )  # fmt: skip
+
+
+def differences(local: Doc, istio: list[Doc]) -> list[str]:
+    """Every way the two renderings disagree, in words (empty: they carry the same policy)."""
+    problems: list[str] = []
+    mine, theirs = envoy_side(local), istio_side(istio)
+    if set(mine) != set(theirs):
+        problems.append(f"services: Envoy {sorted(mine)} vs Istio {sorted(theirs)}")
+    for name in sorted(set(mine) & set(theirs)):
+        problems += _diff(f"{name}", mine[name], theirs[name])
+    a, b = envoy_edge(local), istio_edge(istio)
+    for field in Edge.__dataclass_fields__:
+        if getattr(a, field) != getattr(b, field):
+            problems.append(f"edge {field}: Envoy {getattr(a, field)} vs Istio {getattr(b, field)}")
+    return problems
+
+
+def _diff(where: str, a: Any, b: Any) -> Iterator[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            yield from _diff(f"{where}.{key}", a.get(key), b.get(key))
+    elif a != b:
+        yield f"{where}: Envoy {a} vs Istio {b}"
+
+
+# --- the two sides agree ---------------------------------------------------------------------------
+
+
+def test_every_service_route_carries_the_same_policy_in_envoy_and_istio(local: Doc, istio: list[Doc]) -> None:
+    assert not differences(local, istio), "\n".join(differences(local, istio))
+    # and the shape is not empty: every service of the values is compared, with real numbers
+    compared = envoy_side(local)
+    assert set(compared) == set(policy.load().services)
+    assert compared["payment"]["route"] == {
+        "timeout_ms": 800, "attempts": 1, "per_try_timeout_ms": 400,
+        "retry_on": frozenset({"connect-failure", "refused-stream"}),
+    }  # fmt: skip
+    assert compared["payment"]["ingress"] is None  # payment is not exposed
+    assert compared["gateway"]["ingress"]["prefixes"] == frozenset({"/v1/", "/openapi.json", "/docs"})
+
+
+def test_the_edge_agrees(local: Doc, istio: list[Doc]) -> None:
+    a, b = envoy_edge(local), istio_edge(istio)
+    assert a == b
+    assert len(a.public_grpc) == 9 and len(a.public_rest) == 9 and a.public_edge
+    assert a.audiences == frozenset({"cinema"})
+
+
+def test_the_committed_rest_paths_are_the_ones_the_protos_derive() -> None:
+    """Istio reads publicRestPaths from the values (Helm cannot read protos): they must be current."""
+    mesh = policy.load()
+    derived = policy.public_rest_routes(mesh.public_grpc_methods)
+    assert mesh.public_rest_routes == derived, "stale: run `python -m mesh.envoy public-rest` and update values"
+
+
+def _http_rules() -> Iterator[tuple[str, RestRoute]]:
+    """(gRPC method, REST route) of every google.api.http rule of the contracts."""
+    from google.protobuf import descriptor_pool
+
+    policy.public_rest_routes(())  # imports every generated module into the pool
+    pool = descriptor_pool.Default()
+    for module in ("movie", "review", "reservation", "payment", "notification"):
+        file = pool.FindFileByName(f"cinema/{module}/v1/{module}.proto")
+        for service in file.services_by_name.values():
+            for method in service.methods:
+                full = f"/{service.full_name}/{method.name}"
+                try:
+                    yield from ((full, r) for r in policy.public_rest_routes([full]))
+                except policy.PolicyError:  # custom verbs: never public, fine
+                    continue
+    board = pool.FindFileByName("cinema/viewpage/v1/board.proto").services_by_name["BoardService"]
+    for method in board.methods:
+        full = f"/{board.full_name}/{method.name}"
+        yield from ((full, r) for r in policy.public_rest_routes([full]))
+
+
+def test_no_protected_rest_route_hides_behind_a_public_template() -> None:
+    """A public template ({*}) must not also match a protected method's REST path."""
+    mesh = policy.load()
+    public = policy.public_rest_routes(mesh.public_grpc_methods)
+    for method, route in _http_rules():
+        if method in mesh.public_grpc_methods:
+            continue
+        sample = re.sub(r"\{\*\*?\}", "x", route.path)
+        for open_route in public:
+            assert not (open_route.method == route.method and re.fullmatch(open_route.regex(), sample)), (
+                f"{method} ({route.method} {route.path}) would be public through {open_route}"
+            )
+
+
+def test_the_mesh_makes_public_exactly_what_the_services_serve_anonymously() -> None:
+    """The services' own PUBLIC_METHODS and the edge's publicPaths name the same methods."""
+    served: set[str] = set()
+    for name in ("movie", "review", "reservation", "viewpage"):
+        module = importlib.import_module(f"services.{name}.adapters.grpc_api")
+        served |= set(module.PUBLIC_METHODS)
+    assert set(policy.load().public_grpc_methods) == served
+
+
+# --- the comparison has teeth ------------------------------------------------------------------------
+
+
+CHANGES = [
+    ("services.payment.traffic.timeout=900ms", "payment.route.timeout_ms"),
+    ("services.movie.traffic.retries.attempts=3", "movie.route.attempts"),
+    ("services.review.traffic.retries.perTryTimeout=2s", "review.route.per_try_timeout_ms"),
+    ("services.viewpage.traffic.retries.retryOn=connect-failure", "viewpage.route.retry_on"),
+    ("services.reservation.traffic.connectionPool.http2MaxRequests=7", "reservation.max_requests"),
+    ("services.payment.traffic.outlierDetection.consecutiveGatewayErrors=9", "payment.outlier.consecutive_gateway"),
+    ("services.notification.traffic.outlierDetection.interval=1m", "notification.outlier.interval_ms"),
+    ("services.identity.traffic.outlierDetection.baseEjectionTime=5s", "identity.outlier.base_ejection_ms"),
+    ("services.gateway.traffic.outlierDetection.maxEjectionPercent=10", "gateway.outlier.max_ejection_percent"),
+    ("services.reservation.traffic.timeout=1s", "reservation.ingress.route.timeout_ms"),
+    ("mesh.ingress.rateLimit.maxTokens=1", "edge rate_limit"),
+    ("mesh.ingress.publicEdgePaths={/openapi.json}", "edge public_edge"),
+    ("auth.audience=other", "edge audiences"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("setting", "reported"), CHANGES, ids=[c[0].split("=")[0] for c in CHANGES])
+def test_a_value_changed_on_one_side_only_is_reported(
+    helm_env: dict[str, str], local: Doc, setting: str, reported: str
+) -> None:
+    problems = differences(local, istio_docs(helm_env, setting))
+    assert any(p.startswith(reported) for p in problems), problems
+
+
+def test_a_public_method_added_on_one_side_only_is_reported(helm_env: dict[str, str], istio: list[Doc]) -> None:
+    values = policy.load_values()
+    values["mesh"]["ingress"]["publicPaths"] = [
+        *values["mesh"]["ingress"]["publicPaths"],
+        "/cinema.viewpage.v1.BoardService/ListCustomerReservations",
+    ]
+    problems = differences(envoy_config(values), istio)
+    assert any(p.startswith("edge public_grpc") for p in problems), problems
+    assert any(p.startswith("edge public_rest") for p in problems), problems
+
+
+def test_an_edited_template_is_reported(helm_env: dict[str, str], local: Doc, tmp_path: Path) -> None:
+    chart = tmp_path / "cinema"
+    shutil.copytree(CHART, chart)
+    template = chart / "templates" / "mesh.yaml"
+    text = template.read_text()
+    assert "perTryTimeout: {{ $t.retries.perTryTimeout }}" in text
+    template.write_text(text.replace("perTryTimeout: {{ $t.retries.perTryTimeout }}", "perTryTimeout: 10s"))
+    problems = differences(local, istio_docs(helm_env, chart=chart))
+    assert {p.split(":")[0] for p in problems} == {f"{n}.route.per_try_timeout_ms" for n in policy.load().services}
+
+
+def test_an_edited_renderer_is_reported(istio: list[Doc], monkeypatch: pytest.MonkeyPatch) -> None:
+    original: Callable[..., Doc] = envoy.service_cluster
+
+    def looser_breaker(service: policy.MeshService, instances: list[envoy.Address]) -> Doc:
+        cluster = original(service, instances)
+        cluster["circuit_breakers"]["thresholds"][0]["max_requests"] *= 2
+        return cluster
+
+    monkeypatch.setattr(envoy, "service_cluster", looser_breaker)
+    problems = differences(envoy_config(), istio)
+    assert {p.split(":")[0] for p in problems} == {f"{n}.max_requests" for n in policy.load().services}
