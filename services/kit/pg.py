@@ -16,6 +16,8 @@ from pathlib import Path
 
 import asyncpg
 
+from services.kit import store_tracing
+
 log = logging.getLogger("cinema.pg")
 
 _NAME = re.compile(r"^(?P<version>\d{3,})_(?P<name>[a-z0-9_]+)\.sql$")
@@ -92,7 +94,10 @@ async def migrate(dsn_or_conn: str | asyncpg.Connection, folder: Path) -> list[i
 
 
 async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=10)
+    """A pool whose connections report each query as a client span (inside a trace only)."""
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, command_timeout=10, init=store_tracing.pg_connection_init
+    )
     if pool is None:  # only with a custom init that returns None; keeps the type honest
         raise RuntimeError("could not create a PostgreSQL pool")
     return pool

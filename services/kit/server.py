@@ -9,9 +9,10 @@
 services it added; they get health statuses and appear in reflection. Start-up hooks run
 before `register`, so the servicers can use what they opened.
 
-Interceptors, outermost first: tracing (a span around everything), metrics (sees the final
-code, auth failures included), auth (sets the current caller), error mapping (turns the
-handler's exceptions into statuses).
+Interceptors, outermost first: tracing (a span around everything), correlation (the
+request's reservation/review id on its logs and span), metrics (sees the final code, auth
+failures included), auth (sets the current caller), error mapping (turns the handler's
+exceptions into statuses).
 
 On SIGTERM/SIGINT: every health status turns NOT_SERVING, the server keeps serving for
 `drain_s` (the mesh notices and stops routing here), then `server.stop(shutdown_grace_s)`
@@ -38,6 +39,7 @@ from grpc_reflection.v1alpha import reflection
 
 from services.kit import telemetry
 from services.kit.auth import AuthInterceptor, JwtVerifier
+from services.kit.correlation import CorrelationInterceptor
 from services.kit.grpc_errors import ErrorMappingInterceptor
 from services.kit.logging import configure_logging
 from services.kit.metrics import MetricsEndpoint, MetricsInterceptor, start_metrics_endpoint
@@ -106,6 +108,7 @@ class ServiceHost:
             await hook()
         interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [
             telemetry.server_interceptor(),
+            CorrelationInterceptor(),
             MetricsInterceptor(),
             AuthInterceptor(self._verifier, self._public_methods),
             ErrorMappingInterceptor(),

@@ -3,6 +3,12 @@
 Spans are exported over OTLP/HTTP only when an endpoint is configured; otherwise the
 provider still creates spans (so trace ids appear in logs and travel to other services)
 but nothing leaves the process. Propagation is W3C Trace Context (plus W3C baggage).
+
+What a reservation's trace holds: the gRPC server span of each RPC (and the client span of
+each outgoing call, e.g. reservation -> payment), the store calls made under them
+(services.kit.store_tracing), and for each event it raised: the outbox relay's `publish` span
+and each consumer's span, both children of the span that wrote the event, whose context rides
+in the envelope and in the NATS `traceparent` header (services.kit.events).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from services.kit import store_tracing
 from services.kit.settings import KitSettings
 
 log = logging.getLogger(__name__)
@@ -56,6 +63,7 @@ def configure_tracing(settings: KitSettings) -> TracerProvider:
         log.info("trace export on", extra={"otlp_endpoint": endpoint})
     trace.set_tracer_provider(provider)
     _provider = provider
+    store_tracing.instrument_stores()
     return provider
 
 

@@ -37,10 +37,16 @@ class UnitOfWork(abc.ABC):
         await self.rollback()
 
     async def commit(self) -> None:
-        for event in self.collect_new_events():
+        events = list(self.collect_new_events())
+        for event in events:
             await self._outbox_add(event)
         await self._flush()
         await self._commit()
+        self._committed(events)
+
+    def _committed(self, events: list[Any]) -> None:  # noqa: B027 - an optional hook, empty on purpose
+        """Called with the events of a transaction once it committed (e.g. to count sales);
+        never for one that rolled back. A no-op unless a subclass says otherwise."""
 
     def collect_new_events(self) -> Iterator[Any]:
         for aggregate in self._seen():

@@ -6,6 +6,12 @@ handler failure is redelivered with backoff (`nak` with a delay) up to `max_deli
 then parked in the dead-letter stream with the error; an undecodable (poison) message is
 parked at once. Handlers must be idempotent (the inbox), because an ack can be lost when a
 process dies, and a late ack can land after a redelivery to another replica.
+
+Each message is handled in a CONSUMER span whose parent is the event's creation context (the
+NATS `traceparent` header: the span that wrote the event), with the event's correlation key
+bound to the log lines written while handling it. The consumer's backlog (JetStream's
+`num_pending`, `num_ack_pending`, `num_redelivered`) is sampled every `lag_sample_s` into
+gauges.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from cinema.events.v1.envelope_pb2 import EventEnvelope
 from services.kit import telemetry
@@ -38,6 +44,22 @@ Handler = Callable[[EventEnvelope, Message], Awaitable[None]]
 
 CONSUMED = Counter("cinema_events_consumed_total", "Events handled by a consumer", ["consumer", "type", "outcome"])
 DEAD_LETTERED = Counter("cinema_events_dead_lettered_total", "Events parked in the dead-letter stream", ["consumer"])
+REDELIVERED = Counter("cinema_events_redelivered_total", "Deliveries of an event after its first", ["consumer"])
+PENDING = Gauge(
+    "cinema_consumer_pending_messages",
+    "Messages of the stream not yet delivered to the consumer (JetStream num_pending, sampled)",
+    ["consumer", "stream"],
+)
+ACK_PENDING = Gauge(
+    "cinema_consumer_ack_pending_messages",
+    "Messages delivered to the consumer and not yet acknowledged (JetStream num_ack_pending, sampled)",
+    ["consumer", "stream"],
+)
+REDELIVERED_PENDING = Gauge(
+    "cinema_consumer_redelivered_messages",
+    "Messages of the consumer being redelivered right now (JetStream num_redelivered, sampled)",
+    ["consumer", "stream"],
+)
 CONSUMER_LAG = Histogram(
     "cinema_event_lag_seconds",
     "Time from an event's creation to its handling",
@@ -57,6 +79,7 @@ class ConsumerSettings:
     batch: int = 64
     fetch_timeout_s: float = 1.0
     deliver_all: bool = True  # a new consumer starts at the stream's beginning (catch up on history)
+    lag_sample_s: float = 5.0  # how often the consumer's backlog is read from JetStream
 
     @property
     def stream(self) -> str:
@@ -69,6 +92,10 @@ class EventConsumer:
         self._s = settings
         self._handler = handler
         self._stopping = asyncio.Event()
+        self._sampled_at = float("-inf")
+        # Shown at 0 from the start, so an alert on an increase has a series before the first one.
+        DEAD_LETTERED.labels(settings.durable)
+        REDELIVERED.labels(settings.durable)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -94,6 +121,7 @@ class EventConsumer:
                 if sub is None:
                     await self._js.add_consumer(self._s.stream, self.consumer_config())
                     sub = await self._js.pull_subscribe_bind(durable=self._s.durable, stream=self._s.stream)
+                await self._sample_backlog()
                 try:
                     msgs = await sub.fetch(self._s.batch, timeout=self._s.fetch_timeout_s)
                 except TimeoutError:  # nats-py raises on an empty fetch
@@ -108,6 +136,24 @@ class EventConsumer:
                 sub = None
                 await wait_event(self._stopping, 1.0)
 
+    async def _sample_backlog(self) -> None:
+        """Read the consumer's counts from JetStream when due (one request per `lag_sample_s`)."""
+        if time.monotonic() - self._sampled_at < self._s.lag_sample_s:
+            return
+        self._sampled_at = time.monotonic()
+        try:
+            info = await self._js.consumer_info(self._s.stream, self._s.durable)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a metric must never stop the consuming: try again next time
+            log.debug("consumer %s: could not read its info: %s", self._s.durable, exc)
+            return
+        honour_cancellation()  # nats-py may have swallowed one (see services.kit.aio)
+        labels = (self._s.durable, self._s.stream)
+        PENDING.labels(*labels).set(info.num_pending or 0)
+        ACK_PENDING.labels(*labels).set(info.num_ack_pending or 0)
+        REDELIVERED_PENDING.labels(*labels).set(info.num_redelivered or 0)
+
     async def handle(self, msg: Msg) -> None:
         delivered = msg.metadata.num_delivered
         try:
@@ -117,17 +163,24 @@ class EventConsumer:
             await self._park(msg, f"undecodable: {exc}")
             CONSUMED.labels(self._s.durable, "unknown", "poison").inc()
             return
+        if delivered > 1:
+            REDELIVERED.labels(self._s.durable).inc()
+        keys = env.correlation_fields(envelope)
         parent = telemetry.extract_context(msg.headers or {})
         token = otel_context.attach(parent)
         try:
             with (
                 tracer.start_as_current_span(f"consume {envelope.type}", kind=trace.SpanKind.CONSUMER) as span,
-                bind_correlation(envelope.subject),
+                bind_correlation(envelope.subject, **keys),
             ):
                 span.set_attribute("messaging.system", "nats")
+                span.set_attribute("messaging.operation.type", "process")
                 span.set_attribute("messaging.destination.name", msg.subject)
                 span.set_attribute("messaging.message.id", envelope.id)
                 span.set_attribute("messaging.consumer.group.name", self._s.durable)
+                span.set_attribute("messaging.message.delivery_count", delivered)
+                for key, value in keys.items():
+                    span.set_attribute(f"cinema.{key}", value)
                 try:
                     await self._handler(envelope, event)
                 except Exception as exc:

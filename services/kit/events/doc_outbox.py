@@ -34,7 +34,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nats.js.client import JetStreamContext
-from prometheus_client import Counter, Gauge
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -43,13 +42,11 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from cinema.events.v1.envelope_pb2 import EventEnvelope
 from services.kit.aio import honour_cancellation, wait_event
 from services.kit.events import jetstream
+from services.kit.events.outbox_metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
 
 log = logging.getLogger("cinema.doc_outbox")
 
 FIELD = "pending_events"
-
-DOC_OUTBOX_PUBLISHED = Counter("cinema_doc_outbox_published_total", "Events the relay published", ["collection"])
-DOC_OUTBOX_BACKLOG = Gauge("cinema_outbox_backlog_documents", "Documents with unpublished events", ["collection"])
 
 
 def pending_entry(envelope: EventEnvelope) -> dict[str, Any]:
@@ -141,7 +138,7 @@ class DocumentOutboxRelay:
             {f"{FIELD}.id": {"$exists": True}}, {FIELD: 1}, limit=self._settings.batch_documents
         )
         documents = [doc async for doc in cursor]
-        DOC_OUTBOX_BACKLOG.labels(self._collection.name).set(len(documents))
+        self._observe(documents)
         for doc in documents:
             done: list[Mapping[str, Any]] = []
             try:
@@ -157,13 +154,22 @@ class DocumentOutboxRelay:
             published += await self._clear(doc["_id"], done)
         return published
 
+    def _observe(self, documents: list[Mapping[str, Any]]) -> None:
+        """Backlog and age from the documents just read (a lower bound when a batch is full)."""
+        stamps = [entry.get("at") for doc in documents for entry in doc[FIELD]]
+        labels = (self._settings.service, self._collection.name)
+        OUTBOX_BACKLOG.labels(*labels).set(len(stamps))
+        times = [at if at.tzinfo else at.replace(tzinfo=UTC) for at in stamps if isinstance(at, datetime)]
+        oldest = (datetime.now(UTC) - min(times)).total_seconds() if times else 0.0
+        OUTBOX_OLDEST_AGE.labels(*labels).set(max(0.0, oldest))
+
     async def _clear(self, doc_id: object, entries: list[Mapping[str, Any]]) -> int:
         """Remove the published entries. `$pullAll` with the entries exactly as read: FerretDB
         v1 ignores the conditions of a `$pull` (it removes nothing), but matches whole values."""
         if not entries:
             return 0
         await self._collection.update_one({"_id": doc_id}, {"$pullAll": {FIELD: entries}})
-        DOC_OUTBOX_PUBLISHED.labels(self._collection.name).inc(len(entries))
+        OUTBOX_PUBLISHED.labels(self._settings.service, self._collection.name).inc(len(entries))
         return len(entries)
 
 

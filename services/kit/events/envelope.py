@@ -60,6 +60,32 @@ def wrap(
     return envelope
 
 
+# The domain name of an envelope's subject (its correlation key), by the event's name: payment
+# events are keyed by the reservation they pay for; movie events by the movie or the screening.
+_KEY_BY_NAME_PREFIX = (
+    ("Reservation", "reservation_id"),
+    ("Payment", "reservation_id"),
+    ("Review", "review_id"),
+    ("Screening", "screening_id"),
+    ("Movie", "movie_id"),
+)
+
+
+def correlation_field(envelope: EventEnvelope) -> str | None:
+    """What the envelope's subject is, in the domain's words (`reservation_id`, `review_id` ...)."""
+    try:
+        name = parse_full_name(envelope.type).name
+    except ValueError:
+        return None
+    return next((key for prefix, key in _KEY_BY_NAME_PREFIX if name.startswith(prefix)), None)
+
+
+def correlation_fields(envelope: EventEnvelope) -> dict[str, str]:
+    """`{"reservation_id": subject}` (or the like) for logs and span attributes; {} when unknown."""
+    key = correlation_field(envelope)
+    return {key: envelope.subject} if key and envelope.subject else {}
+
+
 def event_name(envelope: EventEnvelope) -> EventName:
     return parse_full_name(envelope.type)
 

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 
 import asyncpg
 from nats.js.client import JetStreamContext
-from prometheus_client import Counter, Gauge
 
 from cinema.events.v1.envelope_pb2 import EventEnvelope
 from services.kit.aio import honour_cancellation, wait_event
 from services.kit.events import jetstream
+from services.kit.events.outbox_metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
 
 log = logging.getLogger("cinema.outbox")
 
@@ -47,10 +47,7 @@ CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (position) WHERE publish
 """
 
 NOTIFY_CHANNEL = "cinema_outbox"
-
-OUTBOX_PUBLISHED = Counter("cinema_outbox_published_total", "Events the relay published", ["service"])
-OUTBOX_BACKLOG = Gauge("cinema_outbox_backlog", "Unpublished events in the outbox", ["service"])
-OUTBOX_OLDEST_AGE = Gauge("cinema_outbox_oldest_age_seconds", "Age of the oldest unpublished event", ["service"])
+TABLE = "outbox"
 
 
 async def add(conn: asyncpg.Connection, envelope: EventEnvelope) -> None:
@@ -149,7 +146,7 @@ class OutboxRelay:
         finally:
             if done:
                 await conn.execute("UPDATE outbox SET published_at = now() WHERE position = ANY($1::bigint[])", done)
-                OUTBOX_PUBLISHED.labels(self._settings.service).inc(len(done))
+                OUTBOX_PUBLISHED.labels(self._settings.service, TABLE).inc(len(done))
         await self._observe(conn)
         return len(done)
 
@@ -159,8 +156,8 @@ class OutboxRelay:
             "FROM outbox WHERE published_at IS NULL"
         )
         if row is not None:
-            OUTBOX_BACKLOG.labels(self._settings.service).set(row["n"])
-            OUTBOX_OLDEST_AGE.labels(self._settings.service).set(float(row["age"] or 0.0))
+            OUTBOX_BACKLOG.labels(self._settings.service, TABLE).set(row["n"])
+            OUTBOX_OLDEST_AGE.labels(self._settings.service, TABLE).set(float(row["age"] or 0.0))
 
     async def _cleanup(self, conn: asyncpg.Connection) -> None:
         await conn.execute(

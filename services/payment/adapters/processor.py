@@ -16,6 +16,7 @@ from collections import Counter, OrderedDict
 
 from prometheus_client import Counter as MetricCounter
 
+from services.payment.adapters import metrics as payment_metrics
 from services.payment.domain.card import Card
 from services.payment.domain.processor import DecisionKind, decide
 from services.payment.domain.values import Money
@@ -60,6 +61,7 @@ class SimulatedCardProcessor:
             await asyncio.sleep(delay)
         if self.failure_rate > 0 and self._rng.random() < self.failure_rate:
             PROCESSOR_CALLS.labels("injected_failure").inc()
+            payment_metrics.count_processor_failure()
             raise ProcessorUnavailable("injected processor failure")
         # From here to the end there is no await: check and record are one step for this loop.
         if (answer := self._answers.get(reference)) is not None:
@@ -69,6 +71,7 @@ class SimulatedCardProcessor:
         decision = decide(card, amount)
         if decision.kind is DecisionKind.PROCESSOR_ERROR:
             PROCESSOR_CALLS.labels("processor_error").inc()
+            payment_metrics.count_processor_failure()
             raise ProcessorUnavailable("processor error")
         answer = ProcessorResponse(decision.kind is DecisionKind.APPROVED, decision.decline_reason)
         if answer.approved:

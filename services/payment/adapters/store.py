@@ -11,11 +11,13 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
 from services.kit import pg
 from services.kit.errors import Unavailable
+from services.payment.adapters import metrics as payment_metrics
 from services.payment.adapters.outbox import SOURCE, PgOutbox
 from services.payment.domain.payment import Payment, PaymentState
 from services.payment.domain.values import Money
@@ -215,6 +217,9 @@ class PgUnitOfWork(UnitOfWork):
             await tx.commit()
         finally:
             await self._release()
+
+    def _committed(self, events: list[Any]) -> None:
+        payment_metrics.count_committed(events)
 
     async def rollback(self) -> None:
         if self._tx is None:

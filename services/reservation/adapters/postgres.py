@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from services.kit.errors import InvalidArgument, Unavailable
+from services.reservation.adapters import metrics as booking_metrics
 from services.reservation.adapters.outbox import PgOutbox
 from services.reservation.domain.errors import SeatsTaken
 from services.reservation.domain.reservation import Reservation, ReservationState
@@ -396,6 +397,9 @@ class PgUnitOfWork(UnitOfWork):
             await transaction.commit()
         finally:
             await self._release()
+
+    def _committed(self, events: list[Any]) -> None:
+        booking_metrics.count_committed(events)
 
     async def rollback(self) -> None:
         transaction, self._transaction = self._transaction, None
