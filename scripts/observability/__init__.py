@@ -1,0 +1,1 @@
+"""Observability tooling for the local runtime: Jaeger (traces) and reading traces back."""

@@ -1,0 +1,42 @@
+"""Print the trace of a reservation (or any trace id) from the local Jaeger, as a tree.
+
+    python -m scripts.observability.trace RESERVATION_ID
+    python -m scripts.observability.trace --trace-id 4bf92f3577b34da6a3ce929d0e0e4736
+
+A reservation's trace is found by the `cinema.reservation_id` attribute the services put on
+the spans that handle it (the gRPC server span, the relay's publish and the consumers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from scripts.observability.jaeger import QUERY_HTTP_PORT, JaegerQuery, render_tree
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("reservation_id", nargs="?", help="the reservation whose trace to show")
+    parser.add_argument("--trace-id", help="show this trace instead")
+    parser.add_argument("--jaeger", default=f"http://127.0.0.1:{QUERY_HTTP_PORT}", help="Jaeger's query URL")
+    args = parser.parse_args(argv)
+    query = JaegerQuery(args.jaeger)
+    if args.trace_id:
+        trace = query.trace(args.trace_id)
+        traces = [trace] if trace else []
+    elif args.reservation_id:
+        traces = query.find("reservation", {"cinema.reservation_id": args.reservation_id})
+    else:
+        parser.error("give a reservation id or --trace-id")
+    if not traces:
+        print("no trace found (is Jaeger running, and were the services started with it?)", file=sys.stderr)
+        return 1
+    for trace in traces:
+        print(f"trace {trace['traceID']}  {args.jaeger}/trace/{trace['traceID']}")
+        print(render_tree(trace))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
