@@ -21,14 +21,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace-id", help="show this trace instead")
     parser.add_argument("--jaeger", default=f"http://127.0.0.1:{QUERY_HTTP_PORT}", help="Jaeger's query URL")
     args = parser.parse_args(argv)
-    query = JaegerQuery(args.jaeger)
-    if args.trace_id:
-        trace = query.trace(args.trace_id)
-        traces = [trace] if trace else []
-    elif args.reservation_id:
-        traces = query.find("reservation", {"cinema.reservation_id": args.reservation_id})
-    else:
+    if not (args.trace_id or args.reservation_id):
         parser.error("give a reservation id or --trace-id")
+    query = JaegerQuery(args.jaeger)
+    try:
+        if args.trace_id:
+            trace = query.trace(args.trace_id)
+            traces = [trace] if trace else []
+        else:
+            traces = query.find("reservation", {"cinema.reservation_id": args.reservation_id})
+    except OSError as error:  # URLError included: Jaeger is not there
+        print(f"cannot reach Jaeger at {args.jaeger}: {error}", file=sys.stderr)
+        return 1
     if not traces:
         print("no trace found (is Jaeger running, and were the services started with it?)", file=sys.stderr)
         return 1
