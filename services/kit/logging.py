@@ -15,9 +15,10 @@ import json
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from types import MappingProxyType
+from types import MappingProxyType, TracebackType
 from typing import Any, TextIO
 
 from opentelemetry import trace
@@ -166,4 +167,26 @@ def configure_logging(service: str, level: str = "INFO", stream: TextIO | None =
     # The CEL evaluator behind protovalidate logs the request's field values at DEBUG (a CVC,
     # for one): never let it reach the logs, whatever the service's level.
     logging.getLogger("celpy").setLevel(logging.WARNING)
+    # What Python itself would print raw on stderr — warnings, an exception that ends a
+    # thread or the process — goes through the same JSON handler (and its redaction) instead.
+    logging.captureWarnings(True)
+    threading.excepthook = _log_thread_exception
+    sys.excepthook = _log_uncaught_exception
     return handler
+
+
+def _log_uncaught_exception(exc_type: type[BaseException], exc: BaseException, traceback: TracebackType | None) -> None:
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc, traceback)
+        return
+    logging.getLogger("cinema.uncaught").critical("uncaught exception", exc_info=(exc_type, exc, traceback))
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None or issubclass(args.exc_type, SystemExit):
+        return
+    logging.getLogger("cinema.uncaught").error(
+        "exception in thread %s",
+        args.thread.name if args.thread else "?",
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
