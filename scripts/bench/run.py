@@ -45,6 +45,8 @@ SERVER_HOPS = (
     ("movie: GetMovie on movie", "movie", "GetMovie"),
     ("review: CreateReview on review", "review", "CreateReview"),
 )
+STORE_OF = {"reservation": "postgres", "payment": "postgres", "notification": "postgres", "movie": "mongo"}
+STORE_OF |= {"review": "mongo", "viewpage": "redis"}
 # (label, (operation or "all", statistic), (raw limit, concurrency)): the same statistic on both sides
 RATIOS = (
     ("reserve ok/s ÷ echo ops/s (64 in flight)", ("reserve", "rate_per_s"), ("grpc_echo", "c64")),
@@ -530,6 +532,12 @@ def _slowest(
     evidence = [f"{hop['mean_ms']:.1f} ms mean per call"]
     if process in resources:
         evidence.append(f"{process} kept {resources[process]['cores']:.2f} cores busy in the window")
+    store = STORE_OF.get(process)
+    if store is not None and store in resources:
+        evidence.append(f"its store ({store}) {resources[store]['cores']:.2f} cores")
+    if "whole machine" in resources:
+        machine, other = resources["whole machine"]["cores"], resources["other processes on the machine"]["cores"]
+        evidence.append(f"the machine {machine:.2f} of {os.cpu_count()} cores busy, {other:.2f} of them by other work")
     prof = profiles.get(process)
     if prof and not prof.get("error") and prof.get("samples"):
         total = prof["samples"]
