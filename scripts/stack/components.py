@@ -19,9 +19,21 @@ from scripts.stack import stores
 from scripts.stack.paths import DATA
 from scripts.stack.process import ManagedProcess
 
+# Every CINEMA_*_PORT variable the runtime reads: a scratch stack (tests, benchmarks) sets each
+# one to a free port so it never meets a developer's own `make up`.
+PORT_VARIABLES: list[str] = []
+
 
 def _port(var: str, default: int) -> int:
+    PORT_VARIABLES.append(var)
     return int(os.environ.get(var, default))
+
+
+def scratch_env(data_dir: Path) -> dict[str, str]:
+    """Environment for a whole second stack: its own data folder and a free port for everything."""
+    from scripts.stack.process import free_port
+
+    return {"CINEMA_DATA_DIR": str(data_dir), **{var: str(free_port()) for var in PORT_VARIABLES}}
 
 
 # Fixed local ports: away from the usual ones so a machine's own servers do not clash, and
@@ -45,6 +57,30 @@ VIEWPAGE_PORT = _port("CINEMA_VIEWPAGE_PORT", 15056)
 NOTIFICATION_METRICS_PORT = _port("CINEMA_NOTIFICATION_METRICS_PORT", 19105)
 VIEWPAGE_METRICS_PORT = _port("CINEMA_VIEWPAGE_METRICS_PORT", 19106)
 SMTP_PORT = _port("CINEMA_SMTP_PORT", 12525)
+# The edge: identity (OAuth2), Envoy (the one address a user needs, and the mesh between the
+# services: one egress listener per service applies its traffic policy), the REST gateway.
+IDENTITY_PORT = _port("CINEMA_IDENTITY_PORT", 18081)
+INGRESS_PORT = _port("CINEMA_INGRESS_PORT", 18080)
+ENVOY_ADMIN_PORT = _port("CINEMA_ENVOY_ADMIN_PORT", 19901)
+GATEWAY_PORT = _port("CINEMA_GATEWAY_PORT", 18090)
+GATEWAY_METRICS_PORT = _port("CINEMA_GATEWAY_METRICS_PORT", 19108)
+SERVICE_PORTS = {
+    "reservation": RESERVATION_PORT,
+    "payment": PAYMENT_PORT,
+    "movie": MOVIE_PORT,
+    "review": REVIEW_PORT,
+    "notification": NOTIFICATION_PORT,
+    "viewpage": VIEWPAGE_PORT,
+}
+_EGRESS_DEFAULTS = {
+    "reservation": 16051,
+    "payment": 16052,
+    "movie": 16053,
+    "review": 16054,
+    "notification": 16055,
+    "viewpage": 16056,
+}
+EGRESS_PORTS = {name: _port(f"CINEMA_EGRESS_{name.upper()}_PORT", port) for name, port in _EGRESS_DEFAULTS.items()}
 
 LOGS = DATA / "logs"
 
@@ -215,6 +251,7 @@ def local_components() -> list[Component]:
         )
 
     components.append(smtp_sink_component())
+    components += edge_components(components)
     components += service_components(components)
     return components
 
@@ -242,12 +279,62 @@ def smtp_sink_component() -> Component:
     )
 
 
-def service_components(stores_: list[Component]) -> list[Component]:
-    from scripts.stack.devauth import DevIssuer
+def edge_components(stores_: list[Component]) -> list[Component]:
+    """identity, Envoy and the gateway."""
+    from scripts.stack import edge
+    from scripts.stack.process import port_open
 
     urls = {c.name: c.url for c in stores_}
-    issuer = DevIssuer(DATA / "auth")
-    payment_token = issuer.token_file("reservation-to-payment", "reservation", {"service"}, ttl_s=30 * 24 * 3600)
+    identity = edge.IdentityEndpoints(IDENTITY_PORT)
+    identity_dir = DATA / "identity"
+    identity_db = _database_url(urls["postgres"], "identity")
+    envoy_ports = edge.EnvoyPorts(INGRESS_PORT, ENVOY_ADMIN_PORT, EGRESS_PORTS)
+
+    def make_gateway() -> ManagedProcess:
+        return edge.gateway_process(GATEWAY_PORT, GATEWAY_METRICS_PORT, EGRESS_PORTS, _log("gateway"))
+
+    def make_envoy() -> ManagedProcess:
+        upstreams = {**SERVICE_PORTS, "identity": IDENTITY_PORT, "gateway": GATEWAY_PORT}
+        config = edge.render_envoy(DATA / "envoy" / "envoy.yaml", envoy_ports, upstreams, identity)
+        return edge.envoy_process(config, ENVOY_ADMIN_PORT, _log("envoy"))
+
+    return [
+        Component(
+            "identity",
+            identity.base_url,
+            lambda: edge.http_ok(f"{identity.base_url}/healthz"),
+            make_process=lambda: edge.identity_process(identity, identity_db, _log("identity"), identity_dir),
+            after_ready=lambda: edge.seed_identity(identity_db, identity_dir / "reservation.secret", identity_dir),
+            ports=(IDENTITY_PORT,),
+            depends_on=("postgres",),
+            note=f"OAuth2 token endpoint {identity.token_url}",
+        ),
+        Component(
+            "envoy",
+            f"http://127.0.0.1:{INGRESS_PORT}",
+            lambda: port_open(INGRESS_PORT) and edge.http_ok(f"http://127.0.0.1:{ENVOY_ADMIN_PORT}/ready"),
+            make_process=make_envoy,
+            ports=(INGRESS_PORT, ENVOY_ADMIN_PORT, *EGRESS_PORTS.values()),
+            depends_on=("identity",),
+            note=f"ingress (REST + gRPC); admin http://127.0.0.1:{ENVOY_ADMIN_PORT}",
+        ),
+        Component(
+            "gateway",
+            f"http://127.0.0.1:{GATEWAY_PORT}",
+            lambda: edge.http_ok(f"http://127.0.0.1:{GATEWAY_PORT}/healthz"),
+            make_process=make_gateway,
+            ports=(GATEWAY_PORT, GATEWAY_METRICS_PORT),
+            depends_on=("envoy",),
+            note=f"REST/JSON bridge; API page http://127.0.0.1:{INGRESS_PORT}/docs",
+        ),
+    ]
+
+
+def service_components(stores_: list[Component]) -> list[Component]:
+    from scripts.stack import edge
+
+    urls = {c.name: c.url for c in stores_}
+    identity = edge.IdentityEndpoints(IDENTITY_PORT)
     common = {"CINEMA_LOG_LEVEL": os.environ.get("CINEMA_LOG_LEVEL", "INFO")}
     payment_env = {
         **common,
@@ -255,7 +342,7 @@ def service_components(stores_: list[Component]) -> list[Component]:
         "PAYMENT_NATS_URL": urls["nats"],
         "PAYMENT_GRPC_PORT": str(PAYMENT_PORT),
         "PAYMENT_METRICS_PORT": str(PAYMENT_METRICS_PORT),
-        **issuer.auth_env("PAYMENT"),
+        **identity.auth_env("PAYMENT"),
     }
     reservation_env = {
         **common,
@@ -263,9 +350,12 @@ def service_components(stores_: list[Component]) -> list[Component]:
         "RESERVATION_NATS_URL": urls["nats"],
         "RESERVATION_GRPC_PORT": str(RESERVATION_PORT),
         "RESERVATION_METRICS_PORT": str(RESERVATION_METRICS_PORT),
-        "RESERVATION_PAYMENT_ADDRESS": f"127.0.0.1:{PAYMENT_PORT}",
-        "RESERVATION_PAYMENT_TOKEN_FILE": str(payment_token),
-        **issuer.auth_env("RESERVATION"),
+        # through Envoy's payment listener: the mesh's retries, timeout and breaker apply
+        "RESERVATION_PAYMENT_ADDRESS": f"127.0.0.1:{EGRESS_PORTS['payment']}",
+        "RESERVATION_TOKEN_URL": identity.token_url,
+        "RESERVATION_CLIENT_ID": "reservation",
+        "RESERVATION_CLIENT_SECRET_FILE": str(DATA / "identity" / "reservation.secret"),
+        **identity.auth_env("RESERVATION"),
     }
     movie_env = {
         **common,
@@ -273,7 +363,7 @@ def service_components(stores_: list[Component]) -> list[Component]:
         "MOVIE_NATS_URL": urls["nats"],
         "MOVIE_GRPC_PORT": str(MOVIE_PORT),
         "MOVIE_METRICS_PORT": str(MOVIE_METRICS_PORT),
-        **issuer.auth_env("MOVIE"),
+        **identity.auth_env("MOVIE"),
     }
     review_env = {
         **common,
@@ -281,7 +371,7 @@ def service_components(stores_: list[Component]) -> list[Component]:
         "REVIEW_NATS_URL": urls["nats"],
         "REVIEW_GRPC_PORT": str(REVIEW_PORT),
         "REVIEW_METRICS_PORT": str(REVIEW_METRICS_PORT),
-        **issuer.auth_env("REVIEW"),
+        **identity.auth_env("REVIEW"),
     }
     notification_env = {
         **common,
@@ -291,7 +381,7 @@ def service_components(stores_: list[Component]) -> list[Component]:
         "NOTIFICATION_SMTP_PORT": str(SMTP_PORT),
         "NOTIFICATION_GRPC_PORT": str(NOTIFICATION_PORT),
         "NOTIFICATION_METRICS_PORT": str(NOTIFICATION_METRICS_PORT),
-        **issuer.auth_env("NOTIFICATION"),
+        **identity.auth_env("NOTIFICATION"),
     }
     viewpage_env = {
         **common,
@@ -299,14 +389,14 @@ def service_components(stores_: list[Component]) -> list[Component]:
         "VIEWPAGE_NATS_URL": urls["nats"],
         "VIEWPAGE_GRPC_PORT": str(VIEWPAGE_PORT),
         "VIEWPAGE_METRICS_PORT": str(VIEWPAGE_METRICS_PORT),
-        **issuer.auth_env("VIEWPAGE"),
+        **identity.auth_env("VIEWPAGE"),
     }
     return [
         _service(
             "viewpage",
             VIEWPAGE_PORT,
             viewpage_env,
-            ("redis", "nats"),
+            ("redis", "nats", "identity"),
             f"metrics http://127.0.0.1:{VIEWPAGE_METRICS_PORT}/metrics",
             (VIEWPAGE_METRICS_PORT,),
         ),
@@ -314,7 +404,7 @@ def service_components(stores_: list[Component]) -> list[Component]:
             "notification",
             NOTIFICATION_PORT,
             notification_env,
-            ("postgres", "nats", "smtp"),
+            ("postgres", "nats", "smtp", "identity"),
             f"metrics http://127.0.0.1:{NOTIFICATION_METRICS_PORT}/metrics",
             (NOTIFICATION_METRICS_PORT,),
         ),
@@ -322,7 +412,7 @@ def service_components(stores_: list[Component]) -> list[Component]:
             "movie",
             MOVIE_PORT,
             movie_env,
-            ("mongo", "nats"),
+            ("mongo", "nats", "identity"),
             f"metrics http://127.0.0.1:{MOVIE_METRICS_PORT}/metrics",
             (MOVIE_METRICS_PORT,),
         ),
@@ -330,7 +420,7 @@ def service_components(stores_: list[Component]) -> list[Component]:
             "review",
             REVIEW_PORT,
             review_env,
-            ("mongo", "nats"),
+            ("mongo", "nats", "identity"),
             f"metrics http://127.0.0.1:{REVIEW_METRICS_PORT}/metrics",
             (REVIEW_METRICS_PORT,),
         ),
@@ -338,7 +428,7 @@ def service_components(stores_: list[Component]) -> list[Component]:
             "payment",
             PAYMENT_PORT,
             payment_env,
-            ("postgres", "nats"),
+            ("postgres", "nats", "identity"),
             f"metrics http://127.0.0.1:{PAYMENT_METRICS_PORT}/metrics",
             (PAYMENT_METRICS_PORT,),
         ),
@@ -346,7 +436,7 @@ def service_components(stores_: list[Component]) -> list[Component]:
             "reservation",
             RESERVATION_PORT,
             reservation_env,
-            ("postgres", "nats", "payment"),
+            ("postgres", "nats", "identity", "payment", "envoy"),
             f"metrics http://127.0.0.1:{RESERVATION_METRICS_PORT}/metrics",
             (RESERVATION_METRICS_PORT,),
         ),

@@ -261,26 +261,36 @@ def up() -> int:
 
 
 def _seed_and_show() -> None:
-    """Seed the demo catalog through the movie service (idempotent) and print how to try it."""
+    """Seed the demo catalog through the ingress as the demo manager (idempotent); print how to try it."""
     import asyncio
 
-    from scripts.stack import components
-    from scripts.stack.devauth import DevIssuer
+    import grpc
+
+    from scripts.stack import components, edge
     from scripts.stack.seed import seed_demo_catalog
 
-    auth = DATA / "auth"
-    manager = DevIssuer(auth).mint("demo-manager", {"manager"}, ttl_s=600)
-    screenings = asyncio.run(seed_demo_catalog(f"127.0.0.1:{components.MOVIE_PORT}", manager))
+    identity = edge.IdentityEndpoints(components.IDENTITY_PORT)
+    ingress = f"127.0.0.1:{components.INGRESS_PORT}"
+    try:
+        manager = edge.password_token(identity.token_url, *edge.DEMO_MANAGER)
+        screenings = asyncio.run(seed_demo_catalog(ingress, manager))
+    except Exception as error:  # a readable line, not a traceback: the stack itself is up
+        details = error.details() if isinstance(error, grpc.aio.AioRpcError) else str(error)
+        print(f"\ncould not seed the demo catalog: {details}\n(the stack is up; see {LOGS})", file=sys.stderr)
+        return
     print("\ndemo catalog (registered through the movie service; reservation keeps a replica from its events):")
     for title, screening_id, starts in screenings:
         print(f"  {starts:%a %d %b %H:%M}  {title:<14} screening {screening_id}")
+    user, password = edge.DEMO_CUSTOMER
     print(f"""
-try it (gRPC, development tokens in {auth}):
-  movie 127.0.0.1:{components.MOVIE_PORT}  review 127.0.0.1:{components.REVIEW_PORT}  \
-reservation 127.0.0.1:{components.RESERVATION_PORT}  payment 127.0.0.1:{components.PAYMENT_PORT}
-  board (viewpage) 127.0.0.1:{components.VIEWPAGE_PORT}  notification 127.0.0.1:{components.NOTIFICATION_PORT}
+try it: everything goes through the ingress http://{ingress} (REST and gRPC)
+  API page          http://{ingress}/docs        (OpenAPI: http://{ingress}/openapi.json)
+  demo accounts     {user} / {password} (customer), {"/".join(edge.DEMO_MANAGER)} (manager)
+  get a token       curl -s -d grant_type=password -d username={user} -d password={password} \\
+                         http://{ingress}/oauth2/token
+  list movies       curl -s http://{ingress}/v1/movies
+  walk-through      .venv/bin/python scripts/try_booking.py   (reserve two seats, review, cancel, over gRPC)
   mail sent to customers (the local SMTP sink keeps it): {DATA / "mail"}
-  .venv/bin/python scripts/try_booking.py      reserve two seats as the demo customer, review, cancel
   make status | make down""")
 
 

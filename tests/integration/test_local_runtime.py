@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.stack.process import free_port
+from scripts.stack.components import scratch_env
 from scripts.stack.stores import scratch_dir
 from tests.support.servers import Server
 
@@ -43,11 +43,7 @@ def test_up_status_restart_down(redis_server: Server) -> None:
     data = scratch_dir("runtime")
     env = {
         **os.environ,
-        "CINEMA_DATA_DIR": str(data),
-        "CINEMA_PG_PORT": str(free_port()),
-        "CINEMA_MONGO_PORT": str(free_port()),
-        "CINEMA_NATS_PORT": str(free_port()),
-        "CINEMA_NATS_MONITOR_PORT": str(free_port()),
+        **scratch_env(data),  # every port free: never the developer's own `make up`
         # One store given by URL: the runtime uses it instead of starting its own.
         "REDIS_URL": redis_server.url,
     }
