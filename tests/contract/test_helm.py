@@ -247,7 +247,7 @@ def test_every_service_is_rendered_with_its_runtime_ports(rendered: dict[str, li
         "payment": ("grpc", 15052, 19102),
         "notification": ("grpc", 15055, 19105),
         "viewpage": ("grpc", 15056, 19106),
-        "identity": ("http", 8080, 19107),
+        "identity": ("http", 8080, 8080),  # /metrics on its HTTP port
         "gateway": ("http", 8080, 19108),
     }
     seen = {}
@@ -261,7 +261,9 @@ def test_every_service_is_rendered_with_its_runtime_ports(rendered: dict[str, li
             assert container["command"] == ["python", "-m", f"services.{name}"]
         kind = "http" if is_http(svc) else "grpc"
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        seen[name] = (kind, ports[kind], ports["http-metrics"])
+        seen[name] = (kind, ports[kind], ports.get("http-metrics", ports[kind]))
+        annotations = d["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(svc["metricsPort"])
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env[f"{name.upper()}_{kind.upper()}_HOST"] == "0.0.0.0"
         assert env[f"{name.upper()}_{kind.upper()}_PORT"] == str(ports[kind])
@@ -274,6 +276,15 @@ def test_every_service_is_rendered_with_its_runtime_ports(rendered: dict[str, li
     gateway = {e["name"]: e.get("value") for e in gateway_pod["containers"][0]["env"]}
     assert gateway["GATEWAY_MOVIE_ADDRESS"] == f"{FULL}-movie:15053"
     assert "GATEWAY_PAYMENT_ADDRESS" not in gateway
+    # identity signs with the issuer everything else verifies; reservation gets its token there
+    identity_pod = next(d for n, d in deployments(rendered[profile]) if n == "identity")["spec"]["template"]["spec"]
+    identity = {e["name"]: e.get("value") for e in identity_pod["containers"][0]["env"]}
+    auth = chart_values()["auth"]
+    assert (identity["IDENTITY_ISSUER"], identity["IDENTITY_AUDIENCE"]) == (auth["issuer"], auth["audience"])
+    reservation_pod = next(d for n, d in deployments(rendered[profile]) if n == "reservation")["spec"]["template"]
+    reservation = {e["name"]: e.get("value") for e in reservation_pod["spec"]["containers"][0]["env"]}
+    assert reservation["RESERVATION_TOKEN_URL"] == f"http://{FULL}-identity:8080/oauth2/token"
+    assert reservation["RESERVATION_CLIENT_SECRET_FILE"] == "/var/run/cinema/cinema-reservation-client/secret"
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -316,7 +327,9 @@ def test_services_have_named_ports(rendered: dict[str, list[Doc]], profile: str)
             assert port["name"].startswith(("grpc-", "http-", "tcp-", "mongo")), port
         if service["spec"]["selector"].get("app.kubernetes.io/component") == "server":
             names = [p["name"] for p in service["spec"]["ports"]]
-            assert names[0].startswith(("grpc-", "http-")) and "http-metrics" in names
+            svc = chart_values()["services"][service["spec"]["selector"]["app"]]
+            own_metrics_port = svc["metricsPort"] != serving_port(svc)
+            assert names[0].startswith(("grpc-", "http-")) and ("http-metrics" in names) == own_metrics_port
             assert service["spec"]["ports"][0]["appProtocol"] == names[0].split("-")[0]
 
 

@@ -414,3 +414,45 @@ def test_an_edited_renderer_is_reported(istio: list[Doc], monkeypatch: pytest.Mo
     monkeypatch.setattr(envoy, "service_cluster", looser_breaker)
     problems = differences(envoy_config(), istio)
     assert {p.split(":")[0] for p in problems} == {f"{n}.max_requests" for n in policy.load().services}
+
+
+# --- the Istio installation (mesh/istio) fits what the chart expects -------------------------------
+
+
+def test_the_istio_install_profile_fits_the_chart(istio: list[Doc]) -> None:
+    ingress = policy.load_values()["mesh"]["ingress"]
+    operator = yaml.safe_load((ROOT / "mesh" / "istio" / "istio-operator.yaml").read_text())
+    assert (operator["apiVersion"], operator["kind"]) == ("install.istio.io/v1alpha1", "IstioOperator")
+    (gateway,) = [g for g in operator["spec"]["components"]["ingressGateways"] if g["enabled"]]
+    assert gateway["name"] == "istio-ingressgateway" and gateway["namespace"] == ingress["namespace"]
+    assert ingress["selector"].items() <= gateway["label"].items()
+    # istioctl names the gateway's service account <name>-service-account: the principal the chart allows
+    assert ingress["serviceAccount"] == f"{gateway['name']}-service-account"
+    ports = {p["port"] for p in gateway["k8s"]["service"]["ports"]}
+    (server,) = _named(istio, "Gateway", f"{FULL}-gateway")["spec"]["servers"]
+    assert server["port"]["number"] in ports and server["port"]["protocol"] == "HTTP2"
+    mesh_config = operator["spec"]["meshConfig"]
+    assert (mesh_config["accessLogFile"], mesh_config["accessLogEncoding"]) == ("/dev/stdout", "JSON")
+    # the Helm-chart variant of the same installation
+    helm_gateway = yaml.safe_load((ROOT / "mesh" / "istio" / "helm" / "gateway-values.yaml").read_text())
+    assert ingress["selector"].items() <= helm_gateway["labels"].items()
+    istiod = yaml.safe_load((ROOT / "mesh" / "istio" / "helm" / "istiod-values.yaml").read_text())
+    assert istiod["meshConfig"]["accessLogEncoding"] == "JSON"
+    # the version the runbook installs is the version of the CRD schemas the chart is checked against
+    source = (ROOT / "helm" / "schemas" / "istio" / "SOURCE.md").read_text()
+    runbook = (ROOT / "mesh" / "README.md").read_text()
+    assert re.search(r"the 1\.31\s+line", source) and "ISTIO_VERSION=1.31.0" in runbook
+
+
+def test_the_stores_and_the_migrations_stay_outside_the_mesh(istio: list[Doc], helm_env: dict[str, str]) -> None:
+    """STRICT mTLS would refuse the migration Jobs (no sidecar) at PostgreSQL if the stores had sidecars."""
+    args = [str(HELM), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--set", "mesh.enabled=true"]
+    result = subprocess.run(args, cwd=ROOT, env=helm_env, capture_output=True, text=True, timeout=120, check=False)
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    outside = [d for d in docs if d["kind"] in ("StatefulSet", "Job")]
+    assert len(outside) == 8
+    for d in outside:
+        annotations = d["spec"]["template"]["metadata"].get("annotations", {})
+        assert annotations.get("sidecar.istio.io/inject") == "false", d["metadata"]["name"]
+    for d in (d for d in docs if d["kind"] == "Deployment"):
+        assert "sidecar.istio.io/inject" not in d["spec"]["template"]["metadata"].get("annotations", {})

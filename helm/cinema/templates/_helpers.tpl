@@ -139,6 +139,16 @@ app.kubernetes.io/component: store
 {{- $c := index $.root.Values.services $callee }}
 - name: {{ $prefix }}_{{ upper $callee }}_ADDRESS
   value: {{ printf "%s-%s:%d" $full $callee (include "cinema.port" $c | int) | quote }}
+{{- if $c.issuesTokens }}
+- name: {{ $prefix }}_TOKEN_URL
+  value: {{ printf "http://%s-%s:%d/oauth2/token" $full $callee (include "cinema.port" $c | int) | quote }}
+{{- end }}
+{{- end }}
+{{- if .svc.issuesTokens }}
+- name: {{ $prefix }}_ISSUER
+  value: {{ .root.Values.auth.issuer | quote }}
+- name: {{ $prefix }}_AUDIENCE
+  value: {{ .root.Values.auth.audience | quote }}
 {{- end }}
 {{- range $f := (.svc.secretFiles | default list) }}
 - name: {{ $prefix }}_{{ $f.env }}
