@@ -1,0 +1,1 @@
+"""Property-based fuzzing of the real services with bad input (Hypothesis)."""
