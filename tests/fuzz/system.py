@@ -150,6 +150,18 @@ class FuzzSystem:
             return tuple(issuer.metadata(forged))
         raise AssertionError(f"unknown role {role}")
 
+    def served_services(self, process: ServiceProcess) -> set[str]:
+        """The services `process` itself says it serves (gRPC server reflection), health and
+        reflection left out."""
+        from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+        stub = reflection_pb2_grpc.ServerReflectionStub(self.channel(process))
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        names = set()
+        for reply in stub.ServerReflectionInfo(iter([request]), timeout=10):
+            names |= {service.name for service in reply.list_services_response.service}
+        return {n for n in names if not n.startswith(("grpc.health.", "grpc.reflection."))}
+
     def log_cursors(self) -> dict[str, LogCursor]:
         """A cursor at the current end of every service's log."""
         cursors = {}
