@@ -2,7 +2,8 @@
 
 `ViewpageApp.start()` opens Redis (making generation 1 live on a fresh store) and starts the
 event side in the background: NATS (reconnecting forever), the streams, and the four durable
-`viewpage` consumers. Reads never wait for NATS: with it down, the board is served as it was.
+`viewpage` consumers, which announce every applied change on the `<prefix>:changes` channel
+(live pages, services/web). Reads never wait for NATS: with it down, the board is served as it was.
 `stop()` stops the consumers, closes NATS and Redis. `host()` wraps it in the kit's ServiceHost;
 `rebuild()` is the `rebuild` command's work (it needs no gRPC server).
 """
@@ -21,7 +22,7 @@ from services.kit.events.connection import connect_forever, ensure_streams_forev
 from services.kit.events.consumer import EventConsumer
 from services.kit.server import ServiceHost
 from services.viewpage.adapters import grpc_api
-from services.viewpage.adapters.redis_store import RedisReadModel
+from services.viewpage.adapters.redis_store import RedisChangeFeed, RedisReadModel
 from services.viewpage.adapters.replay import JetStreamHistory
 from services.viewpage.entrypoints.event_consumers import BoardEventHandler, LagObserver, board_consumers
 from services.viewpage.service_layer.rebuild import RebuildReport
@@ -55,7 +56,9 @@ class ViewpageApp:
 
     async def start(self) -> None:
         store = await self.open_store()
-        self.handler = BoardEventHandler(store, self._on_applied)
+        assert self.redis is not None
+        changes = RedisChangeFeed(self.redis, self.settings.key_prefix)  # live pages (services/web)
+        self.handler = BoardEventHandler(store, self._on_applied, changes)
         self._events_task = asyncio.create_task(self._run_events(), name="viewpage-events")
 
     def register(self, server: grpc.aio.Server) -> list[str]:

@@ -11,6 +11,8 @@ Keys (`P` is the configured prefix, `N` a generation number):
 - `P:gN:versions`: aggregate -> highest applied version.
 - `P:gN:cust:<customer>` (sorted set of reservation ids by first-seen time),
   `P:gN:movie_screenings:<movie>` (set of screening ids), `P:gN:meta` (`as_of` in ms).
+- Channel `P:changes` (Pub/Sub, not a key): `{"movie_id": ..., "screening_id": ...}` after each
+  applied event that changed the public board (`RedisChangeFeed`); the web page's live updates.
 
 Every script resolves the generation *inside* Redis, so an apply, a read or the switch is one
 atomic step: a check-and-apply cannot interleave with another replica's (Redis runs one script
@@ -22,6 +24,7 @@ every key of a script declared and in one slot (hash tags per generation) — no
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -29,7 +32,7 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from services.kit import errors
-from services.viewpage.domain.projection import Plan, review_count_field, review_sum_field
+from services.viewpage.domain.projection import BoardChange, Plan, review_count_field, review_sum_field
 from services.viewpage.service_layer.ports import (
     BoardDocuments,
     CustomerPage,
@@ -37,6 +40,8 @@ from services.viewpage.service_layer.ports import (
     MovieDocuments,
     Outcome,
 )
+
+log = logging.getLogger(__name__)
 
 # Resolves the generations to write: the one asked for, or the live one plus a rebuild's.
 _GENERATIONS = """
@@ -354,3 +359,27 @@ class RedisReadModel:
             elif kind == "set":
                 model[name] = sorted(m.decode() for m in await r.smembers(key))
         return model
+
+
+def changes_channel(prefix: str) -> str:
+    """The Pub/Sub channel of the board's changes (the web service subscribes to it)."""
+    return f"{prefix}:changes"
+
+
+class RedisChangeFeed:
+    """The `BoardChangeFeed` port on Redis Pub/Sub: one small JSON message per applied change.
+
+    Best effort by design: a lost message only delays a page's refresh (pages refetch when they
+    reconnect), so a Redis hiccup here must not fail the event's handler and redeliver it.
+    """
+
+    def __init__(self, client: aioredis.Redis, prefix: str = "viewpage") -> None:
+        self._r = client
+        self.channel = changes_channel(prefix)
+
+    async def publish(self, change: BoardChange) -> None:
+        message = json.dumps({"movie_id": change.movie_id, "screening_id": change.screening_id})
+        try:
+            await self._r.publish(self.channel, message)
+        except (ConnectionError, TimeoutError, aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+            log.warning("board change not announced: %s", exc, extra={"channel": self.channel})

@@ -125,6 +125,30 @@ class Plan:
         return document
 
 
+@dataclass(frozen=True)
+class BoardChange:
+    """What an applied event changed on the public board, for live pages (ids; "" when unknown).
+
+    A page showing the movie refetches its board entry; a screening id without a movie id
+    (a cancellation names no movie) is enough for a page that knows which movie shows it.
+    """
+
+    movie_id: str
+    screening_id: str = ""
+
+
+def change_of(event: BoardEvent) -> BoardChange | None:
+    """The part of the public board `event` changes; None for changes only a customer sees."""
+    match event:
+        case MovieDetailsChanged() | MovieRemoved() | ReviewPosted() | ReviewDeleted():
+            return BoardChange(event.movie_id)
+        case ScreeningScheduled() | ScreeningRescheduled() | ScreeningCancelled():
+            return BoardChange(event.movie_id, event.screening_id)
+        case ReservationChanged():
+            return BoardChange(event.movie_id or "", event.screening_id)
+    return None  # PaymentChanged: the payment state shows on the customer's own reservations only
+
+
 def plan_for(event: BoardEvent, meta: EventMeta) -> Plan:
     """The change `event` makes to the board (pure: the store applies it)."""
     version = meta.aggregate_version

@@ -21,7 +21,7 @@ from cinema.events.v1.envelope_pb2 import EventEnvelope
 from services.kit.events import envelope as env
 from services.kit.events.consumer import ConsumerSettings, EventConsumer
 from services.viewpage.adapters.events import CONTEXTS, meta_of, to_domain
-from services.viewpage.service_layer.ports import Outcome, ReadModelStore
+from services.viewpage.service_layer.ports import BoardChangeFeed, Outcome, ReadModelStore
 from services.viewpage.service_layer.projector import project
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,12 @@ LagObserver = Callable[[EventEnvelope, float], None]
 class BoardEventHandler:
     """The handler the kit's EventConsumer calls with each envelope and its decoded event."""
 
-    def __init__(self, store: ReadModelStore, on_applied: LagObserver | None = None) -> None:
+    def __init__(
+        self, store: ReadModelStore, on_applied: LagObserver | None = None, changes: BoardChangeFeed | None = None
+    ) -> None:
         self._store = store
         self._on_applied = on_applied
+        self._changes = changes
         self.outcomes: dict[str, int] = {"applied": 0, "stale": 0, "ignored": 0}
 
     async def __call__(self, envelope: EventEnvelope, event: Message) -> None:
@@ -54,7 +57,7 @@ class BoardEventHandler:
             self.outcomes["ignored"] += 1
             APPLIED.labels(context, "ignored").inc()
             return
-        outcome: Outcome = await project(self._store, board_event, meta_of(envelope))
+        outcome: Outcome = await project(self._store, board_event, meta_of(envelope), self._changes)
         lag = max(0.0, time.time() - envelope.time.ToNanoseconds() / 1e9)
         LAG.labels(context).observe(lag)
         APPLIED.labels(context, outcome).inc()

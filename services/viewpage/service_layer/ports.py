@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from services.viewpage.domain.events import BoardEvent, EventMeta
-from services.viewpage.domain.projection import Plan
+from services.viewpage.domain.projection import BoardChange, Plan
 
 Outcome = Literal["applied", "stale"]  # stale: the aggregate already had this version or a newer one
 Document = dict[str, Any]
@@ -74,6 +74,12 @@ class ReadModelStore(Protocol):
 
     async def drop_generation(self, generation: int) -> int:
         """Delete a generation's keys; returns how many."""
+        ...
+
+
+class BoardChangeFeed(Protocol):
+    async def publish(self, change: BoardChange) -> None:
+        """Tell live pages what changed; best effort (never raises: a page also refetches on reconnect)."""
         ...
 
 
