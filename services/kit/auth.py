@@ -186,6 +186,18 @@ class JwksCache:
             raise errors.Unavailable("token signing keys are not available", retry_after_s=self._min_refresh_s)
         return key
 
+    async def warm(self) -> bool:
+        """Load the keys now (at start-up), so the first request does not pay for the fetch;
+        True when keys are loaded. A failure only logs: requests will retry the load."""
+        if self._source is None or self._keys is not None:
+            return self._keys is not None
+        try:
+            await self._reload()
+        finally:
+            if self._keys is None:  # failed or cut short: let the first request try again
+                self._last_attempt = float("-inf")
+        return self._keys is not None
+
     def _find(self, kid: str | None) -> Key | None:
         if self._keys is None:
             return None
@@ -240,6 +252,10 @@ class JwtVerifier:
             algorithms=settings.jwt_algorithms,
             leeway_s=settings.jwt_leeway_s,
         )
+
+    async def warm(self) -> bool:
+        """See `JwksCache.warm`."""
+        return await self._keys.warm()
 
     async def verify(self, token: str) -> Caller:
         try:

@@ -132,6 +132,14 @@ class ServiceHost:
                 start_metrics_endpoint, settings.metrics_host, settings.metrics_port
             )
         await self._health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        # The verification keys before SERVING: the first caller should not wait for the JWKS
+        # fetch (behind a mesh's short per-try timeout it would fail). Bounded: an identity that
+        # is down must not keep the service from starting; requests retry the load.
+        try:
+            async with asyncio.timeout(settings.jwks_warm_timeout_s):
+                await self._verifier.warm()
+        except TimeoutError:
+            log.warning("JWKS not loaded at start-up; the first requests will load it")
         await server.start()
         self._started = True
         for name in ("", *self._service_names):

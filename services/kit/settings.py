@@ -26,6 +26,8 @@ Variables of the base class (shown with the default prefix `CINEMA_`; a subclass
 - `CINEMA_JWT_LEEWAY_S` (default `10`): clock skew tolerated on `exp`/`nbf`.
 - `CINEMA_JWKS_MIN_REFRESH_S` (default `10`): at most one JWKS reload per this many seconds when
   tokens with an unknown `kid` arrive.
+- `CINEMA_JWKS_WARM_TIMEOUT_S` (default `3`): how long start-up waits for the JWKS before serving
+  anyway (the keys are then loaded by the first request).
 - `CINEMA_DRAIN_S` (default `3`): seconds between health NOT_SERVING and stopping the server,
   so the mesh stops routing new requests here.
 - `CINEMA_SHUTDOWN_GRACE_S` (default `10`): seconds in-flight RPCs get to finish on stop.
@@ -69,6 +71,7 @@ class KitSettings(BaseSettings):
     jwt_algorithms: Annotated[tuple[str, ...], NoDecode] = DEFAULT_JWT_ALGORITHMS
     jwt_leeway_s: int = Field(default=10, ge=0, le=300)
     jwks_min_refresh_s: float = Field(default=10.0, ge=0)
+    jwks_warm_timeout_s: float = Field(default=3.0, ge=0)
 
     drain_s: float = Field(default=3.0, ge=0)
     shutdown_grace_s: float = Field(default=10.0, ge=0)

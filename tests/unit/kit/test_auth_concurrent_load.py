@@ -28,3 +28,42 @@ async def test_concurrent_first_requests_wait_for_the_first_load() -> None:
     keys = await asyncio.gather(*(cache.key_for(issuer.kid) for _ in range(20)))
     assert all(k is not None and k.kid == issuer.kid for k in keys)
     assert source.loads == 1
+
+
+class FailingOnceSource(SlowSource):
+    async def load(self) -> Mapping[str, Any]:
+        self.loads += 1
+        if self.loads == 1:
+            raise OSError("identity is not up yet")
+        return self.document
+
+
+async def test_warm_loads_the_keys_before_the_first_request() -> None:
+    issuer = LocalTokenIssuer()
+    source = SlowSource(issuer.jwks())
+    cache = JwksCache(source, min_refresh_s=10)
+    assert await cache.warm() is True
+    key = await cache.key_for(issuer.kid)
+    assert key is not None and source.loads == 1  # the request did not load again
+
+
+async def test_a_failed_warm_lets_the_first_request_load_at_once() -> None:
+    issuer = LocalTokenIssuer()
+    source = FailingOnceSource(issuer.jwks())
+    cache = JwksCache(source, min_refresh_s=10)
+    assert await cache.warm() is False
+    key = await cache.key_for(issuer.kid)  # not held back by the 10 s refresh limit
+    assert key is not None and source.loads == 2
+
+
+async def test_a_warm_cut_short_by_a_timeout_does_not_hold_back_the_first_request() -> None:
+    issuer = LocalTokenIssuer()
+    source = SlowSource(issuer.jwks())
+    cache = JwksCache(source, min_refresh_s=10)
+    try:
+        async with asyncio.timeout(0.05):
+            await cache.warm()
+    except TimeoutError:
+        pass
+    key = await cache.key_for(issuer.kid)
+    assert key is not None and source.loads == 2
