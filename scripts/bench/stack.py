@@ -6,17 +6,15 @@ a child of the benchmark, with `CINEMA_DATA_DIR` pointing at a temporary folder 
 `make up`. The child dies with the benchmark (PR_SET_PDEATHSIG, set by ManagedProcess), and the
 supervisor stops its components gracefully when asked to stop.
 
-The port variables are read from the runtime's own sources (scripts/stack/*.py) rather than
-listed here, so components added later (identity, Envoy) get free ports as well. Nothing from
-scripts.stack that reads the environment at import time (paths, components) is imported before
-the environment is settled: `prepare_environment` runs first.
+The port variables are the runtime's own list (components.scratch_env), so components added
+later get free ports as well. A scratch stack's addresses are read back from the environment
+chosen here, not from scripts.stack's module constants, which were fixed when it was imported.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -24,28 +22,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scripts.stack.process import ManagedProcess, free_port
+from scripts.stack.process import ManagedProcess
 
 STACK_SOURCES = Path(__file__).resolve().parents[1] / "stack"
 SERVICES = ("reservation", "payment", "movie", "review", "notification", "viewpage")
-COMPONENT_NAMES = (*SERVICES, "identity", "gateway", "ingress", "envoy")
 EXTERNAL_STORE_VARS = ("DATABASE_URL", "MONGO_URL", "REDIS_URL", "NATS_URL")
 INGRESS_ENV = "CINEMA_BENCH_INGRESS"  # host:port of the Envoy ingress for --target ingress
 DEFAULT_INGRESS = "127.0.0.1:18080"  # notes/ports.md
 READY_TIMEOUT_S = 240.0
-
-
-def port_variables() -> list[str]:
-    """Every `CINEMA_*_PORT` environment variable the local runtime reads: literal names, and
-    names built per component (`f"CINEMA_EGRESS_{name.upper()}_PORT"`) expanded for every
-    component name (a variable nobody reads is harmless; one left out would clash)."""
-    names: set[str] = set()
-    for source in sorted(STACK_SOURCES.glob("*.py")):
-        text = source.read_text()
-        names.update(re.findall(r"\"(CINEMA_[A-Z0-9_]+_PORT)\"", text))
-        for prefix, suffix in re.findall(r"f\"(CINEMA_[A-Z0-9_]*)\{[^}]+\}([A-Z0-9_]*_PORT)\"", text):
-            names.update(f"{prefix}{name.upper()}{suffix}" for name in COMPONENT_NAMES)
-    return sorted(names)
 
 
 def make_scratch_dir() -> Path:
@@ -62,7 +46,9 @@ def prepare_environment(scratch: Path | None) -> dict[str, str]:
     (the running stack's defaults, or the developer's own overrides)."""
     if scratch is None:
         return {}
-    chosen = {"CINEMA_DATA_DIR": str(scratch), **{name: str(free_port()) for name in port_variables()}}
+    from scripts.stack.components import scratch_env
+
+    chosen = scratch_env(scratch)
     for name in EXTERNAL_STORE_VARS:
         os.environ.pop(name, None)
     os.environ.update(chosen)
@@ -113,15 +99,21 @@ class Stack:
 
 
 def describe(scratch: Path | None) -> Stack:
-    """The stack's addresses, read from the runtime's own configuration (after prepare_environment)."""
+    """The stack's addresses: a scratch stack's from the environment prepare_environment chose, the
+    running stack's from the runtime's own configuration (its defaults or the developer's overrides)."""
+    if scratch is not None:
+        grpc_ports = {s: int(os.environ[f"CINEMA_{s.upper()}_PORT"]) for s in SERVICES}
+        metrics_ports = {s: int(os.environ[f"CINEMA_{s.upper()}_METRICS_PORT"]) for s in SERVICES}
+        ingress_port = os.environ.get("CINEMA_INGRESS_PORT")
+        ingress = os.environ.get(INGRESS_ENV) or (f"127.0.0.1:{ingress_port}" if ingress_port else DEFAULT_INGRESS)
+        return Stack(scratch, grpc_ports, metrics_ports, ingress, scratch=True)
     from scripts.stack import components
     from scripts.stack.paths import DATA
 
     grpc_ports = {s: int(getattr(components, f"{s.upper()}_PORT")) for s in SERVICES}
     metrics_ports = {s: int(getattr(components, f"{s.upper()}_METRICS_PORT")) for s in SERVICES}
-    ingress_port = os.environ.get("CINEMA_INGRESS_PORT")
-    ingress = os.environ.get(INGRESS_ENV) or (f"127.0.0.1:{ingress_port}" if ingress_port else DEFAULT_INGRESS)
-    return Stack(DATA, grpc_ports, metrics_ports, ingress, scratch=scratch is not None)
+    running_ingress = f"127.0.0.1:{getattr(components, 'INGRESS_PORT', 18080)}"
+    return Stack(DATA, grpc_ports, metrics_ports, os.environ.get(INGRESS_ENV) or running_ingress, scratch=False)
 
 
 def start_scratch(stack: Stack, log_dir: Path) -> None:
