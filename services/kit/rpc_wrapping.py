@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import grpc
@@ -40,15 +41,45 @@ def wrap_handler(handler: grpc.RpcMethodHandler[Any, Any] | None, around: Around
             grpc.stream_unary_rpc_method_handler if handler.request_streaming else grpc.unary_unary_rpc_method_handler
         )
         wrapped = _wrap_unary(behavior, around)
+    deserializer = handler.request_deserializer
+    if not handler.request_streaming:
+        deserializer = _tolerant(deserializer)
     return factory(
         wrapped,
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=deserializer,
         response_serializer=handler.response_serializer,
     )
 
 
+@dataclass(frozen=True)
+class Undecodable:
+    """A request whose bytes are not a message of the method's request type. grpc.aio would
+    answer UNKNOWN and log a traceback at ERROR for each one; the wrapper answers
+    INVALID_ARGUMENT instead, which is what the caller did wrong."""
+
+    message: str
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None or getattr(deserializer, "tolerant", False):
+        return deserializer
+    owner = getattr(deserializer, "__self__", None)  # `Message.FromString` of the request type
+    type_name = getattr(getattr(owner, "DESCRIPTOR", None), "full_name", "the request")
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as error:  # DecodeError, or anything a parser raises on garbage
+            return Undecodable(f"the request is not a valid {type_name} message ({error})"[:500])
+
+    deserialize.tolerant = True  # type: ignore[attr-defined]
+    return deserialize
+
+
 def _wrap_unary(behavior: _UnaryBehavior, around: Around) -> _UnaryBehavior:
     async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if isinstance(request, Undecodable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
         async with around(context):
             return await behavior(request, context)
 
@@ -59,6 +90,8 @@ def _wrap_streaming(
     behavior: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Any], around: Around
 ) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]:
     async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        if isinstance(request, Undecodable):  # unary request, streamed response
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
         async with around(context):
             result = behavior(request, context)
             if inspect.isawaitable(result):

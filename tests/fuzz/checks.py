@@ -7,15 +7,11 @@ one, agrees with the call's code.
 
 A log: no line carries a traceback and none is at ERROR or above.
 
-The one exception is grpcio's own answer to bytes that are not a request message at all. The
-grpc.aio server (grpcio 1.85) deserializes the request before any handler or interceptor runs;
-when the protobuf parser raises DecodeError it answers UNKNOWN with the message
-"Unexpected <class 'google.protobuf.message.DecodeError'>: Error parsing message with type '<T>': ..."
-and logs "Unexpected [DecodeError] raised by servicer method [<path>]" at ERROR on the logger
-`grpc._cython.cygrpc`, with a traceback through grpcio's Cython frames only. (The sync server
-answers INTERNAL "Exception deserializing request!" instead.) `is_grpcio_decode_failure` and
-`is_grpcio_decode_log` accept exactly that, for the request type of the method called, and
-nothing from our own code.
+Bytes that are not a request message at all: grpc.aio (grpcio 1.85) deserializes the request
+before any handler or interceptor runs and, when the parser raises, answers UNKNOWN and logs a
+traceback at ERROR. The kit's handler wrapping (services/kit/rpc_wrapping.py) turns that into
+INVALID_ARGUMENT "the request is not a valid <T> message (...)" with no log line;
+`is_undecodable_refusal` accepts exactly that, for the request type of the method called.
 """
 
 from __future__ import annotations
@@ -43,10 +39,7 @@ _NOISE = (
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
-_DECODE_FAILURE = re.compile(
-    r"^Unexpected <class 'google\.protobuf\.message\.DecodeError'>: "
-    r"Error parsing message with type '(?P<type>[\w.]+)'"
-)
+_UNDECODABLE = re.compile(r"^the request is not a valid (?P<type>[\w.]+) message \(")
 
 
 def error_problems(err: grpc.RpcError) -> list[str]:
@@ -84,29 +77,12 @@ def is_grpcio_size_limit(err: grpc.RpcError) -> bool:
     )
 
 
-def is_grpcio_decode_failure(err: grpc.RpcError, request_type: str) -> bool:
-    """grpc.aio's own answer to a payload that is not a `request_type` message (see above)."""
-    if err.code() != grpc.StatusCode.UNKNOWN:
+def is_undecodable_refusal(err: grpc.RpcError, request_type: str) -> bool:
+    """The kit's answer to a payload that is not a `request_type` message (see above)."""
+    if err.code() != grpc.StatusCode.INVALID_ARGUMENT:
         return False
-    match = _DECODE_FAILURE.match(err.details() or "")
+    match = _UNDECODABLE.match(err.details() or "")
     return match is not None and match.group("type") == request_type
-
-
-def is_grpcio_decode_log(entry: dict[str, Any] | None, method_path: str) -> bool:
-    """grpc.aio's own ERROR line for an undecodable request to `method_path`, with a traceback
-    that runs through grpcio's Cython code only."""
-    if entry is None or entry.get("logger") != "grpc._cython.cygrpc":
-        return False
-    if entry.get("message") != f"Unexpected [DecodeError] raised by servicer method [{method_path}]":
-        return False
-    trace = str(entry.get("exc_info", ""))
-    frames = re.findall(r'File "([^"]+)"', trace)
-    last = trace.strip().splitlines()[-1] if trace.strip() else ""
-    return (
-        bool(frames)
-        and all(frame.startswith("src/python/grpcio/grpc/_cython/") for frame in frames)
-        and last.startswith("google.protobuf.message.DecodeError: Error parsing message with type")
-    )
 
 
 @dataclass(frozen=True)
@@ -145,14 +121,11 @@ KNOWN_FINDINGS: tuple[KnownFinding, ...] = (
 )
 
 
-def log_problems(lines: list[str], decode_failures_of: str | None = None, service: str = "") -> list[str]:
-    """Lines of a service's log that show a failure: a traceback, or ERROR and above. With
-    `decode_failures_of` (a method path), grpcio's own decode-failure lines for it are allowed;
-    the KNOWN_FINDINGS of `service` are allowed too."""
+def log_problems(lines: list[str], service: str = "") -> list[str]:
+    """Lines of a service's log that show a failure: a traceback, or ERROR and above; the
+    KNOWN_FINDINGS of `service` are allowed."""
     problems = []
     for line, entry in log_entries(lines):
-        if decode_failures_of is not None and is_grpcio_decode_log(entry, decode_failures_of):
-            continue
         if any(known.matches(service, entry) for known in KNOWN_FINDINGS):
             continue
         level = str(entry.get("level", "")) if entry is not None else ""

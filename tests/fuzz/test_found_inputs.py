@@ -124,4 +124,4 @@ def test_a_found_input_is_refused_naming_its_field(
     bad_request = find_detail(err, error_details_pb2.BadRequest)
     assert bad_request is not None and field in [v.field for v in bad_request.field_violations], err.details()
     for name, cursor in cursors.items():
-        assert not log_problems(cursor.new_lines(), None, name), f"the {name} log shows a failure"
+        assert not log_problems(cursor.new_lines(), name), f"the {name} log shows a failure"

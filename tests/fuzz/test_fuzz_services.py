@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, example, given, seed, settings
 from hypothesis import strategies as st
 
 from scripts.stack.services import grpc_serving
-from tests.fuzz.checks import error_problems, is_grpcio_decode_failure, is_grpcio_size_limit, log_problems
+from tests.fuzz.checks import error_problems, is_grpcio_size_limit, is_undecodable_refusal, log_problems
 from tests.fuzz.invariants import all_problems
 from tests.fuzz.rpcs import Rpc, all_rpcs, contract_services
 from tests.fuzz.strategies import MessageStrategies, raw_payloads
@@ -79,13 +79,13 @@ def test_the_fuzzed_rpcs_are_every_rpc_the_services_serve(fuzz_system: FuzzSyste
         assert not (rpc.client_streaming or rpc.server_streaming), f"{rpc} streams: teach the fuzzer to call it"
 
 
-def _new_log_problems(cursors: dict[str, LogCursor], decode_failures_of: str | None = None) -> list[str]:
+def _new_log_problems(cursors: dict[str, LogCursor]) -> list[str]:
     """What the services logged since the last look that shows a failure (read every time, so
     that a failing example does not leave its lines to be blamed on the next one)."""
     found = []
     for name, cursor in cursors.items():
         lines = cursor.new_lines()
-        found += [f"the {name} log shows: {line}" for line in log_problems(lines, decode_failures_of, name)]
+        found += [f"the {name} log shows: {line}" for line in log_problems(lines, name)]
     return found
 
 
@@ -149,13 +149,13 @@ def test_malformed_payloads_are_refused_without_a_trace(fuzz_system: FuzzSystem,
             answer = f"{err.code()} {err.details()!r}"
             if parses:
                 problems += [f"{p}: {answer}" for p in error_problems(err)]
-            elif not (is_grpcio_decode_failure(err, rpc.input.full_name) or is_grpcio_size_limit(err)):
+            elif not (is_undecodable_refusal(err, rpc.input.full_name) or is_grpcio_size_limit(err)):
                 problems.append(f"an undecodable payload was answered {answer}")
         else:
             if not parses:
                 problems.append("an undecodable payload was answered OK")
             rpc.output_class.FromString(reply)
-        problems += _new_log_problems(cursors, decode_failures_of=rpc.path)
+        problems += _new_log_problems(cursors)
         assert not problems, f"{rpc} as {role}:\n" + "\n".join(problems)
 
     _run(one_payload)
@@ -174,14 +174,9 @@ async def test_stores_hold_their_invariants_after_the_fuzzing(fuzz_system: FuzzS
 
 
 def test_no_service_logged_a_traceback_or_an_error(fuzz_system: FuzzSystem) -> None:
-    paths = {rpc.path for rpc in RPCS}
     found = []
     for name, process in fuzz_system.processes.items():
         lines = process.log().splitlines()
-        bad = [line for line in log_problems(lines, None, name) if not _grpcio_decode_line(line, paths)]
+        bad = log_problems(lines, name)
         found += [f"{name}: {line}" for line in bad]
     assert not found, "\n".join(found[:40])
-
-
-def _grpcio_decode_line(line: str, paths: set[str]) -> bool:
-    return any(not log_problems([line], decode_failures_of=path) for path in paths)
