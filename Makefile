@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap up down status test lint typecheck proto proto-check clean
+.PHONY: help bootstrap up down status test lint typecheck proto proto-check bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,11 +31,16 @@ lint: ## ruff (lint and format)
 typecheck: ## mypy (strict)
 	@.venv/bin/mypy services scripts tests
 
-proto: ## regenerate gen/python from protos/
+proto: ## regenerate gen/python and the gateway's Go code from protos/
 	@$(PY) scripts/genproto
+	@services/gateway/generate
 
-proto-check: ## fail when gen/python is stale
+proto-check: ## fail when gen/python or the gateway's generated code is stale
 	@$(PY) scripts/genproto --check
+	@services/gateway/generate --check
+
+bench: bootstrap ## the whole system under an open-loop mixed load, next to the raw limits (BENCH_ARGS="--rate 30"); report in .data/bench/
+	@$(PY) -m scripts.bench $(BENCH_ARGS)
 
 clean: down ## remove local data, caches and built tools (keeps nothing of `make up`)
 	rm -rf .data .tools .venv .pytest_cache .mypy_cache .ruff_cache
