@@ -1,0 +1,1 @@
+"""The web screen: one page served through the ingress, with live updates of the board."""

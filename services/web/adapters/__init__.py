@@ -1,0 +1,1 @@
+"""Adapters of the web service: the board's change feed in Redis."""

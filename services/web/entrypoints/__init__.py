@@ -1,0 +1,1 @@
+"""Entry points of the web service: the HTTP server and its command line."""
