@@ -9,6 +9,9 @@ its arguments — never the values, so no customer data reaches the trace store.
 - asyncpg: a query logger on every pooled connection (`pg_connection_init`, which
   `services.kit.pg.create_pool` installs); asyncpg reports each query after it ran, with its
   duration, so the span is back-dated to when the query started.
+
+All of it is on only in a process that exports its spans (`instrument_stores`, called by
+`configure_tracing` when an OTLP endpoint is set): unseen, these spans would only cost CPU.
 - PyMongo: a command listener registered process-wide (applies to clients created after it).
 - Redis: opentelemetry-instrumentation-redis, given a tracer that makes no root spans.
 """
@@ -123,8 +126,10 @@ def pg_query_span(record: Any) -> None:
 
 
 async def pg_connection_init(conn: asyncpg.Connection) -> None:
-    """`init` of a pool: trace every query of the connection (a pool's reset keeps the logger)."""
-    conn.add_query_logger(pg_query_span)
+    """`init` of a pool: trace every query of the connection (a pool's reset keeps the logger),
+    once `instrument_stores` has run (spans are exported)."""
+    if _instrumented:
+        conn.add_query_logger(pg_query_span)
 
 
 # -------------------------------------------------------------------------------- MongoDB
@@ -183,7 +188,8 @@ def _instrument_redis() -> None:
 
 
 def instrument_stores() -> None:
-    """Turn on the store spans of this process (once; `configure_tracing` calls it)."""
+    """Turn on the store spans of this process (once; `configure_tracing` calls it when spans
+    are exported). PostgreSQL pools created afterwards trace their queries."""
     global _instrumented
     if _instrumented:
         return

@@ -63,7 +63,10 @@ def configure_tracing(settings: KitSettings) -> TracerProvider:
         log.info("trace export on", extra={"otlp_endpoint": endpoint})
     trace.set_tracer_provider(provider)
     _provider = provider
-    store_tracing.instrument_stores()
+    if settings.otlp_endpoint:
+        # Store spans are only worth their cost when someone will see them; the RPC and
+        # messaging spans are made regardless, since their ids correlate the logs.
+        store_tracing.instrument_stores()
     return provider
 
 

@@ -73,7 +73,7 @@ async def test_business_series_match_the_run(run: BookingRun, observed_system: O
 
 
 async def test_outboxes_drain_and_consumers_catch_up(run: BookingRun, observed_system: ObservedSystem) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # consumers sample their backlog every 5 s; CI machines are busy
     while True:
         metrics = await scrape_all(observed_system)
         backlog = {n: sum(values(s, "cinema_outbox_backlog")) for n, s in metrics.items() if n in RELAYS}
@@ -87,14 +87,16 @@ async def test_outboxes_drain_and_consumers_catch_up(run: BookingRun, observed_s
     for name in RELAYS:
         samples = metrics[name]
         assert total(samples, "cinema_outbox_published_total") >= 1, name
-        assert max(values(samples, "cinema_outbox_oldest_age_seconds")) == 0, name
+        ages = values(samples, "cinema_outbox_oldest_age_seconds")
+        assert ages and max(ages) == 0, f"{name}: oldest unpublished event {ages}"
     # Reservation published two confirmations, a failure and a cancellation; payment two
     # authorizations, a decline and a refund.
     assert total(metrics["reservation"], "cinema_outbox_published_total", service="reservation") == 4
     assert total(metrics["payment"], "cinema_outbox_published_total", service="payment") == 4
     for name in CONSUMERS:
         samples = metrics[name]
-        assert total(samples, "cinema_events_dead_lettered_total") == 0, name
+        dead = [(lab, v) for n, lab, v in samples if n == "cinema_events_dead_lettered_total"]
+        assert dead and not any(v for _, v in dead), f"{name}: dead letters {dead}"
         assert values(samples, "cinema_events_redelivered_total"), name
         assert values(samples, "cinema_consumer_ack_pending_messages"), name
         assert values(samples, "cinema_event_lag_seconds_bucket"), name
