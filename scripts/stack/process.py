@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -79,14 +80,23 @@ class ManagedProcess:
         kwargs: dict[str, object] = {}
         if self.user and os.geteuid() == 0:
             kwargs.update(user=self.user, group=self.user, extra_groups=[])
+        argv = list(self.argv)
+        setpriv = shutil.which("setpriv")
+        if setpriv:
+            # util-linux sets the parent-death signal and execs the server: no Python code runs
+            # between fork and exec (a preexec_fn forces a plain fork, and in a process with
+            # gRPC threads the child sometimes died before exec: "epoll_wait error: Bad file
+            # descriptor", exit -6)
+            argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
+        else:
+            kwargs["preexec_fn"] = _die_with_parent
         self.popen = subprocess.Popen(  # type: ignore[call-overload]
-            list(self.argv),
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
             cwd=str(self.cwd) if self.cwd else None,
-            preexec_fn=_die_with_parent,
             **kwargs,
         )
 
