@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from scripts.stack import stores
@@ -72,6 +73,11 @@ SERVICE_PORTS = {
     "notification": NOTIFICATION_PORT,
     "viewpage": VIEWPAGE_PORT,
 }
+# Jaeger (traces of every service, Envoy and identity; in memory)
+JAEGER_OTLP_GRPC_PORT = _port("CINEMA_JAEGER_OTLP_GRPC_PORT", 14317)
+JAEGER_OTLP_HTTP_PORT = _port("CINEMA_JAEGER_OTLP_HTTP_PORT", 14318)
+JAEGER_QUERY_PORT = _port("CINEMA_JAEGER_QUERY_PORT", 16686)
+JAEGER_QUERY_GRPC_PORT = _port("CINEMA_JAEGER_QUERY_GRPC_PORT", 16685)
 _EGRESS_DEFAULTS = {
     "reservation": 16051,
     "payment": 16052,
@@ -251,6 +257,9 @@ def local_components() -> list[Component]:
         )
 
     components.append(smtp_sink_component())
+    from scripts.observability import jaeger
+
+    components.append(jaeger.component(jaeger_spec(), _log("jaeger")))
     components += edge_components(components)
     components += service_components(components)
     return components
@@ -279,6 +288,19 @@ def smtp_sink_component() -> Component:
     )
 
 
+def jaeger_spec() -> Any:
+    from scripts.observability import jaeger
+
+    return jaeger.JaegerSpec(
+        DATA / "jaeger", JAEGER_OTLP_GRPC_PORT, JAEGER_OTLP_HTTP_PORT, JAEGER_QUERY_PORT, JAEGER_QUERY_GRPC_PORT
+    )
+
+
+def tracing_env(prefix: str) -> dict[str, str]:
+    """Export the spans of the component with this variable prefix to the local Jaeger."""
+    return {f"{prefix}_OTLP_ENDPOINT": jaeger_spec().otlp_http_endpoint}
+
+
 def edge_components(stores_: list[Component]) -> list[Component]:
     """identity, Envoy and the gateway."""
     from scripts.stack import edge
@@ -295,7 +317,8 @@ def edge_components(stores_: list[Component]) -> list[Component]:
 
     def make_envoy() -> ManagedProcess:
         upstreams = {**SERVICE_PORTS, "identity": IDENTITY_PORT, "gateway": GATEWAY_PORT}
-        config = edge.render_envoy(DATA / "envoy" / "envoy.yaml", envoy_ports, upstreams, identity)
+        otlp = f"grpc://{jaeger_spec().otlp_grpc_endpoint}"
+        config = edge.render_envoy(DATA / "envoy" / "envoy.yaml", envoy_ports, upstreams, identity, otlp)
         return edge.envoy_process(config, ENVOY_ADMIN_PORT, _log("envoy"))
 
     return [
@@ -303,7 +326,9 @@ def edge_components(stores_: list[Component]) -> list[Component]:
             "identity",
             identity.base_url,
             lambda: edge.http_ok(f"{identity.base_url}/healthz"),
-            make_process=lambda: edge.identity_process(identity, identity_db, _log("identity"), identity_dir),
+            make_process=lambda: edge.identity_process(
+                identity, identity_db, _log("identity"), identity_dir, tracing_env("IDENTITY")
+            ),
             after_ready=lambda: edge.seed_identity(identity_db, identity_dir / "reservation.secret", identity_dir),
             ports=(IDENTITY_PORT,),
             depends_on=("postgres",),
@@ -343,6 +368,7 @@ def service_components(stores_: list[Component]) -> list[Component]:
         "PAYMENT_GRPC_PORT": str(PAYMENT_PORT),
         "PAYMENT_METRICS_PORT": str(PAYMENT_METRICS_PORT),
         **identity.auth_env("PAYMENT"),
+        **tracing_env("PAYMENT"),
     }
     reservation_env = {
         **common,
@@ -356,6 +382,7 @@ def service_components(stores_: list[Component]) -> list[Component]:
         "RESERVATION_CLIENT_ID": "reservation",
         "RESERVATION_CLIENT_SECRET_FILE": str(DATA / "identity" / "reservation.secret"),
         **identity.auth_env("RESERVATION"),
+        **tracing_env("RESERVATION"),
     }
     movie_env = {
         **common,
@@ -364,6 +391,7 @@ def service_components(stores_: list[Component]) -> list[Component]:
         "MOVIE_GRPC_PORT": str(MOVIE_PORT),
         "MOVIE_METRICS_PORT": str(MOVIE_METRICS_PORT),
         **identity.auth_env("MOVIE"),
+        **tracing_env("MOVIE"),
     }
     review_env = {
         **common,
@@ -372,6 +400,7 @@ def service_components(stores_: list[Component]) -> list[Component]:
         "REVIEW_GRPC_PORT": str(REVIEW_PORT),
         "REVIEW_METRICS_PORT": str(REVIEW_METRICS_PORT),
         **identity.auth_env("REVIEW"),
+        **tracing_env("REVIEW"),
     }
     notification_env = {
         **common,
@@ -382,6 +411,7 @@ def service_components(stores_: list[Component]) -> list[Component]:
         "NOTIFICATION_GRPC_PORT": str(NOTIFICATION_PORT),
         "NOTIFICATION_METRICS_PORT": str(NOTIFICATION_METRICS_PORT),
         **identity.auth_env("NOTIFICATION"),
+        **tracing_env("NOTIFICATION"),
     }
     viewpage_env = {
         **common,
@@ -390,6 +420,7 @@ def service_components(stores_: list[Component]) -> list[Component]:
         "VIEWPAGE_GRPC_PORT": str(VIEWPAGE_PORT),
         "VIEWPAGE_METRICS_PORT": str(VIEWPAGE_METRICS_PORT),
         **identity.auth_env("VIEWPAGE"),
+        **tracing_env("VIEWPAGE"),
     }
     return [
         _service(

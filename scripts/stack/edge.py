@@ -88,7 +88,9 @@ def _key_encryption_key(folder: Path) -> str:
     return path.read_text().strip()
 
 
-def identity_process(endpoints: IdentityEndpoints, database_url: str, log_path: Path, folder: Path) -> ManagedProcess:
+def identity_process(
+    endpoints: IdentityEndpoints, database_url: str, log_path: Path, folder: Path, extra_env: dict[str, str]
+) -> ManagedProcess:
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
     env = {
@@ -97,6 +99,7 @@ def identity_process(endpoints: IdentityEndpoints, database_url: str, log_path: 
         "IDENTITY_PUBLIC_URL": endpoints.base_url,
         "IDENTITY_KEY_ENCRYPTION_KEY": _key_encryption_key(folder),
         "IDENTITY_LOG_LEVEL": os.environ.get("CINEMA_LOG_LEVEL", "INFO"),
+        **extra_env,
     }
     return ManagedProcess(
         "identity",

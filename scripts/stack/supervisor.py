@@ -290,6 +290,8 @@ try it: everything goes through the ingress http://{ingress} (REST and gRPC)
                          http://{ingress}/oauth2/token
   list movies       curl -s http://{ingress}/v1/movies
   walk-through      .venv/bin/python scripts/try_booking.py   (reserve two seats, review, cancel, over gRPC)
+  traces (Jaeger)   {components.jaeger_spec().ui_url}/api/traces?service=reservation
+                    .venv/bin/python -m scripts.observability.trace RESERVATION_ID   (one booking as a tree)
   mail sent to customers (the local SMTP sink keeps it): {DATA / "mail"}
   make status | make down""")
 
