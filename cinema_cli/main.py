@@ -148,7 +148,7 @@ def login(
     saved = session.session_from_token(settings.url, issued.access_token, issued.expires_in)
     path = session.save(saved)
     minutes = max(0, round((saved.expires_at - datetime.now().timestamp()) / 60))
-    render.out.print(
+    render.say(
         f"Signed in to {settings.url} as {saved.username} ({', '.join(saved.roles) or 'no roles'}); "
         f"the session lasts {minutes} min (token kept in {path})."
     )
@@ -159,9 +159,9 @@ def login(
 def logout() -> None:
     """Forget the saved token of this cinema."""
     if session.forget(settings.url):
-        render.out.print(f"Signed out of {settings.url}.")
+        render.say(f"Signed out of {settings.url}.")
     else:
-        render.out.print(f"Not signed in to {settings.url}.")
+        render.say(f"Not signed in to {settings.url}.")
 
 
 # --- browsing ---------------------------------------------------------------------------------
@@ -324,7 +324,7 @@ def reserve(
     if json_:
         render.print_json(reservation)
         return
-    render.out.print(
+    render.say(
         f"Reserved {' '.join(reservation.get('seats', []))} for {reservation.get('movieTitle', '')}, "
         f"{render.when(reservation.get('startTime'))}, hall {reservation.get('hall', '')}: "
         f"{render.state(reservation.get('state'), 'RESERVATION_STATE_')}, "
@@ -348,7 +348,7 @@ def cancel(
     if json_:
         render.print_json(cancelled)
         return
-    render.out.print(
+    render.say(
         f"Cancelled reservation {cancelled['id']} ({' '.join(cancelled.get('seats', []))} for "
         f"{cancelled.get('movieTitle', '')}); the refund of {render.money(cancelled.get('amount'))} follows."
     )
@@ -387,7 +387,7 @@ def review(
     if json_:
         render.print_json(posted)
         return
-    render.out.print(f"Posted your review of {movie} ({rating}/5): review {posted['id']}")
+    render.say(f"Posted your review of {movie} ({rating}/5): review {posted['id']}")
 
 
 # --- the catalog (managers) ------------------------------------------------------------------------
@@ -420,7 +420,7 @@ def add_movie(
     if json_:
         render.print_json(created)
         return
-    render.out.print(f"Registered {created['title']}: movie {created['id']}")
+    render.say(f"Registered {created['title']}: movie {created['id']}")
 
 
 def _start(value: str) -> str:
@@ -466,7 +466,7 @@ def add_screening(
     if json_:
         render.print_json(scheduled)
         return
-    render.out.print(
+    render.say(
         f"Scheduled {scheduled.get('movieTitle', movie)} in hall {scheduled['hall']}, "
         f"{render.when(scheduled.get('startTime'))}: screening {scheduled['id']}"
     )
@@ -513,7 +513,7 @@ def seed(json_: JsonOption = False) -> None:
         )
         return
     created, titles = sum(s.created for s in seeded), len({s.title for s in seeded})
-    render.out.print(f"Demo catalog: {len(seeded)} screenings of {titles} movies ({created} new).")
+    render.say(f"Demo catalog: {len(seeded)} screenings of {titles} movies ({created} new).")
 
 
 @app.command(

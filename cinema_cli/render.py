@@ -47,6 +47,15 @@ def rating(movie: dict[str, Any]) -> str:
     return f"{float(movie.get('averageRating', 0) or 0):.1f}" if count else "-"
 
 
+# Columns of free text, which may wrap when the terminal is narrow; the others never do.
+_WRAPPING = frozenset({"Title", "Movie", "Genres"})
+
+
+def say(text: str) -> None:
+    """A sentence for people (not cut to the terminal's width: it may hold an id to copy)."""
+    out.print(text, soft_wrap=True)
+
+
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[str]], *, ids: int = 0) -> None:
     """A table; the first `ids` columns hold ids, which are never wrapped or cut (they are copied)."""
     shown = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
@@ -54,12 +63,12 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[str
         if index < ids:
             shown.add_column(name, no_wrap=True, min_width=36, style="cyan")
         else:
-            shown.add_column(name)
+            shown.add_column(name, no_wrap=name not in _WRAPPING)
     count = 0
     for row in rows:
         shown.add_row(*row)
         count += 1
     if count == 0:
-        out.print(f"{title or 'Nothing'}: none.")
+        say(f"{title or 'Nothing'}: none.")
         return
     out.print(shown)
