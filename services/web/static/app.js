@@ -198,9 +198,13 @@
 
   // --- the board ------------------------------------------------------------------------------
 
+  let boardAsked = 0;
+
   async function loadBoard() {
+    const asked = ++boardAsked;
     try {
       const board = await api("GET", "/v1/board");
+      if (asked !== boardAsked) return; // a newer answer is on its way
       state.movies = new Map((board.movies || []).map((m) => [m.movieId, m]));
       renderBoard();
     } catch (error) {
@@ -456,10 +460,14 @@
 
   // --- my reservations ----------------------------------------------------------------------------
 
+  let mineAsked = 0;
+
   async function loadMine() {
     if (!hasRole("customer")) return;
+    const asked = ++mineAsked;
     try {
       const reply = await api("GET", "/v1/reservations?page_size=50");
+      if (asked !== mineAsked || !hasRole("customer")) return; // a newer answer is on its way
       state.mine = (reply && reply.reservations) || [];
       renderMine();
     } catch (error) {
@@ -504,11 +512,15 @@
 
   // --- the catalog (managers) -------------------------------------------------------------------
 
-  async function loadCatalog() {
+  let catalogAsked = 0;
+
+  async function loadCatalog(prefer) {
+    const asked = ++catalogAsked;
     try {
       const reply = await api("GET", "/v1/movies?page_size=100");
+      if (asked !== catalogAsked) return; // a newer answer is on its way
       const select = $("screening-movie");
-      const chosen = select.value;
+      const chosen = prefer || select.value;
       select.replaceChildren(...((reply && reply.movies) || []).map((m) => el("option", { value: m.id, text: m.title })));
       if (chosen) select.value = chosen;
     } catch (error) {
@@ -529,8 +541,7 @@
       });
       form.reset();
       say(`Registered "${reply.movie.title}". Schedule a screening to put it on the board.`, true);
-      await loadCatalog();
-      $("screening-movie").value = reply.movie.id;
+      await loadCatalog(reply.movie.id);
       $("screening-hall").focus();
     } catch (error) {
       say(error.message);
