@@ -9,6 +9,14 @@ running again (`payments_restored`).
 
 from __future__ import annotations
 
+import os
+
+# These tests start and kill service processes (fork + exec) while gRPC's threads run in this
+# process; gRPC's fork handlers then sometimes abort the child before its exec (seen: exit -6,
+# "epoll_wait error: Bad file descriptor"). Read when grpc is first imported: effective when this
+# package runs on its own; a whole `make test` run needs it set before any test imports grpc.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import asyncio
 import contextlib
 import uuid
