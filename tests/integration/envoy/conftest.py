@@ -35,7 +35,7 @@ from cinema.common.v1.seat_pb2 import SeatMap
 from cinema.movie.v1.events_pb2 import MovieRegistered, ScreeningScheduled
 from cinema.payment.v1 import payment_pb2, payment_pb2_grpc
 from cinema.reservation.v1 import reservation_pb2, reservation_pb2_grpc
-from mesh.envoy import Address
+from mesh.envoy import Address, JwksUrl
 from mesh.policy import RateLimit
 from scripts.stack.process import free_port
 from scripts.stack.services import Identity, ServiceProcess, payment_process, reservation_process
@@ -149,7 +149,11 @@ class Edge:
         raise AssertionError(f"reservation never learned of screening {screening_id}")
 
     def new_envoy(
-        self, name: str, upstreams: Mapping[str, list[Address]] | None = None, rate_limit: RateLimit | None = None
+        self,
+        name: str,
+        upstreams: Mapping[str, list[Address]] | None = None,
+        rate_limit: RateLimit | None = None,
+        jwks: JwksUrl | None = None,
     ) -> EnvoyProxy:
         """Another Envoy on the same services (its own ports and log), e.g. with a small rate limit."""
         hosts = {
@@ -158,7 +162,7 @@ class Edge:
             "reservation": [("127.0.0.1", self.reservation.port)],
         } | dict(upstreams or {})
         return EnvoyProxy.on_free_ports(
-            self.root / name, hosts, self.identity.jwks_path, self.issuer, rate_limit=rate_limit
+            self.root / name, hosts, jwks or self.identity.jwks_path, self.issuer, rate_limit=rate_limit
         )
 
 

@@ -35,7 +35,12 @@ class EnvoyProxy:
 
     @classmethod
     def on_free_ports(
-        cls, root: Path, upstreams: Mapping[str, list[Address]], jwks: Path, issuer: str, **overrides: Any
+        cls,
+        root: Path,
+        upstreams: Mapping[str, list[Address]],
+        jwks: Path | envoy.JwksUrl,
+        issuer: str,
+        **overrides: Any,
     ) -> EnvoyProxy:
         mesh = policy.load()
         options = LocalOptions(
@@ -44,7 +49,7 @@ class EnvoyProxy:
             egress_ports={name: free_port() for name in envoy.EGRESS_PORTS if name in mesh.services},
             # services the test does not run point at a closed port: unhealthy, never routed to
             upstreams={name: [("127.0.0.1", free_port())] for name in mesh.services} | dict(upstreams),
-            jwks=envoy.JwksFile(jwks),
+            jwks=jwks if isinstance(jwks, envoy.JwksUrl) else envoy.JwksFile(jwks),
             issuer=issuer,
             **overrides,
         )

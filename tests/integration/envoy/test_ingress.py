@@ -22,6 +22,8 @@ import pytest
 from cinema.movie.v1 import movie_pb2, movie_pb2_grpc
 from cinema.reservation.v1 import reservation_pb2, reservation_pb2_grpc
 from mesh import policy
+from mesh.envoy import JwksUrl
+from scripts.stack.process import free_port
 from services.kit.testing_tokens import LocalTokenIssuer
 from tests.integration.envoy import forged
 from tests.integration.envoy.conftest import Edge, Metadata
@@ -196,3 +198,64 @@ async def test_admin_answers_on_127_0_0_1_only(edge: Edge) -> None:
     async with httpx.AsyncClient(timeout=2) as client:
         reply = await client.get(f"{edge.envoy.admin}/server_info")
     assert reply.json()["state"] == "LIVE"
+
+
+class _JwksServer:
+    """identity's JWKS endpoint, stood in for by a plain HTTP server (started late on purpose)."""
+
+    def __init__(self, document: bytes) -> None:
+        self.document = document
+        self.port = free_port()
+        self.server: asyncio.Server | None = None
+        self.fetches = 0
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        self.fetches += 1
+        head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(self.document)}\r\n"
+        writer.write(head.encode() + b"connection: close\r\n\r\n" + self.document)
+        await writer.drain()
+        writer.close()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._answer, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+async def test_remote_jwks_fetched_once_identity_is_up(edge: Edge) -> None:
+    """URL mode, as `make up` runs it: Envoy may start before identity; it keeps asking every second."""
+    jwks = _JwksServer(edge.identity.jwks_path.read_bytes())
+    proxy = edge.new_envoy("envoy-remote-jwks", jwks=JwksUrl(f"http://127.0.0.1:{jwks.port}/.well-known/jwks.json"))
+    await proxy.start()
+    try:
+        async with grpc.aio.insecure_channel(proxy.ingress) as ch:
+            stub = reservation_pb2_grpc.ReservationServiceStub(ch)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:  # no keys yet: no token can be valid
+                await stub.ListReservations(reservation_pb2.ListReservationsRequest(), metadata=edge.token(), timeout=5)
+            assert refused_by_envoy(caught.value)
+            await jwks.start()
+            deadline = asyncio.get_running_loop().time() + 10
+            while True:
+                try:
+                    await stub.ListReservations(
+                        reservation_pb2.ListReservationsRequest(), metadata=edge.token(), timeout=5
+                    )
+                    break
+                except grpc.aio.AioRpcError as err:
+                    assert refused_by_envoy(err) and asyncio.get_running_loop().time() < deadline, err
+                    await asyncio.sleep(0.2)
+            assert jwks.fetches >= 1
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.ListReservations(
+                    reservation_pb2.ListReservationsRequest(),
+                    metadata=bearer(forged.wrong_signature(edge.identity.issuer)),
+                    timeout=5,
+                )
+            assert refused_by_envoy(caught.value)
+    finally:
+        await proxy.stop()
+        await jwks.stop()
