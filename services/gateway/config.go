@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ type config struct {
 	ShutdownTimeout time.Duration // GATEWAY_SHUTDOWN_TIMEOUT_S: how long in-flight requests may drain
 	MaxBodyBytes    int64         // GATEWAY_MAX_BODY_KIB: larger request bodies are refused (400)
 	LogLevel        slog.Level    // GATEWAY_LOG_LEVEL: DEBUG, INFO, WARNING, ERROR
+	OTLPEndpoint    string        // GATEWAY_OTLP_ENDPOINT: http://host:port of an OTLP/HTTP collector; empty = no tracing
 	Upstreams       map[string]string
 }
 
@@ -97,6 +99,20 @@ func (e *env) address(name, fallback string) string {
 	return raw
 }
 
+// endpoint reads an optional http(s)://host:port URL (a path is allowed, e.g. /v1/traces).
+func (e *env) endpoint(name string) string {
+	raw := e.str(name, "")
+	if raw == "" {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		e.errs = append(e.errs, fmt.Sprintf("%s=%q is not an http(s)://host:port URL", name, raw))
+		return ""
+	}
+	return raw
+}
+
 func loadConfig(lookup func(string) (string, bool)) (config, error) {
 	e := &env{lookup: lookup}
 	cfg := config{
@@ -106,6 +122,7 @@ func loadConfig(lookup func(string) (string, bool)) (config, error) {
 		CallTimeout:     e.seconds("GATEWAY_CALL_TIMEOUT_S", 10),
 		ShutdownTimeout: e.seconds("GATEWAY_SHUTDOWN_TIMEOUT_S", 10),
 		LogLevel:        e.level("GATEWAY_LOG_LEVEL"),
+		OTLPEndpoint:    e.endpoint("GATEWAY_OTLP_ENDPOINT"),
 		Upstreams:       map[string]string{},
 	}
 	cfg.MaxBodyBytes = int64(e.integer("GATEWAY_MAX_BODY_KIB", 1024, 1, 1<<20)) * 1024

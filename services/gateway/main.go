@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
 )
 
 // version is the digest of the gateway's sources, set by scripts/bootstrap (-ldflags -X).
@@ -51,7 +52,19 @@ func run() int {
 	defer stop()
 
 	m := newMetrics()
-	conns, err := dial(cfg, m.clientInterceptor)
+	interceptors := []grpc.UnaryClientInterceptor{m.clientInterceptor}
+	var tr *tracing
+	if cfg.OTLPEndpoint != "" {
+		if tr, err = newTracing(ctx, cfg.OTLPEndpoint, log); err != nil {
+			log.Error("gateway cannot start", "error", err.Error())
+			return 1
+		}
+		// Flushed after the servers drained, so the last requests' spans are exported too.
+		defer tr.shutdown(5 * time.Second)
+		// The client span first: the metrics interceptor then times the call inside it.
+		interceptors = []grpc.UnaryClientInterceptor{tr.clientInterceptor, m.clientInterceptor}
+	}
+	conns, err := dial(cfg, interceptors...)
 	if err != nil {
 		log.Error("gateway cannot start", "error", err.Error())
 		return 1
@@ -62,7 +75,7 @@ func run() int {
 		log.Error("gateway cannot start", "error", err.Error())
 		return 1
 	}
-	g := &gateway{cfg: cfg, conns: conns, metrics: m, openAPI: doc, log: log}
+	g := &gateway{cfg: cfg, conns: conns, metrics: m, tracing: tr, openAPI: doc, log: log}
 	// Handlers live as long as the process; their context is not the signal's, so a stopping
 	// gateway still finishes the calls in flight.
 	handler, err := g.handler(context.Background())
@@ -110,6 +123,9 @@ func run() int {
 	}
 	attrs := []any{"http", "http://" + listeners[0].Addr().String(), "version", version,
 		"call_timeout_s", cfg.CallTimeout.Seconds()}
+	if tr != nil {
+		attrs = append(attrs, "otlp_endpoint", cfg.OTLPEndpoint)
+	}
 	if cfg.MetricsEnabled {
 		attrs = append(attrs, "metrics", "http://"+listeners[1].Addr().String()+"/metrics")
 	}

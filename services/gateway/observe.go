@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	rpccode "google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -145,10 +146,18 @@ func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
 
 // edge wraps the whole HTTP surface: trace context and request id, body limit, panic recovery,
 // the JSON access log line and the HTTP metrics of every request.
-func edge(next http.Handler, m *metrics, log *slog.Logger, maxBody int64) http.Handler {
+func edge(next http.Handler, m *metrics, tr *tracing, log *slog.Logger, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		traceID, requestID := ensureTraceContext(r)
+		var traceID, requestID string
+		var span trace.Span
+		if tr != nil && staticRoute(r.URL.Path) == "unmatched" { // the gateway's own pages make no spans
+			requestID = ensureRequestID(r)
+			r, span = tr.startServer(r, requestID)
+			traceID = span.SpanContext().TraceID().String()
+		} else {
+			traceID, requestID = ensureTraceContext(r)
+		}
 		w.Header().Set("X-Request-Id", requestID)
 		info := &requestInfo{}
 		r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
@@ -178,6 +187,9 @@ func edge(next http.Handler, m *metrics, log *slog.Logger, maxBody int64) http.H
 				route = staticRoute(r.URL.Path)
 			}
 			elapsed := time.Since(start)
+			if span != nil {
+				endServer(span, r.Method, route, rec.status, info)
+			}
 			m.requests.WithLabelValues(r.Method, route, strconv.Itoa(rec.status)).Inc()
 			m.duration.WithLabelValues(r.Method, route).Observe(elapsed.Seconds())
 			level := slog.LevelInfo

@@ -15,6 +15,7 @@ type gateway struct {
 	cfg     config
 	conns   []connection
 	metrics *metrics
+	tracing *tracing // nil: no spans, trace context passed through
 	openAPI []byte
 	log     *slog.Logger
 }
@@ -51,7 +52,7 @@ func (g *gateway) handler(ctx context.Context) (http.Handler, error) {
 	root.HandleFunc("GET /docs", docs)
 	root.HandleFunc("GET /docs/", docs)
 	root.Handle("/", mux)
-	return edge(root, g.metrics, g.log, g.cfg.MaxBodyBytes), nil
+	return edge(root, g.metrics, g.tracing, g.log, g.cfg.MaxBodyBytes), nil
 }
 
 func (g *gateway) healthz(w http.ResponseWriter, r *http.Request) {

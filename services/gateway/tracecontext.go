@@ -54,8 +54,9 @@ func randomHex(n int) string {
 // ensureTraceContext makes every request carry a valid traceparent and an x-request-id before it
 // is routed, and returns the trace id and request id for the access log.
 //
-// The gateway exports no spans of its own: it passes the caller's trace context through
-// unchanged, like a proxy without tracing. A request without one (or with a malformed one, which
+// Without GATEWAY_OTLP_ENDPOINT the gateway makes no spans of its own: it passes the caller's
+// trace context through unchanged, like a proxy without tracing (with it, tracing.go's
+// startServer takes over for the REST routes). A request without one (or with a malformed one, which
 // W3C says to discard along with its tracestate) starts a new sampled trace here, at the edge,
 // so the services continue it and their logs and events share its id.
 func ensureTraceContext(r *http.Request) (traceID, requestID string) {
@@ -65,12 +66,17 @@ func ensureTraceContext(r *http.Request) (traceID, requestID string) {
 		r.Header.Set("Traceparent", "00-"+traceID+"-"+randomHex(8)+"-01")
 		r.Header.Del("Tracestate")
 	}
-	requestID = strings.TrimSpace(r.Header.Get("X-Request-Id"))
+	return traceID, ensureRequestID(r)
+}
+
+// ensureRequestID keeps the caller's x-request-id when it is sane, or sets a new one.
+func ensureRequestID(r *http.Request) string {
+	requestID := strings.TrimSpace(r.Header.Get("X-Request-Id"))
 	if requestID == "" || len(requestID) > 200 || !printableASCII(requestID) {
 		requestID = randomHex(16)
 		r.Header.Set("X-Request-Id", requestID)
 	}
-	return traceID, requestID
+	return requestID
 }
 
 func printableASCII(s string) bool {

@@ -55,7 +55,7 @@ type connection struct {
 // that is down (or not started yet) never stops the gateway from starting; its routes answer
 // 503 UNAVAILABLE until it is up. The reconnect backoff is capped at a few seconds (gRPC's
 // default grows to two minutes), so a service that comes back is reachable again quickly.
-func dial(cfg config, interceptor grpc.UnaryClientInterceptor) ([]connection, error) {
+func dial(cfg config, interceptors ...grpc.UnaryClientInterceptor) ([]connection, error) {
 	var conns []connection
 	for _, u := range upstreams {
 		address := cfg.Upstreams[u.name]
@@ -67,7 +67,7 @@ func dial(cfg config, interceptor grpc.UnaryClientInterceptor) ([]connection, er
 				MinConnectTimeout: 3 * time.Second,
 			}),
 			grpc.WithUserAgent("cinema-gateway/"+version),
-			grpc.WithChainUnaryInterceptor(interceptor),
+			grpc.WithChainUnaryInterceptor(interceptors...),
 		)
 		if err != nil {
 			closeAll(conns)
