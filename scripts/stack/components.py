@@ -313,7 +313,9 @@ def edge_components(stores_: list[Component]) -> list[Component]:
     envoy_ports = edge.EnvoyPorts(INGRESS_PORT, ENVOY_ADMIN_PORT, EGRESS_PORTS)
 
     def make_gateway() -> ManagedProcess:
-        return edge.gateway_process(GATEWAY_PORT, GATEWAY_METRICS_PORT, EGRESS_PORTS, _log("gateway"))
+        return edge.gateway_process(
+            GATEWAY_PORT, GATEWAY_METRICS_PORT, EGRESS_PORTS, _log("gateway"), tracing_env("GATEWAY")
+        )
 
     def make_envoy() -> ManagedProcess:
         upstreams = {**SERVICE_PORTS, "identity": IDENTITY_PORT, "gateway": GATEWAY_PORT}

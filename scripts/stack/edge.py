@@ -170,12 +170,15 @@ def envoy_process(config: Path, admin_port: int, log_path: Path) -> ManagedProce
     )
 
 
-def gateway_process(port: int, metrics_port: int, upstreams: dict[str, int], log_path: Path) -> ManagedProcess:
+def gateway_process(
+    port: int, metrics_port: int, upstreams: dict[str, int], log_path: Path, extra_env: dict[str, str] | None = None
+) -> ManagedProcess:
     env = {
         "GATEWAY_HTTP_PORT": str(port),
         "GATEWAY_METRICS_PORT": str(metrics_port),
         "GATEWAY_LOG_LEVEL": os.environ.get("CINEMA_LOG_LEVEL", "INFO"),
         **{f"GATEWAY_{name.upper()}_ADDRESS": f"127.0.0.1:{p}" for name, p in upstreams.items()},
+        **(extra_env or {}),
     }
     return ManagedProcess(
         "gateway", [str(go_tool("gateway"))], log_path, lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), env=env
