@@ -65,6 +65,7 @@ INGRESS_PORT = _port("CINEMA_INGRESS_PORT", 18080)
 ENVOY_ADMIN_PORT = _port("CINEMA_ENVOY_ADMIN_PORT", 19901)
 GATEWAY_PORT = _port("CINEMA_GATEWAY_PORT", 18090)
 GATEWAY_METRICS_PORT = _port("CINEMA_GATEWAY_METRICS_PORT", 19108)
+WEB_PORT = _port("CINEMA_WEB_PORT", 18082)
 SERVICE_PORTS = {
     "reservation": RESERVATION_PORT,
     "payment": PAYMENT_PORT,
@@ -302,7 +303,7 @@ def tracing_env(prefix: str) -> dict[str, str]:
 
 
 def edge_components(stores_: list[Component]) -> list[Component]:
-    """identity, Envoy and the gateway."""
+    """identity, Envoy, the gateway and the web screen."""
     from scripts.stack import edge
     from scripts.stack.process import port_open
 
@@ -317,8 +318,23 @@ def edge_components(stores_: list[Component]) -> list[Component]:
             GATEWAY_PORT, GATEWAY_METRICS_PORT, EGRESS_PORTS, _log("gateway"), tracing_env("GATEWAY")
         )
 
+    web_health = f"http://127.0.0.1:{WEB_PORT}/healthz"
+
+    def make_web() -> ManagedProcess:
+        import sys
+
+        from scripts.stack.paths import REPO
+
+        env = {
+            "WEB_HTTP_PORT": str(WEB_PORT),
+            "WEB_REDIS_URL": urls["redis"],  # viewpage's: its change channel feeds the live updates
+            "WEB_LOG_LEVEL": os.environ.get("CINEMA_LOG_LEVEL", "INFO"),
+        }
+        argv = [sys.executable, "-m", "services.web"]
+        return ManagedProcess("web", argv, _log("web"), lambda: edge.http_ok(web_health), env=env, cwd=REPO)
+
     def make_envoy() -> ManagedProcess:
-        upstreams = {**SERVICE_PORTS, "identity": IDENTITY_PORT, "gateway": GATEWAY_PORT}
+        upstreams = {**SERVICE_PORTS, "identity": IDENTITY_PORT, "gateway": GATEWAY_PORT, "web": WEB_PORT}
         otlp = f"grpc://{jaeger_spec().otlp_grpc_endpoint}"
         config = edge.render_envoy(DATA / "envoy" / "envoy.yaml", envoy_ports, upstreams, identity, otlp)
         return edge.envoy_process(config, ENVOY_ADMIN_PORT, _log("envoy"))
@@ -353,6 +369,15 @@ def edge_components(stores_: list[Component]) -> list[Component]:
             ports=(GATEWAY_PORT, GATEWAY_METRICS_PORT),
             depends_on=("envoy",),
             note=f"REST/JSON bridge; API page http://127.0.0.1:{INGRESS_PORT}/docs",
+        ),
+        Component(
+            "web",
+            f"http://127.0.0.1:{WEB_PORT}",
+            lambda: edge.http_ok(web_health),
+            make_process=make_web,
+            ports=(WEB_PORT,),
+            depends_on=("redis", "envoy"),
+            note=f"the web screen: http://127.0.0.1:{INGRESS_PORT}/ (through the ingress)",
         ),
     ]
 

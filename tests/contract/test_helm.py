@@ -249,6 +249,7 @@ def test_every_service_is_rendered_with_its_runtime_ports(rendered: dict[str, li
         "viewpage": ("grpc", 15056, 19106),
         "identity": ("http", 8080, 8080),  # /metrics on its HTTP port
         "gateway": ("http", 8080, 19108),
+        "web": ("http", 8080, 8080),  # /metrics on its HTTP port
     }
     seen = {}
     for name, d in deployments(rendered[profile]):
@@ -378,7 +379,7 @@ def test_stores_are_reachable_only_from_their_owners(rendered: dict[str, list[Do
     assert owners == {
         "postgres": {"reservation", "payment", "notification", "identity"},
         "mongo": {"movie", "review"},
-        "redis": {"viewpage"},
+        "redis": {"viewpage", "web"},  # web: SUBSCRIBE to viewpage's change channel
         "nats": {"movie", "review", "reservation", "payment", "viewpage", "notification"},
     }
     assert not of_kind(rendered["external-stores"], "StatefulSet")
