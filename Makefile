@@ -29,7 +29,7 @@ lint: ## ruff (lint and format)
 	@echo "ruff: clean"
 
 typecheck: ## mypy (strict)
-	@.venv/bin/mypy services scripts tests mesh
+	@.venv/bin/mypy services scripts tests mesh cinema_cli
 
 proto: ## regenerate gen/python and the gateway's Go code from protos/
 	@$(PY) scripts/genproto

@@ -56,7 +56,7 @@ EGRESS_PORTS = {
 }
 # Local ports of the HTTP services (in the cluster they listen on their chart port, 8080);
 # gRPC services listen on their chart grpcPort locally too.
-LOCAL_HTTP_PORTS = {"identity": 18081, "gateway": 18090}
+LOCAL_HTTP_PORTS = {"identity": 18081, "gateway": 18090, "web": 18082}
 JWT_PROVIDER = "cinema"
 HEALTH_INTERVAL_MS = 1000
 HEALTH_TIMEOUT_MS = 500

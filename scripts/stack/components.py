@@ -32,9 +32,19 @@ def _port(var: str, default: int) -> int:
 
 def scratch_env(data_dir: Path) -> dict[str, str]:
     """Environment for a whole second stack: its own data folder and a free port for everything."""
-    from scripts.stack.process import free_port
-
-    return {"CINEMA_DATA_DIR": str(data_dir), **{var: str(free_port()) for var in PORT_VARIABLES}}
+    # every socket stays bound until all ports are drawn: one at a time, the kernel may hand
+    # the same free port to two variables (seen: reservation and another component clashed)
+    held: list[socket.socket] = []
+    try:
+        for _ in PORT_VARIABLES:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(sock)
+            sock.bind(("127.0.0.1", 0))
+        ports = [int(sock.getsockname()[1]) for sock in held]
+    finally:
+        for sock in held:
+            sock.close()
+    return {"CINEMA_DATA_DIR": str(data_dir), **dict(zip(PORT_VARIABLES, map(str, ports), strict=True))}
 
 
 # Fixed local ports: away from the usual ones so a machine's own servers do not clash, and
