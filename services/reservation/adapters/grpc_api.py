@@ -12,6 +12,8 @@ tells only which seats are taken, never by whom.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -23,6 +25,7 @@ from cinema.reservation.v1 import reservation_pb2_grpc as pb_grpc
 from services.kit.auth import current_caller, require_role
 from services.kit.validation import validate
 from services.reservation.adapters.outbox import money_proto, timestamp
+from services.reservation.adapters.postgres import store_outage_is_unavailable
 from services.reservation.domain.reservation import Reservation, ReservationState
 from services.reservation.service_layer import booking
 from services.reservation.service_layer.commands import (
@@ -81,10 +84,25 @@ def reservation_proto(reservation: Reservation) -> pb.Reservation:
     return message
 
 
+Handler = Callable[["ReservationServicer", Any, Context], Awaitable[Any]]
+
+
+def _store_outage_is_unavailable(method: Handler) -> Handler:
+    """A database that is restarting or unreachable answers UNAVAILABLE with a retry hint, not INTERNAL."""
+
+    @functools.wraps(method)
+    async def handler(self: ReservationServicer, request: Any, context: Context) -> Any:
+        with store_outage_is_unavailable(self._deps.retry_after_s):
+            return await method(self, request, context)
+
+    return handler
+
+
 class ReservationServicer(pb_grpc.ReservationServiceServicer):
     def __init__(self, deps: BookingDependencies) -> None:
         self._deps = deps
 
+    @_store_outage_is_unavailable
     async def CreateReservation(self, request: pb.CreateReservationRequest, context: Context) -> Any:
         validate(request)
         caller = booking_caller()
@@ -102,6 +120,7 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
         )
         return pb.CreateReservationResponse(reservation=reservation_proto(reservation))
 
+    @_store_outage_is_unavailable
     async def GetReservation(self, request: pb.GetReservationRequest, context: Context) -> Any:
         validate(request)
         reservation = await booking.get_reservation(
@@ -109,6 +128,7 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
         )
         return pb.GetReservationResponse(reservation=reservation_proto(reservation))
 
+    @_store_outage_is_unavailable
     async def ListReservations(self, request: pb.ListReservationsRequest, context: Context) -> Any:
         validate(request)
         page = await booking.list_reservations(
@@ -119,6 +139,7 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
             reservations=[reservation_proto(r) for r in page.reservations], next_page_token=page.next_page_token
         )
 
+    @_store_outage_is_unavailable
     async def CancelReservation(self, request: pb.CancelReservationRequest, context: Context) -> Any:
         validate(request)
         reservation = await booking.cancel_reservation(
@@ -127,6 +148,7 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
         )
         return pb.CancelReservationResponse(reservation=reservation_proto(reservation))
 
+    @_store_outage_is_unavailable
     async def GetSeatAvailability(self, request: pb.GetSeatAvailabilityRequest, context: Context) -> Any:
         validate(request)
         availability = await booking.get_seat_availability(

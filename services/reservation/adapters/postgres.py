@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,31 @@ from services.reservation.service_layer.ports import (
 )
 
 log = logging.getLogger(__name__)
+
+# The store is down or unreachable (restarting, shutting down, connection cut), not wrong: the
+# caller may retry with the same request id. Without this such a request ended INTERNAL.
+STORE_DOWN: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,  # the server is starting up or shutting down
+    asyncpg.OperatorInterventionError,  # terminated by an administrator, e.g. a fast shutdown
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
+
+@contextlib.contextmanager
+def store_outage_is_unavailable(retry_after_s: float) -> Iterator[None]:
+    """Turn a lost or refused database connection into Unavailable with a retry hint."""
+    try:
+        yield
+    except STORE_DOWN as error:
+        raise Unavailable(
+            "the reservation store is unavailable; retry with the same request_id",
+            retry_after_s=retry_after_s,
+            reason="STORE_UNAVAILABLE",
+        ) from error
+
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
