@@ -34,6 +34,8 @@ RETRYABLE = {
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 GIVE_UP_S = 60.0
+START_AGAIN = "FAILED_PRECONDITION/PAYMENT_NOT_COMPLETED"  # "start again with a new request_id"
+RESTARTS = 2
 ATTEMPT_TIMEOUT_S = 8.0
 CARD = Card(number="4242424242424242", expiry_month=12, expiry_year=2035, cvc="123")
 Metadata = tuple[tuple[str, str], ...]
@@ -49,6 +51,7 @@ class Outcome:
     status: str = ""  # OK or the final gRPC status name (with its reason when there is one)
     attempt_errors: list[str] = field(default_factory=list)
     reservation_id: str = ""
+    restarts: int = 0  # new request ids the answers asked for
 
     @property
     def ok(self) -> bool:
@@ -162,10 +165,17 @@ class LoadDriver:
         screening_id, seats = taken
         outcome = Outcome("reserve", time.monotonic())
         self.outcomes.append(outcome)
-        request = reservation_pb2.CreateReservationRequest(
-            screening_id=screening_id, seats=seats, request_id=str(uuid.uuid4()), card=CARD
-        )
-        reply = await self._with_retries(outcome, self._stub.CreateReservation, request)
+        reply: object | None = None
+        for _ in range(RESTARTS + 1):
+            request = reservation_pb2.CreateReservationRequest(
+                screening_id=screening_id, seats=seats, request_id=str(uuid.uuid4()), card=CARD
+            )
+            reply = await self._with_retries(outcome, self._stub.CreateReservation, request)
+            if outcome.status != START_AGAIN:
+                break
+            # what the answer asks for: the seats were released, start again with a new request id
+            outcome.restarts += 1
+            outcome.attempt_errors.append(START_AGAIN)
         if not isinstance(reply, reservation_pb2.CreateReservationResponse):
             return
         outcome.reservation_id = reply.reservation.id
@@ -190,6 +200,7 @@ class LoadSummary:
     failed_by_status: dict[str, int]
     retried_attempts_by_status: dict[str, int]
     converged_after_retry: int
+    started_again: int  # requests that got "start again with a new request_id" and did
     cancels_attempted: int
     cancels_succeeded: int
     cancel_failed_by_status: dict[str, int]
@@ -221,6 +232,7 @@ def summarize(outcomes: list[Outcome], fault_at: float | None) -> LoadSummary:
         failed_by_status=dict(Counter(o.status for o in reserves if not o.ok)),
         retried_attempts_by_status=dict(Counter(s for o in outcomes for s in o.attempt_errors)),
         converged_after_retry=sum(1 for o in reserves if o.ok and o.attempt_errors),
+        started_again=sum(1 for o in reserves if o.restarts),
         cancels_attempted=len(cancels),
         cancels_succeeded=sum(o.ok for o in cancels),
         cancel_failed_by_status=dict(Counter(o.status for o in cancels if not o.ok)),

@@ -179,9 +179,9 @@ def markdown(results: list[ScenarioResult], meta: dict[str, object]) -> str:
         "",
         ", ".join(f"{k}: {v}" for k, v in meta.items()),
         "",
-        "| scenario | reservations | ok | failed (final status) | retried attempts | converged after retry "
+        "| scenario | reservations | ok | failed (final status) | retried attempts | converged after retry (new id) "
         "| cancels ok/all "
-        "| recovery s | quiet after s | invariants | verdict |",
+        "| last trouble s after fault | quiet after s | invariants | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -190,7 +190,7 @@ def markdown(results: list[ScenarioResult], meta: dict[str, object]) -> str:
         verdict = "PASS" if r.passed else "FAIL: " + "; ".join(r.verdict)
         lines.append(
             f"| {r.name} | {ld['attempted']} | {ld['succeeded']} | {_fmt(ld['failed_by_status'])}"  # type: ignore[arg-type]
-            f" | {_fmt(ld['retried_attempts_by_status'])} | {ld['converged_after_retry']}"  # type: ignore[arg-type]
+            f" | {_fmt(ld['retried_attempts_by_status'])} | {ld['converged_after_retry']} ({ld['started_again']})"  # type: ignore[arg-type]
             f" | {ld['cancels_succeeded']}/{ld['cancels_attempted']}"
             f" | {ld['recovery_s'] if ld['recovery_s'] is None else round(float(ld['recovery_s']), 1)}"  # type: ignore[arg-type]
             f" | {r.quiet_after_s} | {ok_checks}/{len(r.checks)} | {verdict} |"

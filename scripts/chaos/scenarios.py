@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from scripts.chaos.stack import SERVICES, ChaosStack
+from scripts.chaos.stack import SERVICES, ChaosStack, renice
 
 Notes = dict[str, object]
 Inject = Callable[[ChaosStack], Awaitable[Notes]]
@@ -109,18 +109,25 @@ async def slow_payment(stack: ChaosStack) -> Notes:
     return {"payment stopped (pid)": pid, "stopped for s": 6.0}
 
 
-async def _roll(stack: ChaosStack, name: str) -> Notes:
+async def _roll(stack: ChaosStack, name: str, boot_nice: int) -> Notes:
     """Old -> spare -> new: start a spare instance on the second slot, wait until it serves and
     Envoy routes to it, SIGTERM the old one (NOT_SERVING, drain, exit), let the supervisor start
-    the new one in the first slot, wait for it, then SIGTERM the spare the same way."""
+    the new one in the first slot, wait for it, then SIGTERM the spare the same way.
+
+    A booting instance runs at nice `boot_nice` until it serves: on two shared cores, a Python
+    service's start-up otherwise starves the serving instances of CPU long enough for Envoy's
+    active health checks (500 ms timeout, 2 failures) to eject them (in a cluster the new pod has
+    its own CPU). 0 turns this off."""
     notes: Notes = {}
     spare_port, port = stack.spares[name], stack.service_port(name)
     spare = stack.second_instance(name)
     t0 = time.monotonic()
     spare.start()
+    renice(spare.pid, boot_nice)
     stack.extra[name] = spare
     await asyncio.to_thread(spare.wait_ready, 120)
     await asyncio.to_thread(stack.wait_envoy, name, spare_port, True)
+    renice(spare.pid, 0)
     notes["spare serving after s"] = round(time.monotonic() - t0, 2)
     stack.hold(name)
     t1 = time.monotonic()
@@ -128,8 +135,11 @@ async def _roll(stack: ChaosStack, name: str) -> Notes:
     await asyncio.to_thread(stack.wait_exited, old)
     notes["old drained and exited after s"] = round(time.monotonic() - t1, 2)
     stack.release(name)
+    new = await asyncio.to_thread(stack.wait_new_pid, name, old)
+    renice(new, boot_nice)
     await asyncio.to_thread(stack.wait_ready, name, old)
     await asyncio.to_thread(stack.wait_envoy, name, port, True)
+    renice(new, 0)
     t2 = time.monotonic()
     spare.request_stop()
     code = await asyncio.to_thread(spare.stop, 60)
@@ -139,11 +149,11 @@ async def _roll(stack: ChaosStack, name: str) -> Notes:
     return notes
 
 
-def rolling(names: tuple[str, ...]) -> Inject:
+def rolling(names: tuple[str, ...], boot_nice: int = 19) -> Inject:
     async def inject(stack: ChaosStack) -> Notes:
-        notes: Notes = {}
+        notes: Notes = {"booting instances at nice": boot_nice}
         for name in names:
-            for key, value in (await _roll(stack, name)).items():
+            for key, value in (await _roll(stack, name, boot_nice)).items():
                 notes[f"{name}: {key}"] = value
         return notes
 

@@ -8,6 +8,7 @@ reads its ports from the environment once, at import.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -38,7 +39,9 @@ def prepare_environment(data: Path, drain_s: float) -> dict[str, int]:
     os.environ.update(scratch_env(data))
     spares = {s: free_port() for s in SERVICES}
     os.environ["CHAOS_SPARE_PORTS"] = ",".join(f"{s}={p}" for s, p in spares.items())
-    os.environ["CINEMA_DRAIN_S"] = str(drain_s)
+    # the kit reads CINEMA_DRAIN_S in its docs' words, each service with its own prefix
+    for service in SERVICES:
+        os.environ[f"{service.upper()}_DRAIN_S"] = str(drain_s)
     os.environ.setdefault("CINEMA_LOG_LEVEL", "INFO")
     return spares
 
@@ -169,6 +172,17 @@ class ChaosStack:
             time.sleep(0.1)
         raise RuntimeError(f"{name} was not ready again within {timeout:.0f} s: {self.states().get(name)}")
 
+    def wait_new_pid(self, name: str, old_pid: int, timeout: float = 60) -> int:
+        """The pid of the process the supervisor starts for `name` after `old_pid` (polled often,
+        so that it can be reniced early in its boot)."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            pid = self.pid(name)
+            if pid is not None and pid != old_pid:
+                return pid
+            time.sleep(0.02)
+        raise RuntimeError(f"the supervisor did not start {name} again within {timeout:.0f} s")
+
     # -- a second instance on the spare slot ----------------------------------------------------
 
     def service_spec(self, name: str) -> dict[str, Any]:
@@ -214,6 +228,14 @@ class ChaosStack:
                 return time.monotonic() - started
             time.sleep(0.1)
         raise RuntimeError(f"Envoy never saw {cluster} at port {port} {'healthy' if healthy else 'unhealthy'}")
+
+
+def renice(pid: int | None, value: int) -> None:
+    """Set a process's nice value (a booting instance yields the CPU to the serving ones)."""
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.setpriority(os.PRIO_PROCESS, pid, value)
 
 
 def _zombie(pid: int) -> bool:
