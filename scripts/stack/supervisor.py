@@ -284,6 +284,8 @@ def _seed_and_show() -> None:
     user, password = edge.DEMO_CUSTOMER
     print(f"""
 try it: everything goes through the ingress http://{ingress} (REST and gRPC)
+  web screen        http://{ingress}/           (the board, live; sign in to pick seats)
+  command line      .venv/bin/cinema login {user}; .venv/bin/cinema board
   API page          http://{ingress}/docs        (OpenAPI: http://{ingress}/openapi.json)
   demo accounts     {user} / {password} (customer), {"/".join(edge.DEMO_MANAGER)} (manager)
   get a token       curl -s -d grant_type=password -d username={user} -d password={password} \\
