@@ -105,9 +105,9 @@ async def main() -> int:
             f"cancelled: {STATE.Name(cancelled.reservation.state)} "
             "(payment refunds it when it sees ReservationCancelled)"
         )
-        await asyncio.sleep(2.5)  # confirmation, cancellation and refund each mail the customer
+        await asyncio.sleep(2.5)  # confirmation, cancellation and refund each mail the customer (the newest three)
         mail = await notifications.ListNotifications(
-            notification_pb2.ListNotificationsRequest(page_size=10), metadata=me, timeout=5
+            notification_pb2.ListNotificationsRequest(page_size=3), metadata=me, timeout=5
         )
         for n in reversed(mail.notifications):
             print(f"mail to {n.recipient}: {n.subject!r} ({notification_pb2.NotificationState.Name(n.state)})")
