@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
+	"unicode"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
@@ -37,6 +39,7 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 		info.grpcCode = codeName(st.Code())
 	}
 	st = knownDetailsOnly(st)
+	st = readableMessage(st)
 	if info != nil && isTransportFailure(st) {
 		// grpc-go's own message names the address it could not dial: keep it for the log
 		// (info.upstreamError), tell the client which service is down.
@@ -50,6 +53,33 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 		w = &bearerChallenge{ResponseWriter: w, challenge: challengeFor(r, st.Message())}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// readableMessage escapes the control characters of a message: grpc-gateway's query parser
+// quotes the values it refused (`GET /v1/movies?pageSize=<ESC>&pageSize=x` answered "too many
+// values for field \"page_size\": \x1b, x"), so a client's bytes would reach a terminal or log
+// viewer raw. Found by tests/fuzz/test_rest_openapi.py.
+func readableMessage(st *status.Status) *status.Status {
+	message := st.Message()
+	if !strings.ContainsFunc(message, isControl) {
+		return st
+	}
+	var b strings.Builder
+	for _, c := range message {
+		if isControl(c) {
+			fmt.Fprintf(&b, "\\u%04x", c)
+			continue
+		}
+		b.WriteRune(c)
+	}
+	p := st.Proto()
+	p.Message = b.String()
+	return status.FromProto(p)
+}
+
+// isControl: C0 and C1 control characters and DEL; tab and newline stay (they are readable).
+func isControl(c rune) bool {
+	return c != '\t' && c != '\n' && unicode.IsControl(c)
 }
 
 func knownDetailsOnly(st *status.Status) *status.Status {
