@@ -103,18 +103,22 @@ async def quiet(stack: ChaosStack) -> list[str]:
     return moving
 
 
-async def wait_quiet(stack: ChaosStack, limit_s: float) -> tuple[float, list[str]]:
+async def wait_quiet(stack: ChaosStack, limit_s: float) -> tuple[float, list[str], list[str]]:
+    """Seconds until quiet, what still moves at the end (empty: quiet), what moved at the first look."""
     started = time.monotonic()
     moving: list[str] = ["not checked"]
+    first: list[str] | None = None
     while time.monotonic() - started < limit_s:
         try:
             moving = await quiet(stack)
         except Exception as error:  # a store that is still coming back
             moving = [f"{type(error).__name__}: {error}"]
+        if first is None:
+            first = moving
         if not moving:
-            return time.monotonic() - started, []
+            return time.monotonic() - started, [], first
         await asyncio.sleep(0.5)
-    return time.monotonic() - started, moving
+    return time.monotonic() - started, moving, first or []
 
 
 async def booking(stack: ChaosStack) -> list[Check]:

@@ -140,7 +140,9 @@ async def run_scenario(
         f"recovery {summary.recovery_s and round(summary.recovery_s, 1)} s",
         flush=True,
     )
-    quiet_s, moving = await invariants.wait_quiet(stack, 120)
+    quiet_s, moving, first_moving = await invariants.wait_quiet(stack, 120)
+    if first_moving:
+        notes["moving when the load stopped"] = "; ".join(first_moving)
     checks = await invariants.check(
         stack, dead_letters_before=dead_before, notification_killed=scenario.kills_notification
     )
