@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap up down status test lint typecheck proto proto-check bench clean
+.PHONY: help bootstrap up down status test lint typecheck proto proto-check bench chaos clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ proto: ## regenerate gen/python and the gateway's Go code from protos/
 proto-check: ## fail when gen/python or the gateway's generated code is stale
 	@$(PY) scripts/genproto --check
 	@services/gateway/generate --check
+
+chaos: bootstrap ## every chaos scenario under a steady reservation load, invariants checked from the stores (CHAOS_ARGS="--scenario kill-payment restart-nats"); report in .data/chaos/
+	@$(PY) -m scripts.chaos $(CHAOS_ARGS)
 
 bench: bootstrap ## the whole system under an open-loop mixed load, next to the raw limits (BENCH_ARGS="--rate 30"); report in .data/bench/
 	@$(PY) -m scripts.bench $(BENCH_ARGS)
