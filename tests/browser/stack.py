@@ -5,48 +5,23 @@ module, used only through its one address, the ingress.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import httpx
 
-from scripts.stack import components
-from scripts.stack.stores import scratch_dir
+from tests.support.scratch_stack import CARD, REPO, ScratchStack
+from tests.support.scratch_stack import scratch_stack as _scratch_stack
 
-REPO = Path(__file__).resolve().parents[2]
-CARD = {"number": "4242424242424242", "expiryMonth": 12, "expiryYear": 2035, "cvc": "123"}
+__all__ = ["CARD", "REPO", "Stack", "eventually", "scratch_stack"]
+
 T = TypeVar("T")
 
 
-@dataclass
-class Stack:
-    env: dict[str, str]
-    data: Path
-
-    def port(self, var: str) -> int:
-        return int(self.env[var])
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port('CINEMA_INGRESS_PORT')}"
-
-    def token(self, user: tuple[str, str]) -> str:
-        reply = httpx.post(
-            f"{self.base}/oauth2/token",
-            data={"grant_type": "password", "username": user[0], "password": user[1]},
-            timeout=30,
-        )
-        assert reply.status_code == 200, reply.text
-        return str(reply.json()["access_token"])
-
+class Stack(ScratchStack):
     def get(self, path: str, token: str | None = None) -> Any:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         reply = httpx.get(f"{self.base}{path}", headers=headers, timeout=30)
@@ -80,46 +55,9 @@ class Stack:
         return int(shown["freeSeats"])
 
 
-def _stack_command(env: dict[str, str], *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scripts.stack", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def _distinct_ports(data: Path) -> dict[str, str]:
-    """scratch_env, drawn again if it handed one port out twice (each draw binds and closes a
-    socket, so the kernel may give the same free port to two variables: seen once, a reservation
-    service on the NATS monitor's port)."""
-    for _ in range(20):
-        env = components.scratch_env(data)
-        ports = [value for key, value in env.items() if key.endswith("_PORT")]
-        if len(set(ports)) == len(ports):
-            return env
-    raise AssertionError("scratch_env keeps handing out one port twice")
-
-
-@contextmanager
-def scratch_stack(name: str) -> Iterator[Stack]:
+def scratch_stack(name: str) -> AbstractContextManager[Stack]:
     """`make up` in a scratch folder with every port free; `make down` on the way out."""
-    data = scratch_dir(name)
-    env = {**os.environ, **_distinct_ports(data)}
-    for var in ("DATABASE_URL", "MONGO_URL", "REDIS_URL", "NATS_URL", "CINEMA_URL"):
-        env.pop(var, None)  # the whole system of its own
-    started = time.monotonic()
-    try:
-        up = _stack_command(env, "up", timeout=300)
-        assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
-        assert "demo catalog" in up.stdout, up.stdout[-3000:] + up.stderr[-3000:]
-        print(f"\nscratch stack {name} up in {time.monotonic() - started:.1f} s")
-        yield Stack(env, data)
-    finally:
-        _stack_command(env, "down", timeout=120)
+    return _scratch_stack(name, Stack)
 
 
 def eventually(what: str, probe: Callable[[], T | None], timeout: float = 30) -> T:

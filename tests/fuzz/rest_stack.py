@@ -14,50 +14,23 @@ the same rules as a gRPC error's (tests/fuzz/checks.py: `error_problems`).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
 
-from scripts.stack import components, stores
+from scripts.stack import stores
 from scripts.stack.services import Identity
 from tests.fuzz.checks import error_problems, log_problems
 from tests.fuzz.system import FuzzSystem, LogCursor
+from tests.support.scratch_stack import ScratchStack
 
 # The logs whose lines must stay clean: the six services and the edge's own processes (the
 # gateway and identity log JSON). Envoy's access log is plain text with start-up warnings.
 CHECKED_LOGS = ("movie", "review", "reservation", "payment", "notification", "viewpage", "gateway", "identity")
 
 
-@dataclass
-class RestStack:
-    env: dict[str, str]
-    data: Path
-
-    def port(self, var: str) -> int:
-        return int(self.env[var])
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port('CINEMA_INGRESS_PORT')}"
-
-    def token(self, user: tuple[str, str]) -> str:
-        reply = httpx.post(
-            f"{self.base}/oauth2/token",
-            data={"grant_type": "password", "username": user[0], "password": user[1]},
-            timeout=30,
-        )
-        assert reply.status_code == 200, reply.text
-        return str(reply.json()["access_token"])
-
-    def bearer(self, user: tuple[str, str]) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(user)}"}
-
+class RestStack(ScratchStack):
     def log_cursors(self) -> dict[str, LogCursor]:
         """A cursor at the current end of each checked log."""
         cursors = {}
@@ -82,24 +55,6 @@ class RestStack:
             redis_url=stores.redis_url(self.port("CINEMA_REDIS_PORT")),
             viewpage_prefix="",
         )
-
-
-def run_stack(env: dict[str, str], *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scripts.stack", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def scratch_stack_env(data: Path) -> dict[str, str]:
-    env = {**os.environ, **components.scratch_env(data)}
-    for var in ("DATABASE_URL", "MONGO_URL", "REDIS_URL", "NATS_URL"):
-        env.pop(var, None)  # the whole system of its own
-    return env
 
 
 def new_log_problems(cursors: dict[str, LogCursor]) -> list[str]:
@@ -167,7 +122,5 @@ __all__ = [
     "RestStack",
     "answer_problems",
     "new_log_problems",
-    "run_stack",
-    "scratch_stack_env",
     "status_body",
 ]

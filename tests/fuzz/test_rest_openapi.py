@@ -42,16 +42,14 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from scripts.stack import edge
-from scripts.stack.stores import scratch_dir
 from tests.fuzz.invariants import all_problems
 from tests.fuzz.rest_stack import (
     RestStack,
     answer_problems,
     new_log_problems,
-    run_stack,
-    scratch_stack_env,
     status_body,
 )
+from tests.support.scratch_stack import scratch_stack
 
 pytestmark = pytest.mark.integration
 
@@ -74,14 +72,8 @@ MANAGER_OPERATIONS = frozenset(
 
 @pytest.fixture(scope="module")
 def rest_stack() -> Iterator[RestStack]:
-    data = scratch_dir("rest-fuzz")
-    env = scratch_stack_env(data)
-    try:
-        up = run_stack(env, "up", timeout=300)
-        assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
-        yield RestStack(env, data)
-    finally:
-        run_stack(env, "down", timeout=120)
+    with scratch_stack("rest-fuzz", RestStack) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,9 @@ import hmac
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -34,70 +30,20 @@ from cinema.movie.v1 import movie_pb2, movie_pb2_grpc
 from cinema.payment.v1.payment_pb2 import Card
 from cinema.reservation.v1 import reservation_pb2, reservation_pb2_grpc
 from cinema.viewpage.v1 import board_pb2, board_pb2_grpc
-from scripts.stack import components, edge
-from scripts.stack.stores import scratch_dir
+from scripts.stack import edge
+from tests.support.scratch_stack import CARD, ScratchStack, scratch_stack
 
 pytestmark = pytest.mark.integration
 
-CARD = {"number": "4242424242424242", "expiryMonth": 12, "expiryYear": 2035, "cvc": "123"}
 
-
-@dataclass
-class Stack:
-    env: dict[str, str]
-    data: Path
-
-    def port(self, var: str) -> int:
-        return int(self.env[var])
-
-    @property
-    def ingress(self) -> str:
-        return f"127.0.0.1:{self.port('CINEMA_INGRESS_PORT')}"
-
-    @property
-    def base(self) -> str:
-        return f"http://{self.ingress}"
-
-    def pid(self, name: str) -> int:
-        state = json.loads((self.data / "run" / "state.json").read_text())
-        pid = next(c for c in state["components"] if c["name"] == name)["pid"]
-        assert isinstance(pid, int), f"{name} has no pid: {state}"
-        return pid
-
-    def token(self, user: tuple[str, str]) -> str:
-        reply = httpx.post(
-            f"{self.base}/oauth2/token",
-            data={"grant_type": "password", "username": user[0], "password": user[1]},
-            timeout=30,
-        )
-        assert reply.status_code == 200, reply.text
-        return str(reply.json()["access_token"])
-
-
-def _run(env: dict[str, str], *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scripts.stack", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+class Stack(ScratchStack):
+    pass
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    data = scratch_dir("edge")
-    env = {**os.environ, **components.scratch_env(data)}
-    for var in ("DATABASE_URL", "MONGO_URL", "REDIS_URL", "NATS_URL"):
-        env.pop(var, None)  # the whole system of its own
-    try:
-        up = _run(env, "up", timeout=300)
-        assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
-        assert "demo catalog" in up.stdout, up.stdout[-3000:] + up.stderr[-3000:]
-        yield Stack(env, data)
-    finally:
-        _run(env, "down", timeout=120)
+    with scratch_stack("edge", Stack) as running:
+        yield running
 
 
 def _seats_free(stack: Stack, screening_id: str, count: int, token: str) -> list[str]:

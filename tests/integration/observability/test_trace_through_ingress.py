@@ -12,13 +12,8 @@ port free, so it never meets a developer's own `make up`.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import httpx
@@ -27,9 +22,9 @@ import pytest
 from cinema.payment.v1.payment_pb2 import Card
 from cinema.reservation.v1 import reservation_pb2, reservation_pb2_grpc
 from scripts.observability.jaeger import JaegerQuery, TraceSpan, ancestors, render_tree, spans_of
-from scripts.stack import components, edge
-from scripts.stack.stores import scratch_dir
+from scripts.stack import edge
 from tests.integration.observability.test_trace import AUTHORIZE, CONFIRMED, CREATE, one, trace_of
+from tests.support.scratch_stack import ScratchStack, scratch_stack
 
 pytestmark = pytest.mark.integration
 
@@ -37,34 +32,13 @@ CARD = {"number": "4242424242424242", "expiryMonth": 12, "expiryYear": 2035, "cv
 INGRESS = "envoy-ingress"  # Envoy's tracer names each listener's spans envoy-<listener>
 
 
-@dataclass
-class Stack:
-    env: dict[str, str]
-
-    def port(self, var: str) -> int:
-        return int(self.env[var])
-
-    @property
-    def ingress(self) -> str:
-        return f"127.0.0.1:{self.port('CINEMA_INGRESS_PORT')}"
-
-    @property
-    def base(self) -> str:
-        return f"http://{self.ingress}"
-
+class Stack(ScratchStack):
     @property
     def jaeger(self) -> JaegerQuery:
         return JaegerQuery(f"http://127.0.0.1:{self.port('CINEMA_JAEGER_QUERY_PORT')}")
 
-    def token(self) -> str:
-        user, password = edge.DEMO_CUSTOMER
-        reply = httpx.post(
-            f"{self.base}/oauth2/token",
-            data={"grant_type": "password", "username": user, "password": password},
-            timeout=30,
-        )
-        assert reply.status_code == 200, reply.text
-        return str(reply.json()["access_token"])
+    def customer_token(self) -> str:
+        return self.token(edge.DEMO_CUSTOMER)
 
     def free_seats(self, count: int, token: str, rows: str) -> tuple[str, list[str]]:
         movie = httpx.get(f"{self.base}/v1/movies", timeout=30).json()["movies"][0]
@@ -80,23 +54,10 @@ class Stack:
         return str(screening["id"]), free[:count]
 
 
-def _supervisor(env: dict[str, str], *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "scripts.stack", *args]
-    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-
-
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    data: Path = scratch_dir("trace-edge")
-    env = {**os.environ, **components.scratch_env(data)}
-    for var in ("DATABASE_URL", "MONGO_URL", "REDIS_URL", "NATS_URL"):
-        env.pop(var, None)  # the whole system of its own
-    try:
-        up = _supervisor(env, "up", timeout=300)
-        assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
-        yield Stack(env)
-    finally:
-        _supervisor(env, "down", timeout=120)
+    with scratch_stack("trace-edge", Stack) as running:
+        yield running
 
 
 def is_envoy(span: TraceSpan) -> bool:
@@ -143,7 +104,7 @@ def root_of(spans: dict[str, TraceSpan], tree: str) -> TraceSpan:
 
 
 async def test_a_rest_reservation_is_one_trace_from_the_ingress_through_the_gateway(stack: Stack) -> None:
-    token = await asyncio.to_thread(stack.token)
+    token = await asyncio.to_thread(stack.customer_token)
     screening_id, seats = await asyncio.to_thread(stack.free_seats, 2, token, "ABC")
     async with httpx.AsyncClient(base_url=stack.base, timeout=30) as http:
         created = await http.post(
@@ -172,7 +133,7 @@ async def test_a_rest_reservation_is_one_trace_from_the_ingress_through_the_gate
 
 
 async def test_a_grpc_reservation_is_one_trace_from_the_ingress(stack: Stack) -> None:
-    token = await asyncio.to_thread(stack.token)
+    token = await asyncio.to_thread(stack.customer_token)
     screening_id, seats = await asyncio.to_thread(stack.free_seats, 2, token, "HGF")
     async with grpc.aio.insecure_channel(stack.ingress) as channel:
         created = await reservation_pb2_grpc.ReservationServiceStub(channel).CreateReservation(
