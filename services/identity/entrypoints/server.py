@@ -10,11 +10,13 @@ from typing import Any
 
 from services.identity.bootstrap import IdentityApp
 from services.identity.entrypoints.http import HttpContext, build_app
+from services.identity.settings import IdentitySettings
 from services.kit import telemetry
 from services.kit.http_host import HttpHost
 
 
 class IdentityServer(HttpHost):
+    settings: IdentitySettings
     name = "identity"
 
     def __init__(self, app: IdentityApp) -> None:

@@ -11,9 +11,11 @@ from typing import Any
 from services.kit.http_host import HttpHost
 from services.web.bootstrap import WebApp
 from services.web.entrypoints.http import HttpState, build_app
+from services.web.settings import WebSettings
 
 
 class WebServer(HttpHost):
+    settings: WebSettings
     name = "web"
 
     def __init__(self, app: WebApp) -> None:
