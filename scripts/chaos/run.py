@@ -25,6 +25,7 @@ import grpc.aio
 
 from scripts.chaos import load
 from scripts.chaos.stack import REPO, SERVICES, ChaosStack, prepare_environment
+from scripts.stack import edge
 
 DRAIN_S = 5.0
 SCREENINGS = 8
@@ -236,6 +237,7 @@ async def run(args: argparse.Namespace) -> int:
     try:
         print(f"starting a scratch stack in {data} ...", flush=True)
         await asyncio.to_thread(stack.start, report_dir)
+        await asyncio.to_thread(edge.wait_for_mesh, stack.envoy_admin)  # routed to, not just SERVING
         pool = await seed(stack, stamp.lower())
         for i, scenario in enumerate(chosen):
             results.append(await run_scenario(stack, scenario, pool, args.rate, args.warm, args.tail, i))

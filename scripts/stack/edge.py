@@ -34,6 +34,33 @@ def http_ok(url: str, timeout: float = 1.5) -> bool:
         return False
 
 
+def wait_for_mesh(admin_url: str, timeout: float = 60) -> None:
+    """Until every Envoy cluster has a healthy host. A service that just reported SERVING is
+    routed to after its first passing active health check (up to a second later); until then the
+    ingress answers "no healthy upstream", so whoever calls right after start-up waits here."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    waiting: list[str] = []
+    while True:
+        try:
+            with urllib.request.urlopen(f"{admin_url}/clusters", timeout=2) as reply:  # noqa: S310 (local)
+                text = reply.read().decode()
+            healthy: dict[str, bool] = {}
+            for line in text.splitlines():
+                parts = line.split("::")  # cluster::host:port::health_flags::healthy|/failed_active_hc...
+                if len(parts) == 4 and parts[2] == "health_flags":
+                    healthy[parts[0]] = healthy.get(parts[0], False) or parts[3] == "healthy"
+            waiting = sorted(name for name, ok in healthy.items() if not ok)
+            if healthy and not waiting:
+                return
+        except OSError as error:
+            waiting = [str(error)]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Envoy has no healthy host yet for: {', '.join(waiting)}")
+        time.sleep(0.2)
+
+
 def password_token(token_url: str, username: str, password: str, timeout: float = 10) -> str:
     """An access token for a person, by the OAuth2 password grant (what a client app does)."""
     body = urllib.parse.urlencode({"grant_type": "password", "username": username, "password": password}).encode()
@@ -199,4 +226,5 @@ __all__ = [
     "render_envoy",
     "seed_identity",
     "token_subject",
+    "wait_for_mesh",
 ]

@@ -272,6 +272,7 @@ def _seed_and_show() -> None:
     identity = edge.IdentityEndpoints(components.IDENTITY_PORT)
     ingress = f"127.0.0.1:{components.INGRESS_PORT}"
     try:
+        edge.wait_for_mesh(f"http://127.0.0.1:{components.ENVOY_ADMIN_PORT}")
         manager = edge.password_token(identity.token_url, *edge.DEMO_MANAGER)
         screenings = asyncio.run(seed_demo_catalog(ingress, manager))
     except Exception as error:  # a readable line, not a traceback: the stack itself is up
