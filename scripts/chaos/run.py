@@ -47,8 +47,6 @@ class ScenarioResult:
 
 
 async def _token(stack: ChaosStack, user: tuple[str, str]) -> load.Metadata:
-    from scripts.stack import edge
-
     url = stack.urls["identity"].rstrip("/") + "/oauth2/token"
     token = await asyncio.to_thread(edge.password_token, url, *user)
     return (("authorization", f"Bearer {token}"),)
@@ -61,7 +59,6 @@ async def seed(stack: ChaosStack, tag: str) -> load.SeatPool:
     from cinema.common.v1.seat_pb2 import SeatMap
     from cinema.movie.v1 import movie_pb2, movie_pb2_grpc
     from cinema.reservation.v1 import reservation_pb2, reservation_pb2_grpc
-    from scripts.stack import edge
 
     manager = await _token(stack, edge.DEMO_MANAGER)
     customer = await _token(stack, edge.DEMO_CUSTOMER)
@@ -114,7 +111,6 @@ async def run_scenario(
 ) -> ScenarioResult:
     from scripts.chaos import invariants
     from scripts.chaos.scenarios import Scenario
-    from scripts.stack import edge
 
     assert isinstance(scenario, Scenario)
     print(f"\n== {scenario.name}: {scenario.what}", flush=True)

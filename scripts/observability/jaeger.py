@@ -36,6 +36,13 @@ def _port(var: str, default: int) -> int:
     return int(os.environ.get(var, default))
 
 
+# The variables a scratch stack must set too (scripts.stack.components.scratch_env)
+PORT_VARIABLES = (
+    "CINEMA_JAEGER_OTLP_GRPC_PORT",
+    "CINEMA_JAEGER_OTLP_HTTP_PORT",
+    "CINEMA_JAEGER_QUERY_PORT",
+    "CINEMA_JAEGER_QUERY_GRPC_PORT",
+)
 OTLP_GRPC_PORT = _port("CINEMA_JAEGER_OTLP_GRPC_PORT", 14317)
 OTLP_HTTP_PORT = _port("CINEMA_JAEGER_OTLP_HTTP_PORT", 14318)
 QUERY_HTTP_PORT = _port("CINEMA_JAEGER_QUERY_PORT", 16686)

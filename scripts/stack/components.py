@@ -13,9 +13,9 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
+from scripts.observability import jaeger
 from scripts.stack import stores
 from scripts.stack.paths import DATA
 from scripts.stack.process import ManagedProcess
@@ -84,11 +84,9 @@ SERVICE_PORTS = {
     "notification": NOTIFICATION_PORT,
     "viewpage": VIEWPAGE_PORT,
 }
-# Jaeger (traces of every service, Envoy and identity; in memory)
-JAEGER_OTLP_GRPC_PORT = _port("CINEMA_JAEGER_OTLP_GRPC_PORT", 14317)
-JAEGER_OTLP_HTTP_PORT = _port("CINEMA_JAEGER_OTLP_HTTP_PORT", 14318)
-JAEGER_QUERY_PORT = _port("CINEMA_JAEGER_QUERY_PORT", 16686)
-JAEGER_QUERY_GRPC_PORT = _port("CINEMA_JAEGER_QUERY_GRPC_PORT", 16685)
+# Jaeger (traces of every service, Envoy and identity; in memory): its ports are read by
+# scripts/observability/jaeger.py, listed here so a scratch stack moves them too
+PORT_VARIABLES.extend(jaeger.PORT_VARIABLES)
 _EGRESS_DEFAULTS = {
     "reservation": 16051,
     "payment": 16052,
@@ -268,8 +266,6 @@ def local_components() -> list[Component]:
         )
 
     components.append(smtp_sink_component())
-    from scripts.observability import jaeger
-
     components.append(jaeger.component(jaeger_spec(), _log("jaeger")))
     components += edge_components(components)
     components += service_components(components)
@@ -299,12 +295,8 @@ def smtp_sink_component() -> Component:
     )
 
 
-def jaeger_spec() -> Any:
-    from scripts.observability import jaeger
-
-    return jaeger.JaegerSpec(
-        DATA / "jaeger", JAEGER_OTLP_GRPC_PORT, JAEGER_OTLP_HTTP_PORT, JAEGER_QUERY_PORT, JAEGER_QUERY_GRPC_PORT
-    )
+def jaeger_spec() -> jaeger.JaegerSpec:
+    return jaeger.JaegerSpec(DATA / "jaeger")
 
 
 def tracing_env(prefix: str) -> dict[str, str]:

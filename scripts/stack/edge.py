@@ -106,7 +106,7 @@ class IdentityEndpoints:
         }
 
 
-def _key_encryption_key(folder: Path) -> str:
+def key_encryption_key(folder: Path) -> str:
     """The development key that encrypts identity's private signing keys at rest (kept in .data)."""
     path = folder / "key-encryption-key"
     if not path.exists():
@@ -124,7 +124,7 @@ def identity_process(
         "IDENTITY_DATABASE_URL": database_url,
         "IDENTITY_HTTP_PORT": str(endpoints.port),
         "IDENTITY_PUBLIC_URL": endpoints.base_url,
-        "IDENTITY_KEY_ENCRYPTION_KEY": _key_encryption_key(folder),
+        "IDENTITY_KEY_ENCRYPTION_KEY": key_encryption_key(folder),
         "IDENTITY_LOG_LEVEL": os.environ.get("CINEMA_LOG_LEVEL", "INFO"),
         **extra_env,
     }
@@ -145,7 +145,7 @@ def seed_identity(database_url: str, secret_file: Path, folder: Path) -> None:
     env = {
         **os.environ,
         "IDENTITY_DATABASE_URL": database_url,
-        "IDENTITY_KEY_ENCRYPTION_KEY": _key_encryption_key(folder),
+        "IDENTITY_KEY_ENCRYPTION_KEY": key_encryption_key(folder),
     }
     done = subprocess.run(
         [sys.executable, "-m", "services.identity", "seed-demo", "--client-secret-file", str(secret_file)],
@@ -222,6 +222,7 @@ __all__ = [
     "gateway_process",
     "http_ok",
     "identity_process",
+    "key_encryption_key",
     "password_token",
     "render_envoy",
     "seed_identity",
