@@ -99,6 +99,22 @@ class ManagedProcess:
             cwd=str(self.cwd) if self.cwd else None,
             **kwargs,
         )
+        if setpriv:
+            self._wait_until_armed(setpriv)
+
+    def _wait_until_armed(self, setpriv: str, timeout: float = 5.0) -> None:
+        """Return once setpriv has exec'd the server: only then is the parent-death signal set. A
+        parent killed before that would leave an orphan (setpriv does not re-check its parent)."""
+        assert self.popen is not None
+        cmdline = Path(f"/proc/{self.popen.pid}/cmdline")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.popen.poll() is None:
+            try:
+                if not cmdline.read_bytes().startswith(setpriv.encode() + b"\0"):
+                    return
+            except OSError:  # gone already: poll() tells
+                pass
+            time.sleep(0.001)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
