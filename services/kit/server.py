@@ -9,7 +9,8 @@
 services it added; they get health statuses and appear in reflection. Start-up hooks run
 before `register`, so the servicers can use what they opened.
 
-Interceptors, outermost first: tracing (a span around everything), correlation (the
+Interceptors, outermost first: admission control (past capacity, refuse at once with a retry
+hint: services.kit.admission), tracing (a span around everything), correlation (the
 request's reservation/review id on its logs and span), metrics (sees the final code, auth
 failures included), auth (sets the current caller), error mapping (turns the handler's
 exceptions into statuses).
@@ -38,6 +39,7 @@ from grpc_health.v1._async import HealthServicer as AioHealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from services.kit import telemetry
+from services.kit.admission import AdmissionControl, AdmissionSettings
 from services.kit.auth import AuthInterceptor, JwtVerifier
 from services.kit.correlation import CorrelationInterceptor
 from services.kit.grpc_errors import ErrorMappingInterceptor
@@ -49,6 +51,15 @@ log = logging.getLogger(__name__)
 
 Register = Callable[[grpc.aio.Server], Iterable[str] | Awaitable[Iterable[str]]]
 Hook = Callable[[], Awaitable[None]]
+
+
+def admission_settings(settings: KitSettings) -> AdmissionSettings:
+    return AdmissionSettings(
+        max_in_flight=settings.max_in_flight,
+        queue_s=settings.admission_queue_ms / 1000,
+        target_s=settings.admission_target_ms / 1000,
+        retry_after_s=settings.admission_retry_after_ms / 1000,
+    )
 
 
 class ServiceHost:
@@ -79,6 +90,7 @@ class ServiceHost:
         self._port = 0
         self._stopping: asyncio.Future[None] | None = None
         self._started = False
+        self._admission: AdmissionControl | None = None
 
     @property
     def port(self) -> int:
@@ -106,7 +118,10 @@ class ServiceHost:
         telemetry.configure_tracing(settings)
         for hook in self._on_startup:
             await hook()
+        self._admission = AdmissionControl(admission_settings(settings))
         interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [
+            # Outermost: a refusal past capacity must cost no span, no token check, no log line.
+            self._admission,
             telemetry.server_interceptor(),
             CorrelationInterceptor(),
             MetricsInterceptor(),
