@@ -72,6 +72,8 @@ class OperationStats:
     latencies_s: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     skipped: int = 0
+    # How long the refused and failed calls took, per code: past capacity a refusal must be fast.
+    error_latencies_s: dict[str, list[float]] = field(default_factory=dict)
 
     def summary(self, window_s: float) -> LatencySummary:
         return summarize(self.latencies_s, window_s)
@@ -102,12 +104,15 @@ class Recorder:
             self.ops.setdefault(op, OperationStats()).latencies_s.append(latency_s)
             self.samples.append((op, intended - self.t0, latency_s))
 
-    def error(self, op: str, intended: float, code: str) -> None:
+    def error(self, op: str, intended: float, code: str, latency_s: float | None = None) -> None:
         self.error_count += 1
         self.errors_all_phases[f"{op} {code}"] += 1
         self.errors_per_second[int(intended - self.t0)] += 1
         if self._in_window(intended):
-            self.ops.setdefault(op, OperationStats()).errors[code] += 1
+            stats = self.ops.setdefault(op, OperationStats())
+            stats.errors[code] += 1
+            if latency_s is not None:
+                stats.error_latencies_s.setdefault(code, []).append(latency_s)
 
     def skip(self, op: str, intended: float) -> None:
         if self._in_window(intended):
@@ -168,7 +173,7 @@ class OpenLoopRunner:
         elif code == SKIPPED:
             self.recorder.skip(name, intended)
         else:
-            self.recorder.error(name, intended, code)
+            self.recorder.error(name, intended, code, self.clock() - intended)
 
     async def drain(self, timeout_s: float) -> int:
         """Wait for calls in flight up to `timeout_s`, then cancel the rest; returns how many were cancelled."""

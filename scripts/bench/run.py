@@ -26,6 +26,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -85,10 +86,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-in-flight", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: from the clock)")
     parser.add_argument("--log-level", default="INFO", help="the services' CINEMA_LOG_LEVEL (scratch stack)")
+    from scripts.bench.sweep import add_arguments
+
+    add_arguments(parser)
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.rate <= 0:
         parser.error("--duration and --rate must be positive")
     return args
+
+
+def _grpc_version() -> str:
+    import grpc
+
+    return str(grpc.__version__)
 
 
 def _clean(value: Any) -> Any:
@@ -156,9 +166,14 @@ def main(argv: list[str] | None = None) -> int:
             # Other work on the machine skews every number: say how busy it was.
             result["run"]["load_average_before"] = [round(x, 2) for x in load_before]
             result["run"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-            from scripts.bench.report import write_reports
+            if result["run"].get("kind") == "sweep":
+                from scripts.bench.sweep_report import write_sweep_reports
 
-            write_reports(result, samples=[], folder=report_dir, plot=False)
+                write_sweep_reports(result, report_dir)
+            else:
+                from scripts.bench.report import write_reports
+
+                write_reports(result, samples=[], folder=report_dir, plot=False)
         except (KeyboardInterrupt, Stop, asyncio.CancelledError):
             print("\ninterrupted: stopping everything this run started ...", file=sys.stderr, flush=True)
             return 130
@@ -167,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         finally:
             print("stopping ...", flush=True)
+    if result.get("run", {}).get("kind") == "sweep":
+        from scripts.bench.sweep_report import summary_lines
+
+        print("\n" + "\n".join(summary_lines(result)))
+        print(f"\nreport: {report_dir / 'report.md'}  (and report.json, sweep.png)")
+        return 0
     from scripts.bench.report import summary_table
 
     print("\n" + "\n".join(summary_table(result)))
@@ -212,6 +233,10 @@ async def _run(
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     # The hard stop: setup, raw limits, the load phases and the drains, with room to spare.
     budget = 300 + 8 * args.raw_seconds + args.warmup + args.duration + args.profile_seconds + 2 * args.rpc_timeout
+    if args.sweep:
+        from scripts.bench.sweep import budget_s
+
+        budget += budget_s(args)
     async with asyncio.timeout(budget):
         return await _phases(args, stack, report_dir, tag, seed, started_at, echo_port)
 
@@ -225,43 +250,22 @@ async def _phases(
     started_at: datetime,
     echo_port: str | None,
 ) -> dict[str, Any]:
-    import grpc
-
     from scripts.bench import serverstats
-    from scripts.bench.auth import acquire_tokens
-    from scripts.bench.catalog import seed_catalog, wait_until_propagated
     from scripts.bench.openloop import OpenLoopRunner, Recorder, WeightedChoice, schedule
     from scripts.bench.pgwait import PgActivitySampler
     from scripts.bench.profiling import profile_processes
-    from scripts.bench.raw import measure_raw_limits
     from scripts.bench.resources import ResourceSampler
     from scripts.bench.workload import Workload, parse_weights
 
     rng = random.Random(seed)
     weights = parse_weights(args.weights)
-    addresses = {s: stack.address(s, args.target) for s in stack.grpc_ports}
-    print(f"target {args.target}: " + ", ".join(f"{s} {a}" for s, a in addresses.items()), flush=True)
+    prepared = await prepare(args, stack, tag, rng, echo_port)
+    addresses, tokens, catalog, raw = prepared.addresses, prepared.tokens, prepared.catalog, prepared.raw
+    seed_s, propagate_s = prepared.seed_s, prepared.propagate_s
+    if args.sweep:
+        from scripts.bench.sweep import run_sweep
 
-    tokens = await asyncio.to_thread(acquire_tokens, stack.data_dir, stack.store_urls, tag, args.customers)
-    print(f"tokens: a manager and {len(tokens.customers)} customers", flush=True)
-    t = time.monotonic()
-    catalog = await seed_catalog(addresses["movie"], tokens.manager, tag, args.movies, args.screenings, rng)
-    seed_s = time.monotonic() - t
-    propagate_s = await wait_until_propagated(
-        catalog, addresses["reservation"], addresses["viewpage"], tokens.customers[0].metadata
-    )
-
-    raw: dict[str, Any] = {}
-    if echo_port is not None:
-        print(f"raw limits, {args.raw_seconds:.0f} s each:", flush=True)
-        limits = await measure_raw_limits(
-            f"127.0.0.1:{echo_port}",
-            stack.store_urls["postgres"],
-            stack.store_urls["redis"],
-            stack.store_urls["nats"],
-            args.raw_seconds,
-        )
-        raw = {name: {k: s.as_dict() for k, s in by_c.items()} for name, by_c in limits.items()}
+        return await run_sweep(args, stack, prepared, weights, rng, report_dir, tag, started_at)
 
     recorder = Recorder()
     total_s = args.warmup + args.duration + args.profile_seconds
@@ -360,7 +364,7 @@ async def _phases(
         "seed": seed,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
-        "grpcio": grpc.__version__,
+        "grpcio": _grpc_version(),
         "sent": runner.sent,
         "max_in_flight": runner.most_in_flight,
     }
@@ -382,6 +386,49 @@ async def _phases(
     cleaned: dict[str, Any] = _clean(result)
     write_reports(cleaned, recorder.samples, report_dir)
     return cleaned
+
+
+@dataclass
+class Prepared:
+    """What every kind of run needs before the load: addresses, tokens, the seeded catalog, raw limits."""
+
+    addresses: dict[str, str]
+    tokens: Any
+    catalog: Any
+    raw: dict[str, Any]
+    seed_s: float
+    propagate_s: float
+
+
+async def prepare(
+    args: argparse.Namespace, stack: Any, tag: str, rng: random.Random, echo_port: str | None
+) -> Prepared:
+    from scripts.bench.auth import acquire_tokens
+    from scripts.bench.catalog import seed_catalog, wait_until_propagated
+    from scripts.bench.raw import measure_raw_limits
+
+    addresses = {s: stack.address(s, args.target) for s in stack.grpc_ports}
+    print(f"target {args.target}: " + ", ".join(f"{s} {a}" for s, a in addresses.items()), flush=True)
+    tokens = await asyncio.to_thread(acquire_tokens, stack.data_dir, stack.store_urls, tag, args.customers)
+    print(f"tokens: a manager and {len(tokens.customers)} customers", flush=True)
+    t = time.monotonic()
+    catalog = await seed_catalog(addresses["movie"], tokens.manager, tag, args.movies, args.screenings, rng)
+    seed_s = time.monotonic() - t
+    propagate_s = await wait_until_propagated(
+        catalog, addresses["reservation"], addresses["viewpage"], tokens.customers[0].metadata
+    )
+    raw: dict[str, Any] = {}
+    if echo_port is not None:
+        print(f"raw limits, {args.raw_seconds:.0f} s each:", flush=True)
+        limits = await measure_raw_limits(
+            f"127.0.0.1:{echo_port}",
+            stack.store_urls["postgres"],
+            stack.store_urls["redis"],
+            stack.store_urls["nats"],
+            args.raw_seconds,
+        )
+        raw = {name: {k: s.as_dict() for k, s in by_c.items()} for name, by_c in limits.items()}
+    return Prepared(addresses, tokens, catalog, raw, seed_s, propagate_s)
 
 
 def build_result(
