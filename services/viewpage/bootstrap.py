@@ -58,13 +58,13 @@ class ViewpageApp:
         store = await self.open_store()
         assert self.redis is not None
         changes = RedisChangeFeed(self.redis, self.settings.key_prefix)  # live pages (services/web)
-        self.handler = BoardEventHandler(store, self._on_applied, changes)
+        self.handler = BoardEventHandler(store, self._on_applied, changes, self.settings.zone)
         self._events_task = asyncio.create_task(self._run_events(), name="viewpage-events")
 
     def register(self, server: grpc.aio.Server) -> list[str]:
         if self.store is None:
             raise RuntimeError("the viewpage app is not started")
-        return grpc_api.register(server, self.store)
+        return grpc_api.register(server, self.store, self.settings.time_zone)
 
     async def _run_events(self) -> None:
         assert self.handler is not None
@@ -126,7 +126,7 @@ async def rebuild(settings: ViewpageSettings, *, force: bool = False) -> Rebuild
         store = RedisReadModel(client, settings.key_prefix)
         await store.ensure_initialised()
         history = JetStreamHistory(nc.jetstream(), batch=settings.replay_batch)
-        return await rebuild_board(store, history, force=force)
+        return await rebuild_board(store, history, force=force, zone=settings.zone)
     finally:
         closing.set()
         await nc.close()

@@ -8,13 +8,18 @@ see services.kit.settings):
 - `VIEWPAGE_NATS_URL` (default `nats://127.0.0.1:14222`).
 - `VIEWPAGE_CONSUMER_BATCH` (default 64): messages fetched per pull.
 - `VIEWPAGE_REPLAY_BATCH` (default 200): events applied per Redis call during a rebuild.
+- `VIEWPAGE_TIME_ZONE` (default `UTC`): the cinema's time zone (IANA name), the zone of the
+  board's days (`showing_on`, `days`). The days are computed when events are applied: after a
+  change, rebuild the board (`python -m services.viewpage rebuild`).
 
 The gRPC port defaults to 15056 and the metrics port to 19106.
 """
 
 from __future__ import annotations
 
-from pydantic import Field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.kit.settings import KitSettings
@@ -32,3 +37,17 @@ class ViewpageSettings(KitSettings):
     nats_url: str = "nats://127.0.0.1:14222"
     consumer_batch: int = Field(default=64, ge=1, le=1000)
     replay_batch: int = Field(default=200, ge=1, le=5000)
+    time_zone: str = "UTC"
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {value!r}") from error
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)

@@ -3,12 +3,21 @@
 GetBoard and GetMovieBoard are public (the board is for everyone, signed in or not);
 ListCustomerReservations needs the caller's token and lists the caller's own reservations.
 Handlers validate, run the query and translate the domain views to the contract's messages.
+
+GetBoard and GetMovieBoard answer with bytes the store keeps ready (the board's entries are
+materialised as serialized `BoardMovie`s when their events arrive): their handlers are
+registered with a pass-through response serializer and append the few scalar fields of the
+response to those bytes (a protobuf message is the concatenation of its fields, so
+`movies` + `as_of_time` + `next_page_token` ... parses as one `GetBoardResponse`). No message
+is built or serialized per movie on a read.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import grpc
 import grpc.aio
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -38,12 +47,40 @@ _PAYMENT_STATES = {
 }
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def movie_board_bytes(entry: bytes) -> bytes:
+    """GetMovieBoardResponse{movie: entry} on the wire (field 1, length-delimited)."""
+    return b"\x0a" + _varint(len(entry)) + entry
+
+
+def board_bytes(page: queries.BoardPage) -> bytes:
+    """GetBoardResponse on the wire: the store's `movies` bytes, then the response's own fields."""
+    tail = board_pb2.GetBoardResponse(next_page_token=page.next_page_token, days=page.days, time_zone=page.time_zone)
+    if page.as_of_ms:
+        tail.as_of_time.CopyFrom(_timestamp(page.as_of_ms))
+    return page.movies + tail.SerializeToString()
+
+
+def _pass_through(response: bytes) -> bytes:
+    return response
+
+
 def _timestamp(ms: int) -> Timestamp:
     stamp = Timestamp()
     stamp.FromMilliseconds(ms)
     return stamp
 
 
+# The domain views as the contract's messages: the reference the store's materialised entries are
+# tested against (tests/integration/viewpage/test_board_pages.py), no longer the read path.
 def screening_message(view: views.ScreeningView) -> board_pb2.BoardScreening:
     return board_pb2.BoardScreening(
         screening_id=view.screening_id,
@@ -88,25 +125,30 @@ def reservation_message(view: views.ReservationView) -> board_pb2.CustomerReserv
 
 
 class BoardServicer(board_pb2_grpc.BoardServiceServicer):
-    def __init__(self, store: ReadModelStore) -> None:
+    def __init__(self, store: ReadModelStore, time_zone: str = "UTC") -> None:
         self._store = store
+        self._zone_name = time_zone
+        self._zone = ZoneInfo(time_zone)
 
-    async def GetBoard(
+    async def GetBoard(  # type: ignore[override]  # answers serialized bytes (see the module's doc)
         self, request: board_pb2.GetBoardRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> board_pb2.GetBoardResponse:
+    ) -> bytes:
         validate(request)
-        result = await queries.get_board(self._store, request.genre)
-        response = board_pb2.GetBoardResponse(movies=[movie_message(m) for m in result.movies])
-        if result.as_of_ms:
-            response.as_of_time.CopyFrom(_timestamp(result.as_of_ms))
-        return response
+        page = await queries.get_board(
+            self._store,
+            queries.BoardFilter(request.genre, request.showing_on, request.movie_id),
+            request.page_size,
+            request.page_token,
+            zone=self._zone,
+            zone_name=self._zone_name,
+        )
+        return board_bytes(page)
 
-    async def GetMovieBoard(
+    async def GetMovieBoard(  # type: ignore[override]  # answers serialized bytes
         self, request: board_pb2.GetMovieBoardRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> board_pb2.GetMovieBoardResponse:
+    ) -> bytes:
         validate(request)
-        movie = await queries.get_movie_board(self._store, request.movie_id)
-        return board_pb2.GetMovieBoardResponse(movie=movie_message(movie))
+        return movie_board_bytes(await queries.get_movie_board(self._store, request.movie_id))
 
     async def ListCustomerReservations(
         self, request: board_pb2.ListCustomerReservationsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -119,7 +161,30 @@ class BoardServicer(board_pb2_grpc.BoardServiceServicer):
         )
 
 
-def register(server: grpc.aio.Server, store: ReadModelStore) -> list[str]:
-    """Add the servicer to `server`; returns the service names for health and reflection."""
-    board_pb2_grpc.add_BoardServiceServicer_to_server(BoardServicer(store), server)
+def register(server: grpc.aio.Server, store: ReadModelStore, time_zone: str = "UTC") -> list[str]:
+    """Add the servicer to `server`; returns the service names for health and reflection.
+
+    The generated `add_BoardServiceServicer_to_server`, but GetBoard and GetMovieBoard send the
+    bytes their handlers return as they are.
+    """
+    servicer = BoardServicer(store, time_zone)
+    handlers = {
+        "GetBoard": grpc.unary_unary_rpc_method_handler(
+            servicer.GetBoard,
+            request_deserializer=board_pb2.GetBoardRequest.FromString,
+            response_serializer=_pass_through,
+        ),
+        "GetMovieBoard": grpc.unary_unary_rpc_method_handler(
+            servicer.GetMovieBoard,
+            request_deserializer=board_pb2.GetMovieBoardRequest.FromString,
+            response_serializer=_pass_through,
+        ),
+        "ListCustomerReservations": grpc.unary_unary_rpc_method_handler(
+            servicer.ListCustomerReservations,
+            request_deserializer=board_pb2.ListCustomerReservationsRequest.FromString,
+            response_serializer=board_pb2.ListCustomerReservationsResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)  # type: ignore[attr-defined]  # not in the stubs
     return [SERVICE_NAME]

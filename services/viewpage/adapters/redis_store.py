@@ -11,6 +11,14 @@ Keys (`P` is the configured prefix, `N` a generation number):
 - `P:gN:versions`: aggregate -> highest applied version.
 - `P:gN:cust:<customer>` (sorted set of reservation ids by first-seen time),
   `P:gN:movie_screenings:<movie>` (set of screening ids), `P:gN:meta` (`as_of` in ms).
+- `P:gN:entries` (movie -> its board entry, ready to serve: MessagePack `[header, [start ms, day,
+  screening], ...]` where `header` is the movie's `BoardMovie` fields 1-7 and each `screening` a
+  serialized `BoardScreening`, earliest first), `P:gN:ixm` (movie -> MessagePack `[member, [index
+  keys]]`, where the movie stands in the indexes), and the indexes themselves: sorted sets of
+  `<sort key>\0<movie id>` (all scores 0, ordered by member: title order, then id) named
+  `ix:all`, `ix:g:<genre>`, `ix:d:<day>` and `ix:dg:<day>:<genre>`, plus `P:gN:days` (the days
+  that have a movie). Every apply re-materialises the entries of the movies its plan touches, in
+  the same script: a read slices what it needs (O(page)) and never assembles the board.
 - Channel `P:changes` (Pub/Sub, not a key): `{"movie_id": ..., "screening_id": ...}` after each
   applied event that changed the public board (`RedisChangeFeed`); the web page's live updates.
 
@@ -35,6 +43,7 @@ from services.kit import errors
 from services.viewpage.domain.projection import BoardChange, Plan, review_count_field, review_sum_field
 from services.viewpage.service_layer.ports import (
     BoardDocuments,
+    BoardSlice,
     CustomerPage,
     Document,
     MovieDocuments,
@@ -56,12 +65,177 @@ else
 end
 """
 
+# Protocol Buffers wire format, just what the board's entries need (cinema.viewpage.v1.BoardMovie,
+# BoardScreening, google.protobuf.Timestamp, cinema.common.v1.Money): proto3 rules (a zero scalar
+# is left out, a set sub-message is written even when empty), fields in number order, as the
+# Python runtime writes them; tests/integration/viewpage/test_board_pages.py proves the bytes equal
+# the generated classes' for the same views. Nothing on the board is negative (seats, prices,
+# counts, times after 1970), so varints are unsigned here.
+_PROTOBUF = """
+local function pb_varint(n)
+  n = math.floor(tonumber(n) or 0)
+  if n < 0 then n = 0 end
+  local out = {}
+  while n >= 128 do
+    local low = n % 128
+    out[#out + 1] = string.char(low + 128)
+    n = (n - low) / 128
+  end
+  out[#out + 1] = string.char(n)
+  return table.concat(out)
+end
+local function pb_len(field, body) return string.char(field * 8 + 2) .. pb_varint(#body) .. body end
+local function pb_str(field, s)
+  if s == nil or s == '' then return '' end
+  return pb_len(field, tostring(s))
+end
+local function pb_int(field, n)
+  n = math.floor(tonumber(n) or 0)
+  if n <= 0 then return '' end
+  return string.char(field * 8) .. pb_varint(n)
+end
+local function pb_double(field, x)
+  if x == 0 then return '' end
+  return string.char(field * 8 + 1) .. struct.pack('<d', x)
+end
+"""
+
+# Re-materialise one movie's board entry and its places in the indexes from its documents and
+# counters (what services.viewpage.domain.board.movie_view decides, minus the time filter, which
+# is the read's: a screening leaves the board when it starts, without an event).
+_MATERIALIZE = """
+local function index_change(g, key, member, add)
+  local day = string.match(key, '^ix:d:(.*)$')
+  if add then
+    redis.call('ZADD', g .. key, 0, member)
+    if day then redis.call('ZADD', g .. 'days', 0, day) end
+  else
+    redis.call('ZREM', g .. key, member)
+    if day and redis.call('ZCARD', g .. key) == 0 then redis.call('ZREM', g .. 'days', day) end
+  end
+end
+
+local function materialize(g, movie_id)
+  local raw = redis.call('HGET', g .. 'movies', movie_id)
+  local doc = nil
+  if raw then doc = cjson.decode(raw).f end
+  local member = false
+  local keys = {}
+  if doc and type(doc.title) == 'string' and doc.deleted ~= true then
+    local n = tonumber(redis.call('HGET', g .. 'reviews', movie_id .. ':n') or '0') or 0
+    local sum = tonumber(redis.call('HGET', g .. 'reviews', movie_id .. ':sum') or '0') or 0
+    local average = 0
+    -- %.2f rounds the exact binary value half-even, as Python's round(x, 2) does.
+    if n > 0 then average = tonumber(string.format('%.2f', sum / n)) end
+    local parts = {pb_str(1, movie_id), pb_str(2, doc.title)}
+    if type(doc.genres) == 'table' then
+      for _, genre in ipairs(doc.genres) do parts[#parts + 1] = pb_len(3, tostring(genre)) end
+    end
+    parts[#parts + 1] = pb_int(4, doc.duration_minutes)
+    parts[#parts + 1] = pb_str(5, doc.poster_url)
+    parts[#parts + 1] = pb_int(6, n)
+    parts[#parts + 1] = pb_double(7, average)
+    local entry = {table.concat(parts)}
+    local segs = {}
+    local ids = redis.call('SMEMBERS', g .. 'movie_screenings:' .. movie_id)
+    if #ids > 0 then
+      local docs = redis.call('HMGET', g .. 'screenings', unpack(ids))
+      local taken = redis.call('HMGET', g .. 'taken', unpack(ids))
+      for i, sid in ipairs(ids) do
+        if docs[i] then
+          local s = cjson.decode(docs[i]).f
+          if s.total_seats ~= nil and s.cancelled ~= true and s.movie_id == movie_id then
+            local start = math.floor(tonumber(s.start_time_ms) or 0)
+            local total = math.floor(tonumber(s.total_seats) or 0)
+            local free = total - (tonumber(taken[i]) or 0)
+            if free < 0 then free = 0 end
+            local seconds = math.floor(start / 1000)
+            local stamp = pb_int(1, seconds) .. pb_int(2, (start - seconds * 1000) * 1000000)
+            local money = pb_int(1, s.price_minor) .. pb_str(2, s.currency)
+            local body = pb_str(1, sid) .. pb_str(2, s.hall) .. pb_len(3, stamp) .. pb_len(4, money)
+              .. pb_int(5, free) .. pb_int(6, total)
+            segs[#segs + 1] = {start, sid, tostring(s.day or ''), body}
+          end
+        end
+      end
+      table.sort(segs, function(a, b)
+        if a[1] ~= b[1] then return a[1] < b[1] end
+        return a[2] < b[2]
+      end)
+    end
+    for _, seg in ipairs(segs) do entry[#entry + 1] = {seg[1], seg[3], seg[4]} end
+    redis.call('HSET', g .. 'entries', movie_id, cmsgpack.pack(entry))
+    if #segs > 0 then
+      local sort_key = doc.sort_key
+      if type(sort_key) ~= 'string' then sort_key = string.lower(doc.title) end
+      member = sort_key .. '\0' .. movie_id
+      keys[1] = 'ix:all'
+      local genres, seen = {}, {}
+      if type(doc.genre_keys) == 'table' then
+        for _, gk in ipairs(doc.genre_keys) do
+          gk = tostring(gk)
+          if not seen[gk] then seen[gk] = true; genres[#genres + 1] = gk; keys[#keys + 1] = 'ix:g:' .. gk end
+        end
+      end
+      local days = {}
+      for _, seg in ipairs(segs) do
+        local day = seg[3]
+        if day ~= '' and not seen['day:' .. day] then
+          seen['day:' .. day] = true
+          keys[#keys + 1] = 'ix:d:' .. day
+          for _, gk in ipairs(genres) do keys[#keys + 1] = 'ix:dg:' .. day .. ':' .. gk end
+        end
+      end
+    end
+  else
+    redis.call('HDEL', g .. 'entries', movie_id)
+  end
+  local old_member, old_keys = false, {}
+  local old = redis.call('HGET', g .. 'ixm', movie_id)
+  if old then
+    local unpacked = cmsgpack.unpack(old)
+    old_member, old_keys = unpacked[1], unpacked[2]
+  end
+  local now_in, was_in = {}, {}
+  for _, k in ipairs(keys) do now_in[k] = true end
+  for _, k in ipairs(old_keys) do was_in[k] = true end
+  -- Removals first: a day key emptied and refilled by a new title stays in `days`.
+  for _, k in ipairs(old_keys) do
+    if member ~= old_member or not now_in[k] then index_change(g, k, old_member, false) end
+  end
+  for _, k in ipairs(keys) do
+    if member ~= old_member or not was_in[k] then index_change(g, k, member, true) end
+  end
+  if member then
+    redis.call('HSET', g .. 'ixm', movie_id, cmsgpack.pack({member, keys}))
+  elseif old then
+    redis.call('HDEL', g .. 'ixm', movie_id)
+  end
+end
+
+local function materialize_touched(g, touched)
+  for _, t in ipairs(touched) do
+    local movie_id = t[2]
+    if t[1] == 'screening' then
+      local raw = redis.call('HGET', g .. 'screenings', t[2])
+      movie_id = nil
+      if raw then movie_id = cjson.decode(raw).f.movie_id end
+    end
+    if type(movie_id) == 'string' and movie_id ~= '' and not touched[movie_id] then
+      touched[movie_id] = true
+      materialize(g, movie_id)
+    end
+  end
+end
+"""
+
 _APPLY_BODY = """
-local function apply(g, plan)
+local function apply(g, plan, touched)
   local agg = plan.aggregate
   local version = plan.version
   local prev = tonumber(redis.call('HGET', g .. 'versions', agg) or '0')
   local newer = version > prev
+  local any_change = newer
   if newer then redis.call('HSET', g .. 'versions', agg, version) end
   for _, m in ipairs(plan.merges) do
     local key = g .. m.collection
@@ -77,7 +251,10 @@ local function apply(g, plan)
         changed = true
       end
     end
-    if changed then redis.call('HSET', key, m.id, cjson.encode(doc)) end
+    if changed then
+      redis.call('HSET', key, m.id, cjson.encode(doc))
+      any_change = true
+    end
   end
   if plan.contribution and newer then
     local ckey = g .. 'contrib'
@@ -113,31 +290,45 @@ local function apply(g, plan)
   end
   local as_of = tonumber(redis.call('HGET', g .. 'meta', 'as_of') or '0')
   if plan.time > as_of then redis.call('HSET', g .. 'meta', 'as_of', plan.time) end
+  -- A redelivered or stale event changed nothing: its entries are as they were.
+  if any_change then
+    for _, t in ipairs(plan.touches or {}) do touched[#touched + 1] = t end
+  end
   return newer
 end
 """
 
 APPLY = (
     _GENERATIONS
+    + _PROTOBUF
+    + _MATERIALIZE
     + _APPLY_BODY
     + """
 local plan = cjson.decode(ARGV[3])
 local outcome = 'stale'
 for i, gen in ipairs(gens) do
-  local newer = apply(prefix .. ':g' .. gen .. ':', plan)
+  local g = prefix .. ':g' .. gen .. ':'
+  local touched = {}
+  local newer = apply(g, plan, touched)
+  materialize_touched(g, touched)
   if i == 1 and newer then outcome = 'applied' end
 end
 return outcome
 """
 )
 
-# The replay's path: many plans, in order, to one generation, in one call.
+# The replay's path: many plans, in order, to one generation, in one call; each touched movie is
+# materialised once per call, after the batch (a replay is mostly reservations of few movies).
 APPLY_MANY = (
     _GENERATIONS
+    + _PROTOBUF
+    + _MATERIALIZE
     + _APPLY_BODY
     + """
 local g = prefix .. ':g' .. gens[1] .. ':'
-for i = 3, #ARGV do apply(g, cjson.decode(ARGV[i])) end
+local touched = {}
+for i = 3, #ARGV do apply(g, cjson.decode(ARGV[i]), touched) end
+materialize_touched(g, touched)
 return #ARGV - 2
 """
 )
@@ -178,6 +369,85 @@ for i = 1, #ids do
 end
 local reviews = redis.call('HMGET', g .. 'reviews', ARGV[3], ARGV[4])
 return {movie, ids, docs, taken, reviews[1] or '0', reviews[2] or '0'}
+"""
+)
+
+# A page of the board, sliced from the materialised entries: ARGV[2] the index, ARGV[3] the member
+# after which to start ('' for the first page), ARGV[4] how many movies, ARGV[5] now (ms: started
+# screenings are left out), ARGV[6] the day ('' for any), ARGV[7] how many index members to look
+# at at most (movies whose screenings all started show nothing: the bound keeps a page O(size)),
+# ARGV[8] today ('' for no `days`), ARGV[9] a movie id ('' for none), ARGV[10] at most that many
+# days. Returns the page as `GetBoardResponse.movies` on the wire, its count, the last member
+# looked at, whether more follow, `as_of` and the days.
+READ_PAGE = (
+    _LIVE
+    + _PROTOBUF
+    + """
+local key = g .. ARGV[2]
+local want, now, day, limit = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
+local function render(packed, wrap)
+  if not packed then return nil end
+  local entry = cmsgpack.unpack(packed)
+  local parts = {entry[1]}
+  for i = 2, #entry do
+    local s = entry[i]
+    if s[1] > now and (day == '' or s[2] == day) then parts[#parts + 1] = pb_len(8, s[3]) end
+  end
+  if wrap and #parts == 1 then return nil end
+  local body = table.concat(parts)
+  if wrap then return pb_len(1, body) end
+  return body
+end
+local out, last, more = {}, '', 0
+if ARGV[9] ~= '' then
+  local placed = redis.call('HGET', g .. 'ixm', ARGV[9])
+  if placed and redis.call('ZSCORE', key, cmsgpack.unpack(placed)[1]) then
+    local shown = render(redis.call('HGET', g .. 'entries', ARGV[9]), true)
+    if shown then out[1] = shown end
+  end
+else
+  local cursor = '-'
+  if ARGV[3] ~= '' then cursor = '(' .. ARGV[3] end
+  local scanned = 0
+  while #out < want and scanned < limit do
+    local batch = redis.call('ZRANGEBYLEX', key, cursor, '+', 'LIMIT', 0, math.min(want - #out, limit - scanned))
+    if #batch == 0 then break end
+    local ids = {}
+    for i, member in ipairs(batch) do ids[i] = string.match(member, '%z([^%z]*)$') end
+    local packed = redis.call('HMGET', g .. 'entries', unpack(ids))
+    for i, member in ipairs(batch) do
+      scanned = scanned + 1
+      last = member
+      local shown = render(packed[i], true)
+      if shown then out[#out + 1] = shown end
+    end
+    cursor = '(' .. last
+  end
+  if last ~= '' and #redis.call('ZRANGEBYLEX', key, '(' .. last, '+', 'LIMIT', 0, 1) > 0 then more = 1 end
+end
+local days = {}
+if ARGV[8] ~= '' then
+  days = redis.call('ZRANGEBYLEX', g .. 'days', '[' .. ARGV[8], '+', 'LIMIT', 0, tonumber(ARGV[10]))
+end
+return {table.concat(out), #out, last, more, redis.call('HGET', g .. 'meta', 'as_of') or '0', days}
+"""
+)
+
+# One movie's entry as `BoardMovie` on the wire (its screenings to come), or false when the
+# movie is not listed.
+READ_ENTRY = (
+    _LIVE
+    + _PROTOBUF
+    + """
+local packed = redis.call('HGET', g .. 'entries', ARGV[2])
+if not packed then return false end
+local now = tonumber(ARGV[3])
+local entry = cmsgpack.unpack(packed)
+local parts = {entry[1]}
+for i = 2, #entry do
+  if entry[i][1] > now then parts[#parts + 1] = pb_len(8, entry[i][3]) end
+end
+return table.concat(parts)
 """
 )
 
@@ -230,6 +500,16 @@ def _document(raw: bytes | str | None) -> Document | None:
     return fields if isinstance(fields, dict) else {}  # cjson writes an empty object as {}
 
 
+def _value(raw: bytes) -> Any:
+    """A hash value for `dump`: JSON documents decoded, text as text, binary (entries) as bytes."""
+    if raw[:1] in (b"{", b"["):
+        return json.loads(raw)
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw
+
+
 def _pairs(flat: Sequence[bytes]) -> dict[str, bytes]:
     return {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
 
@@ -245,6 +525,8 @@ class RedisReadModel:
         self._read_board: AsyncScript = client.register_script(READ_BOARD)
         self._read_movie: AsyncScript = client.register_script(READ_MOVIE)
         self._read_customer: AsyncScript = client.register_script(READ_CUSTOMER)
+        self._read_page: AsyncScript = client.register_script(READ_PAGE)
+        self._read_entry: AsyncScript = client.register_script(READ_ENTRY)
         self._begin: AsyncScript = client.register_script(BEGIN)
         self._switch: AsyncScript = client.register_script(SWITCH)
         self._abandon: AsyncScript = client.register_script(ABANDON)
@@ -291,6 +573,44 @@ class RedisReadModel:
                 screenings[sid.decode()] = doc
                 counts[sid.decode()] = int(held)
         return MovieDocuments(_document(movie) or {}, screenings, counts, int(count), int(rating_sum))
+
+    async def board_slice(
+        self,
+        *,
+        genre: str,
+        after: str,
+        size: int,
+        now_ms: int,
+        day: str = "",
+        scan_limit: int,
+        today: str = "",
+        movie_id: str = "",
+        max_days: int = 31,
+    ) -> BoardSlice:
+        blob, count, last, more, as_of, days = await self._call(
+            self._read_page,
+            board_index(genre, day),
+            after.encode(),
+            size,
+            now_ms,
+            day,
+            scan_limit,
+            today,
+            movie_id,
+            max_days,
+        )
+        return BoardSlice(
+            movies=bytes(blob),
+            count=int(count),
+            last=last.decode() if isinstance(last, bytes) else str(last),
+            more=bool(more),
+            as_of_ms=int(as_of),
+            days=[d.decode() for d in days],
+        )
+
+    async def movie_entry(self, movie_id: str, now_ms: int) -> bytes | None:
+        found = await self._call(self._read_entry, movie_id, now_ms)
+        return bytes(found) if found else None
 
     async def customer_page(self, customer_id: str, offset: int, limit: int) -> CustomerPage:
         # One more than asked tells whether another page follows.
@@ -350,15 +670,23 @@ class RedisReadModel:
             name = key.decode()[len(base) :]
             kind = (await r.type(key)).decode()
             if kind == "hash":
-                model[name] = {
-                    k.decode(): json.loads(v) if v[:1] in (b"{", b"[") else v.decode()
-                    for k, v in (await r.hgetall(key)).items()
-                }
+                model[name] = {k.decode(): _value(v) for k, v in (await r.hgetall(key)).items()}
             elif kind == "zset":
                 model[name] = [(m.decode(), s) for m, s in await r.zrange(key, 0, -1, withscores=True)]
             elif kind == "set":
                 model[name] = sorted(m.decode() for m in await r.smembers(key))
         return model
+
+
+def board_index(genre: str, day: str) -> str:
+    """The ordered index a page of the board walks (the materialiser fills the same names)."""
+    if genre and day:
+        return f"ix:dg:{day}:{genre}"
+    if genre:
+        return f"ix:g:{genre}"
+    if day:
+        return f"ix:d:{day}"
+    return "ix:all"
 
 
 def changes_channel(prefix: str) -> str:

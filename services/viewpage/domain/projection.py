@@ -16,11 +16,21 @@ parallel, redeliveries come late), so a plan is written to be order-safe and ide
   So a review counts once whatever the deliveries, and a cancellation seen before its
   confirmation frees nothing it never took.
 - The aggregate's applied version is kept; the outcome says whether the event was new.
+- A plan names the movies whose *board entry* it may change (`touches`): the store then
+  re-materialises each one (its entry, ready to serve, and its places in the ordered indexes by
+  title, genre and day) in the same atomic step, so a read never assembles the board itself.
+  A reservation names its screening; the store finds the movie from the screening's document
+  (a failed reservation names no movie).
+- Derived keys are computed here, once, where Unicode and time zones are at hand: a movie's
+  `sort_key` (its casefolded title: the board's order), its `genre_keys` (casefolded genres: the
+  genre filter) and a screening's `day` (its date in the cinema's time zone: the day filter). A
+  change of the cinema's time zone therefore needs a rebuild of the board.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from services.viewpage.domain.events import (
@@ -44,6 +54,28 @@ RESERVATIONS = "reservations"
 TAKEN = "taken"  # screening id -> seats held by confirmed reservations
 REVIEWS = "reviews"  # "<movie id>:n" -> review count, "<movie id>:sum" -> sum of ratings
 HINT_VERSION = 0
+
+
+SORT_KEY_CHARS = 100
+
+
+def sort_key(title: str) -> str:
+    """The board's order: casefolded title (ties broken by movie id in the store).
+
+    Its first 100 characters only: a page token carries the key of the last movie of its page,
+    and must fit in the 1,024 characters a request's `page_token` may have, whatever the script.
+    """
+    return title.casefold()[:SORT_KEY_CHARS]
+
+
+def genre_key(genre: str) -> str:
+    """The genre filter's key: case-insensitive, surrounding blanks ignored."""
+    return genre.strip().casefold()
+
+
+def day_of(start_time_ms: int, zone: tzinfo) -> str:
+    """The date of a screening in the cinema's time zone, "YYYY-MM-DD" (the day filter's key)."""
+    return datetime.fromtimestamp(start_time_ms / 1000, UTC).astimezone(zone).date().isoformat()
 
 
 def customer_index(customer_id: str) -> str:
@@ -105,6 +137,8 @@ class Plan:
     merges: tuple[Merge, ...] = ()
     contribution: tuple[Share, ...] | None = None  # None: this event says nothing about shares
     members: tuple[SetMember | RankedMember, ...] = field(default_factory=tuple)
+    # Board entries to re-materialise: ("movie", id) or ("screening", id) for the movie showing it.
+    touches: tuple[tuple[str, str], ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """The shape the store's Lua script reads."""
@@ -119,6 +153,7 @@ class Plan:
                 ["zset", m.index, m.member, m.score] if isinstance(m, RankedMember) else ["set", m.index, m.member]
                 for m in self.members
             ],
+            "touches": [list(t) for t in self.touches],
         }
         if self.contribution is not None:
             document["contribution"] = [[s.counter, s.field, s.amount] for s in self.contribution]
@@ -149,8 +184,8 @@ def change_of(event: BoardEvent) -> BoardChange | None:
     return None  # PaymentChanged: the payment state shows on the customer's own reservations only
 
 
-def plan_for(event: BoardEvent, meta: EventMeta) -> Plan:
-    """The change `event` makes to the board (pure: the store applies it)."""
+def plan_for(event: BoardEvent, meta: EventMeta, zone: tzinfo = UTC) -> Plan:
+    """The change `event` makes to the board (pure: the store applies it); `zone` is the cinema's."""
     version = meta.aggregate_version
     match event:
         case MovieDetailsChanged():
@@ -169,9 +204,12 @@ def plan_for(event: BoardEvent, meta: EventMeta) -> Plan:
                             "duration_minutes": event.duration_minutes,
                             "poster_url": event.poster_url,
                             "deleted": False,
+                            "sort_key": sort_key(event.title),
+                            "genre_keys": [genre_key(g) for g in event.genres],
                         },
                     ),
                 ),
+                touches=(("movie", event.movie_id),),
             )
         case MovieRemoved():
             return Plan(
@@ -179,6 +217,7 @@ def plan_for(event: BoardEvent, meta: EventMeta) -> Plan:
                 version,
                 meta.time_ms,
                 merges=(Merge(MOVIES, event.movie_id, version, {"deleted": True}),),
+                touches=(("movie", event.movie_id),),
             )
         case ScreeningScheduled():
             return Plan(
@@ -198,11 +237,13 @@ def plan_for(event: BoardEvent, meta: EventMeta) -> Plan:
                             "price_minor": event.price_minor,
                             "currency": event.currency,
                             "cancelled": False,
+                            "day": day_of(event.start_time_ms, zone),
                         },
                     ),
                     _movie_hint(event.movie_id, event.movie_title, event.duration_minutes),
                 ),
                 members=(SetMember(movie_screenings_index(event.movie_id), event.screening_id),),
+                touches=(("movie", event.movie_id),),
             )
         case ScreeningRescheduled():
             return Plan(
@@ -214,10 +255,16 @@ def plan_for(event: BoardEvent, meta: EventMeta) -> Plan:
                         SCREENINGS,
                         event.screening_id,
                         version,
-                        {"movie_id": event.movie_id, "hall": event.hall, "start_time_ms": event.start_time_ms},
+                        {
+                            "movie_id": event.movie_id,
+                            "hall": event.hall,
+                            "start_time_ms": event.start_time_ms,
+                            "day": day_of(event.start_time_ms, zone),
+                        },
                     ),
                 ),
                 members=(SetMember(movie_screenings_index(event.movie_id), event.screening_id),),
+                touches=(("movie", event.movie_id),),
             )
         case ScreeningCancelled():
             return Plan(
@@ -228,6 +275,7 @@ def plan_for(event: BoardEvent, meta: EventMeta) -> Plan:
                     Merge(SCREENINGS, event.screening_id, version, {"movie_id": event.movie_id, "cancelled": True}),
                 ),
                 members=(SetMember(movie_screenings_index(event.movie_id), event.screening_id),),
+                touches=(("movie", event.movie_id),),
             )
         case ReservationChanged():
             return _reservation_plan(event, meta)
@@ -252,14 +300,26 @@ def plan_for(event: BoardEvent, meta: EventMeta) -> Plan:
                     Share(REVIEWS, review_count_field(event.movie_id), 1),
                     Share(REVIEWS, review_sum_field(event.movie_id), event.rating),
                 ),
+                touches=(("movie", event.movie_id),),
             )
         case ReviewDeleted():
-            return Plan(f"review:{event.review_id}", version, meta.time_ms, contribution=())
+            return Plan(
+                f"review:{event.review_id}",
+                version,
+                meta.time_ms,
+                contribution=(),
+                touches=(("movie", event.movie_id),),
+            )
     raise TypeError(f"not a board event: {event!r}")
 
 
 def _movie_hint(movie_id: str, title: str, duration_minutes: int) -> Merge:
-    return Merge(MOVIES, movie_id, HINT_VERSION, {"title": title, "duration_minutes": duration_minutes})
+    return Merge(
+        MOVIES,
+        movie_id,
+        HINT_VERSION,
+        {"title": title, "duration_minutes": duration_minutes, "sort_key": sort_key(title)},
+    )
 
 
 def _touched(reservation_id: str, time_ms: int) -> Merge:
@@ -295,4 +355,6 @@ def _reservation_plan(event: ReservationChanged, meta: EventMeta) -> Plan:
         ),
         contribution=shares,
         members=(RankedMember(customer_index(event.customer_id), event.reservation_id, meta.time_ms),),
+        # Seats taken change the free seats its movie's entry shows.
+        touches=(("screening", event.screening_id),),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, tzinfo
 
 from google.protobuf.message import Message
 from nats.js.client import JetStreamContext
@@ -43,9 +44,14 @@ class BoardEventHandler:
     """The handler the kit's EventConsumer calls with each envelope and its decoded event."""
 
     def __init__(
-        self, store: ReadModelStore, on_applied: LagObserver | None = None, changes: BoardChangeFeed | None = None
+        self,
+        store: ReadModelStore,
+        on_applied: LagObserver | None = None,
+        changes: BoardChangeFeed | None = None,
+        zone: tzinfo = UTC,
     ) -> None:
         self._store = store
+        self._zone = zone
         self._on_applied = on_applied
         self._changes = changes
         self.outcomes: dict[str, int] = {"applied": 0, "stale": 0, "ignored": 0}
@@ -57,7 +63,7 @@ class BoardEventHandler:
             self.outcomes["ignored"] += 1
             APPLIED.labels(context, "ignored").inc()
             return
-        outcome: Outcome = await project(self._store, board_event, meta_of(envelope), self._changes)
+        outcome: Outcome = await project(self._store, board_event, meta_of(envelope), self._changes, self._zone)
         lag = max(0.0, time.time() - envelope.time.ToNanoseconds() / 1e9)
         LAG.labels(context).observe(lag)
         APPLIED.labels(context, outcome).inc()

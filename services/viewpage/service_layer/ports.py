@@ -38,6 +38,23 @@ class MovieDocuments:
 
 
 @dataclass(frozen=True)
+class BoardSlice:
+    """A page of the board as the store keeps it, ready to send.
+
+    `movies` is opaque here: the entries as the contract's repeated `movies` field already on the
+    wire (the store materialises them when events arrive, so a read only slices). `last` is the
+    index position to continue after; `more` says whether the index holds anything after it.
+    """
+
+    movies: bytes
+    count: int
+    last: str
+    more: bool
+    as_of_ms: int
+    days: list[str]
+
+
+@dataclass(frozen=True)
 class CustomerPage:
     reservations: list[tuple[str, Document]] = field(default_factory=list)
     more: bool = False
@@ -52,7 +69,31 @@ class ReadModelStore(Protocol):
         """Apply in order to `generation` (one round trip per batch): the replay's path."""
         ...
 
-    async def board_documents(self) -> BoardDocuments: ...
+    async def board_documents(self) -> BoardDocuments:
+        """Every document and counter of the live generation (O(catalog): checks and tools, not reads)."""
+        ...
+
+    async def board_slice(
+        self,
+        *,
+        genre: str,
+        after: str,
+        size: int,
+        now_ms: int,
+        day: str = "",
+        scan_limit: int,
+        today: str = "",
+        movie_id: str = "",
+        max_days: int = 31,
+    ) -> BoardSlice:
+        """Up to `size` movies (of the genre key `genre` if given) after position `after` with screenings after `now_ms`
+        (on `day` if given), looking at no more than `scan_limit` index positions; or only
+        `movie_id` if given. `days`: the days with screenings from `today` on, at most `max_days`."""
+        ...
+
+    async def movie_entry(self, movie_id: str, now_ms: int) -> bytes | None:
+        """One listed movie's entry (`BoardMovie` on the wire, screenings after `now_ms`), or None."""
+        ...
 
     async def movie_documents(self, movie_id: str) -> MovieDocuments | None: ...
 

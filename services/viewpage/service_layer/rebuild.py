@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 
 from services.viewpage.domain.projection import plan_for
 from services.viewpage.service_layer.ports import EventHistory, ReadModelStore
@@ -30,14 +31,16 @@ class RebuildReport:
     seconds: float
 
 
-async def rebuild(store: ReadModelStore, history: EventHistory, *, force: bool = False) -> RebuildReport:
+async def rebuild(
+    store: ReadModelStore, history: EventHistory, *, force: bool = False, zone: tzinfo = UTC
+) -> RebuildReport:
     started = time.perf_counter()
     generation = await store.begin_generation(force=force)
     log.info("rebuild started", extra={"generation": generation})
     events = 0
     try:
         async for batch in history.replay():
-            await store.apply_many([plan_for(event, meta) for event, meta in batch], generation)
+            await store.apply_many([plan_for(event, meta, zone) for event, meta in batch], generation)
             events += len(batch)
         replaced = await store.switch_to(generation)
     except BaseException:

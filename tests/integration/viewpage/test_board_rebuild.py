@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 from nats.js.client import JetStreamContext
 
+from cinema.viewpage.v1 import board_pb2
 from services.kit.auth import Caller
 from services.viewpage.adapters.redis_store import RedisReadModel
 from services.viewpage.adapters.replay import JetStreamHistory
@@ -45,9 +46,9 @@ class Readers:
         while not self._stop.is_set():
             try:
                 board = await queries.get_board(self._store)
-                if len(board.movies) != len(self._workload.movie_ids):
-                    self.errors.append(f"board with {len(board.movies)} movies")
-                movie = await queries.get_movie_board(self._store, movie_id)
+                if board.count != len(self._workload.movie_ids):
+                    self.errors.append(f"board with {board.count} movies")
+                movie = board_pb2.BoardMovie.FromString(await queries.get_movie_board(self._store, movie_id))
                 if not movie.screenings:
                     self.errors.append("movie without screenings")
                 page = await queries.list_customer_reservations(self._store, customer, 10)

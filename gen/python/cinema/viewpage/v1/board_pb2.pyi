@@ -199,16 +199,40 @@ class GetBoardRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     GENRE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    SHOWING_ON_FIELD_NUMBER: _builtins.int
+    MOVIE_ID_FIELD_NUMBER: _builtins.int
     genre: _builtins.str
-    """Only movies of this genre; empty for all."""
+    """Only movies of this genre (case-insensitive); empty for all."""
+    page_size: _builtins.int
+    """Maximum number of movies to return (AIP-158); 0 means the default (50); at most 100. A page
+    may hold fewer movies than asked (screenings that started meanwhile drop out) and still be
+    followed by another: only an empty `next_page_token` ends the list.
+    """
+    page_token: _builtins.str
+    """`next_page_token` of a previous response, to continue from there; empty for the first page.
+    Valid only with the same `genre`, `showing_on` and `movie_id` as the request that returned it.
+    """
+    showing_on: _builtins.str
+    """Only screenings on this date, "YYYY-MM-DD" (ISO 8601) in the cinema's time zone (see
+    `time_zone` in the response), and only movies that have one; empty for every day to come.
+    The same format as MovieService.ListMovies' `showing_on`.
+    """
+    movie_id: _builtins.str
+    """Only this movie (a page of at most one entry); empty for all."""
     def __init__(
         self,
         *,
         genre: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        showing_on: _builtins.str = ...,
+        movie_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["genre", b"genre"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["genre", b"genre", "movie_id", b"movie_id", "page_size", b"page_size", "page_token", b"page_token", "showing_on", b"showing_on"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -222,23 +246,40 @@ class GetBoardResponse(_message.Message):
 
     MOVIES_FIELD_NUMBER: _builtins.int
     AS_OF_TIME_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when this is the last page."""
+    time_zone: _builtins.str
+    """The cinema's time zone (IANA name, e.g. "Europe/Berlin"): the zone of `showing_on` and `days`."""
     @_builtins.property
     def movies(self) -> _containers.RepeatedCompositeFieldContainer[Global___BoardMovie]:
-        """Every movie showing, by title."""
+        """The page of movies showing, by title (then id), each with its screenings to come."""
 
     @_builtins.property
     def as_of_time(self) -> _timestamp_pb2.Timestamp:
         """Time of the newest event the board reflects."""
+
+    @_builtins.property
+    def days(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The days with screenings to come on the whole board, "YYYY-MM-DD" in the cinema's time zone,
+        from today on, earliest first, at most 31 (what a day picker offers; independent of the
+        filters and of the page).
+        """
 
     def __init__(
         self,
         *,
         movies: _abc.Iterable[Global___BoardMovie] | None = ...,
         as_of_time: _timestamp_pb2.Timestamp | None = ...,
+        next_page_token: _builtins.str = ...,
+        days: _abc.Iterable[_builtins.str] | None = ...,
+        time_zone: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time", "movies", b"movies"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time", "days", b"days", "movies", b"movies", "next_page_token", b"next_page_token", "time_zone", b"time_zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -61,7 +61,8 @@ class BoardServiceServicer:
     """
 
     def GetBoard(self, request, context):
-        """Returns the board: every movie with scheduled screenings to come.
+        """Returns a page of the board: the movies with screenings to come, by title, each with its
+        screenings (of one day when `showing_on` is set). Filterable by genre, day and movie.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -37,7 +37,9 @@ class BoardServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> BoardServiceAsyncStub: ...
     GetBoard: _grpc.UnaryUnaryMultiCallable[_board_pb2.GetBoardRequest, _board_pb2.GetBoardResponse]
-    """Returns the board: every movie with scheduled screenings to come."""
+    """Returns a page of the board: the movies with screenings to come, by title, each with its
+    screenings (of one day when `showing_on` is set). Filterable by genre, day and movie.
+    """
     GetMovieBoard: _grpc.UnaryUnaryMultiCallable[_board_pb2.GetMovieBoardRequest, _board_pb2.GetMovieBoardResponse]
     """Returns the board entry of one movie."""
     ListCustomerReservations: _grpc.UnaryUnaryMultiCallable[_board_pb2.ListCustomerReservationsRequest, _board_pb2.ListCustomerReservationsResponse]
@@ -52,7 +54,9 @@ class BoardServiceAsyncStub(BoardServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetBoard: _aio.UnaryUnaryMultiCallable[_board_pb2.GetBoardRequest, _board_pb2.GetBoardResponse]  # type: ignore[assignment]
-    """Returns the board: every movie with scheduled screenings to come."""
+    """Returns a page of the board: the movies with screenings to come, by title, each with its
+    screenings (of one day when `showing_on` is set). Filterable by genre, day and movie.
+    """
     GetMovieBoard: _aio.UnaryUnaryMultiCallable[_board_pb2.GetMovieBoardRequest, _board_pb2.GetMovieBoardResponse]  # type: ignore[assignment]
     """Returns the board entry of one movie."""
     ListCustomerReservations: _aio.UnaryUnaryMultiCallable[_board_pb2.ListCustomerReservationsRequest, _board_pb2.ListCustomerReservationsResponse]  # type: ignore[assignment]
@@ -70,7 +74,9 @@ class BoardServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _board_pb2.GetBoardRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_board_pb2.GetBoardResponse, _abc.Awaitable[_board_pb2.GetBoardResponse]]:
-        """Returns the board: every movie with scheduled screenings to come."""
+        """Returns a page of the board: the movies with screenings to come, by title, each with its
+        screenings (of one day when `showing_on` is set). Filterable by genre, day and movie.
+        """
 
     @_abc_1.abstractmethod
     def GetMovieBoard(

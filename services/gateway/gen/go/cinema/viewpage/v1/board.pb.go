@@ -366,8 +366,21 @@ func (x *CustomerReservation) GetUpdateTime() *timestamppb.Timestamp {
 // Request of BoardService.GetBoard.
 type GetBoardRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Only movies of this genre; empty for all.
-	Genre         string `protobuf:"bytes,1,opt,name=genre,proto3" json:"genre,omitempty"`
+	// Only movies of this genre (case-insensitive); empty for all.
+	Genre string `protobuf:"bytes,1,opt,name=genre,proto3" json:"genre,omitempty"`
+	// Maximum number of movies to return (AIP-158); 0 means the default (50); at most 100. A page
+	// may hold fewer movies than asked (screenings that started meanwhile drop out) and still be
+	// followed by another: only an empty `next_page_token` ends the list.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// `next_page_token` of a previous response, to continue from there; empty for the first page.
+	// Valid only with the same `genre`, `showing_on` and `movie_id` as the request that returned it.
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only screenings on this date, "YYYY-MM-DD" (ISO 8601) in the cinema's time zone (see
+	// `time_zone` in the response), and only movies that have one; empty for every day to come.
+	// The same format as MovieService.ListMovies' `showing_on`.
+	ShowingOn string `protobuf:"bytes,4,opt,name=showing_on,json=showingOn,proto3" json:"showing_on,omitempty"`
+	// Only this movie (a page of at most one entry); empty for all.
+	MovieId       string `protobuf:"bytes,5,opt,name=movie_id,json=movieId,proto3" json:"movie_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -409,13 +422,49 @@ func (x *GetBoardRequest) GetGenre() string {
 	return ""
 }
 
+func (x *GetBoardRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *GetBoardRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *GetBoardRequest) GetShowingOn() string {
+	if x != nil {
+		return x.ShowingOn
+	}
+	return ""
+}
+
+func (x *GetBoardRequest) GetMovieId() string {
+	if x != nil {
+		return x.MovieId
+	}
+	return ""
+}
+
 // Response of BoardService.GetBoard.
 type GetBoardResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Every movie showing, by title.
+	// The page of movies showing, by title (then id), each with its screenings to come.
 	Movies []*BoardMovie `protobuf:"bytes,1,rep,name=movies,proto3" json:"movies,omitempty"`
 	// Time of the newest event the board reflects.
-	AsOfTime      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=as_of_time,json=asOfTime,proto3" json:"as_of_time,omitempty"`
+	AsOfTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=as_of_time,json=asOfTime,proto3" json:"as_of_time,omitempty"`
+	// Token for the next page; empty when this is the last page.
+	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// The days with screenings to come on the whole board, "YYYY-MM-DD" in the cinema's time zone,
+	// from today on, earliest first, at most 31 (what a day picker offers; independent of the
+	// filters and of the page).
+	Days []string `protobuf:"bytes,4,rep,name=days,proto3" json:"days,omitempty"`
+	// The cinema's time zone (IANA name, e.g. "Europe/Berlin"): the zone of `showing_on` and `days`.
+	TimeZone      string `protobuf:"bytes,5,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -462,6 +511,27 @@ func (x *GetBoardResponse) GetAsOfTime() *timestamppb.Timestamp {
 		return x.AsOfTime
 	}
 	return nil
+}
+
+func (x *GetBoardResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *GetBoardResponse) GetDays() []string {
+	if x != nil {
+		return x.Days
+	}
+	return nil
+}
+
+func (x *GetBoardResponse) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
 }
 
 // Request of BoardService.GetMovieBoard.
@@ -709,13 +779,22 @@ const file_cinema_viewpage_v1_board_proto_rawDesc = "" +
 	"\rpayment_state\x18\n" +
 	" \x01(\x0e2\x1f.cinema.payment.v1.PaymentStateR\fpaymentState\x12;\n" +
 	"\vupdate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"0\n" +
+	"updateTime\"\xf4\x01\n" +
 	"\x0fGetBoardRequest\x12\x1d\n" +
-	"\x05genre\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18(R\x05genre\"\x84\x01\n" +
+	"\x05genre\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18(R\x05genre\x12&\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\t\xbaH\x06\x1a\x04\x18d(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\x12E\n" +
+	"\n" +
+	"showing_on\x18\x04 \x01(\tB&\xbaH#r!2\x1f^([0-9]{4}-[0-9]{2}-[0-9]{2})?$R\tshowingOn\x12*\n" +
+	"\bmovie_id\x18\x05 \x01(\tB\x0f\xe2A\x01\x01\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\amovieId\"\xdd\x01\n" +
 	"\x10GetBoardResponse\x126\n" +
 	"\x06movies\x18\x01 \x03(\v2\x1e.cinema.viewpage.v1.BoardMovieR\x06movies\x128\n" +
 	"\n" +
-	"as_of_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\basOfTime\"?\n" +
+	"as_of_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\basOfTime\x12&\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\x12\x12\n" +
+	"\x04days\x18\x04 \x03(\tR\x04days\x12\x1b\n" +
+	"\ttime_zone\x18\x05 \x01(\tR\btimeZone\"?\n" +
 	"\x14GetMovieBoardRequest\x12'\n" +
 	"\bmovie_id\x18\x01 \x01(\tB\f\xe2A\x01\x02\xbaH\x05r\x03\xb0\x01\x01R\amovieId\"M\n" +
 	"\x15GetMovieBoardResponse\x124\n" +

@@ -32,7 +32,8 @@ const (
 // reviews, and a customer's reservations with their live status. Read from a model that the
 // viewpage service builds from the events of every context; eventually consistent with them.
 type BoardServiceClient interface {
-	// Returns the board: every movie with scheduled screenings to come.
+	// Returns a page of the board: the movies with screenings to come, by title, each with its
+	// screenings (of one day when `showing_on` is set). Filterable by genre, day and movie.
 	GetBoard(ctx context.Context, in *GetBoardRequest, opts ...grpc.CallOption) (*GetBoardResponse, error)
 	// Returns the board entry of one movie.
 	GetMovieBoard(ctx context.Context, in *GetMovieBoardRequest, opts ...grpc.CallOption) (*GetMovieBoardResponse, error)
@@ -86,7 +87,8 @@ func (c *boardServiceClient) ListCustomerReservations(ctx context.Context, in *L
 // reviews, and a customer's reservations with their live status. Read from a model that the
 // viewpage service builds from the events of every context; eventually consistent with them.
 type BoardServiceServer interface {
-	// Returns the board: every movie with scheduled screenings to come.
+	// Returns a page of the board: the movies with screenings to come, by title, each with its
+	// screenings (of one day when `showing_on` is set). Filterable by genre, day and movie.
 	GetBoard(context.Context, *GetBoardRequest) (*GetBoardResponse, error)
 	// Returns the board entry of one movie.
 	GetMovieBoard(context.Context, *GetMovieBoardRequest) (*GetMovieBoardResponse, error)
