@@ -4,8 +4,11 @@
 event side in the background: NATS (reconnecting forever), the streams, and the four durable
 `viewpage` consumers, which announce every applied change on the `<prefix>:changes` channel
 (live pages, services/web). Reads never wait for NATS: with it down, the board is served as it was.
-`stop()` stops the consumers, closes NATS and Redis. `host()` wraps it in the kit's ServiceHost;
-`rebuild()` is the `rebuild` command's work (it needs no gRPC server).
+A live generation built by older code (without the materialised entries) or for another time
+zone (the days would be wrong) is rebuilt by replay in the background once the consumers run; it
+keeps serving meanwhile (see service_layer.rebuild). `stop()` stops the consumers, closes NATS
+and Redis. `host()` wraps it in the kit's ServiceHost; `rebuild()` is the `rebuild` command's
+work (it needs no gRPC server).
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import logging
 import grpc.aio
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
+from nats.js.client import JetStreamContext
 
+from services.kit import errors
 from services.kit.events.connection import connect_forever, ensure_streams_forever
 from services.kit.events.consumer import EventConsumer
 from services.kit.server import ServiceHost
 from services.viewpage.adapters import grpc_api
-from services.viewpage.adapters.redis_store import RedisChangeFeed, RedisReadModel
+from services.viewpage.adapters.redis_store import LAYOUT, RedisChangeFeed, RedisReadModel
 from services.viewpage.adapters.replay import JetStreamHistory
 from services.viewpage.entrypoints.event_consumers import BoardEventHandler, LagObserver, board_consumers
 from services.viewpage.service_layer.rebuild import RebuildReport
@@ -33,6 +38,11 @@ log = logging.getLogger(__name__)
 
 SERVICE = "viewpage"
 STOP_TIMEOUT_S = 10.0
+
+
+def model_shape(settings: ViewpageSettings) -> str:
+    """What a generation built by this code with these settings looks like (see ensure_initialised)."""
+    return f"{LAYOUT}/{settings.time_zone}"
 
 
 class ViewpageApp:
@@ -47,11 +57,13 @@ class ViewpageApp:
         self._on_applied = on_applied
         self._events_task: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
+        self.shape_current = True
+        self.upgrade: asyncio.Task[None] | None = None  # the rebuild of an outdated board, if any
 
     async def open_store(self) -> RedisReadModel:
         self.redis = aioredis.from_url(self.settings.redis_url, max_connections=64)
         self.store = RedisReadModel(self.redis, self.settings.key_prefix)
-        await self.store.ensure_initialised()
+        self.shape_current = await self.store.ensure_initialised(model_shape(self.settings))
         return self.store
 
     async def start(self) -> None:
@@ -80,11 +92,39 @@ class ViewpageApp:
         self.consumers = board_consumers(js, self.handler, self.settings.consumer_batch)
         self.events_ready.set()
         log.info("viewpage consumers running", extra={"nats": self.settings.nats_url})
+        if not self.shape_current:
+            self.upgrade = asyncio.create_task(self._rebuild_outdated(js), name="viewpage-upgrade")
         await asyncio.gather(*(c.run() for c in self.consumers))
+
+    async def _rebuild_outdated(self, js: JetStreamContext) -> None:
+        assert self.store is not None
+        log.warning(
+            "the live board was built by older code or for another time zone: rebuilding it from the streams",
+            extra={"shape": model_shape(self.settings)},
+        )
+        try:
+            report = await rebuild_board(
+                self.store,
+                JetStreamHistory(js, batch=self.settings.replay_batch),
+                zone=self.settings.zone,
+                shape=model_shape(self.settings),
+            )
+        except errors.FailedPrecondition as exc:  # another replica is at it (or died at it: rebuild --force)
+            log.warning("board not rebuilt here: %s", exc)
+        except Exception:
+            log.exception("rebuilding the outdated board failed (run: python -m services.viewpage rebuild)")
+        else:
+            self.shape_current = True
+            log.info("outdated board rebuilt", extra={"events": report.events, "generation": report.generation})
 
     async def stop(self) -> None:
         """Stop the consumers, close NATS and Redis; tolerates a half-done start."""
         self._closing.set()
+        upgrade, self.upgrade = self.upgrade, None
+        if upgrade is not None and not upgrade.done():
+            upgrade.cancel()  # the rebuild abandons its generation; the next start tries again
+            with contextlib.suppress(asyncio.CancelledError):
+                await upgrade
         for consumer in self.consumers:
             consumer.stop()
         task, self._events_task = self._events_task, None
@@ -124,9 +164,9 @@ async def rebuild(settings: ViewpageSettings, *, force: bool = False) -> Rebuild
     nc = await connect_forever(settings.nats_url, f"{SERVICE}-rebuild", closing=closing.is_set, logger=log)
     try:
         store = RedisReadModel(client, settings.key_prefix)
-        await store.ensure_initialised()
+        await store.ensure_initialised(model_shape(settings))
         history = JetStreamHistory(nc.jetstream(), batch=settings.replay_batch)
-        return await rebuild_board(store, history, force=force, zone=settings.zone)
+        return await rebuild_board(store, history, force=force, zone=settings.zone, shape=model_shape(settings))
     finally:
         closing.set()
         await nc.close()

@@ -482,6 +482,7 @@ local prefix = ARGV[1]
 if redis.call('GET', prefix .. ':building') ~= ARGV[2] then return -1 end
 local old = redis.call('GET', prefix .. ':live') or '1'
 redis.call('SET', prefix .. ':live', ARGV[2])
+redis.call('SET', prefix .. ':shape', ARGV[3])
 redis.call('DEL', prefix .. ':building')
 return tonumber(old)
 """
@@ -537,9 +538,18 @@ class RedisReadModel:
         except (ConnectionError, TimeoutError, aioredis.ConnectionError, aioredis.TimeoutError) as exc:
             raise errors.Unavailable(f"the board store is unreachable: {exc}", retry_after_s=1.0) from exc
 
-    async def ensure_initialised(self) -> None:
-        """Make generation 1 live on a fresh Redis (a no-op when a generation is live)."""
-        await self._r.set(f"{self.prefix}:live", 1, nx=True)
+    async def ensure_initialised(self, shape: str = "") -> bool:
+        """Make generation 1 live on a fresh Redis (a no-op when a generation is live).
+
+        `shape` names what the applies write (the model's layout and the time zone of its days):
+        a fresh store takes it; the result says whether the live generation has it, i.e. whether
+        it was built by code that writes what this code reads (else: rebuild, see bootstrap).
+        """
+        if await self._r.set(f"{self.prefix}:live", 1, nx=True):
+            await self._r.set(f"{self.prefix}:shape", shape)
+            return True
+        current = await self._r.get(f"{self.prefix}:shape")
+        return (current.decode() if isinstance(current, bytes) else current or "") == shape
 
     async def apply(self, plan: Plan, generation: int | None = None) -> Outcome:
         target = "" if generation is None else str(generation)
@@ -635,8 +645,8 @@ class RedisReadModel:
         await self.drop_generation(generation)  # fresh, whatever a crashed attempt left
         return generation
 
-    async def switch_to(self, generation: int) -> int:
-        replaced = int(await self._call(self._switch, str(generation)))
+    async def switch_to(self, generation: int, shape: str = "") -> int:
+        replaced = int(await self._call(self._switch, str(generation), shape))
         if replaced < 0:
             raise errors.FailedPrecondition(
                 f"generation {generation} is no longer the one being built (a forced rebuild took over)",
@@ -676,6 +686,11 @@ class RedisReadModel:
             elif kind == "set":
                 model[name] = sorted(m.decode() for m in await r.smembers(key))
         return model
+
+
+# What the applies write, for `ensure_initialised`'s shape: bump it whenever a change of the
+# scripts makes a generation written by the old ones unreadable or incomplete for the new ones.
+LAYOUT = "entries-1"
 
 
 def board_index(genre: str, day: str) -> str:

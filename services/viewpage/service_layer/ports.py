@@ -105,8 +105,8 @@ class ReadModelStore(Protocol):
         """A fresh, empty generation that live appliers also write to from now on."""
         ...
 
-    async def switch_to(self, generation: int) -> int:
-        """Make `generation` live (atomically); returns the one it replaced."""
+    async def switch_to(self, generation: int, shape: str = "") -> int:
+        """Make `generation` live (atomically), built as `shape`; returns the one it replaced."""
         ...
 
     async def abandon(self, generation: int) -> None:

@@ -32,7 +32,7 @@ class RebuildReport:
 
 
 async def rebuild(
-    store: ReadModelStore, history: EventHistory, *, force: bool = False, zone: tzinfo = UTC
+    store: ReadModelStore, history: EventHistory, *, force: bool = False, zone: tzinfo = UTC, shape: str = ""
 ) -> RebuildReport:
     started = time.perf_counter()
     generation = await store.begin_generation(force=force)
@@ -42,7 +42,7 @@ async def rebuild(
         async for batch in history.replay():
             await store.apply_many([plan_for(event, meta, zone) for event, meta in batch], generation)
             events += len(batch)
-        replaced = await store.switch_to(generation)
+        replaced = await store.switch_to(generation, shape)
     except BaseException:
         await store.abandon(generation)
         raise

@@ -21,7 +21,7 @@ from nats.js.errors import NotFoundError
 from services.kit.events import jetstream
 from services.kit.testing_tokens import LocalTokenIssuer
 from services.viewpage.adapters.redis_store import RedisReadModel
-from services.viewpage.bootstrap import ViewpageApp
+from services.viewpage.bootstrap import ViewpageApp, model_shape
 from services.viewpage.entrypoints.event_consumers import LagObserver
 from services.viewpage.settings import ViewpageSettings
 from tests.support.servers import Server
@@ -83,9 +83,9 @@ async def redis_client(redis_server: Server) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-async def store(redis_client: aioredis.Redis, prefix: str) -> RedisReadModel:
+async def store(redis_client: aioredis.Redis, prefix: str, settings: ViewpageSettings) -> RedisReadModel:
     model = RedisReadModel(redis_client, prefix)
-    await model.ensure_initialised()
+    await model.ensure_initialised(model_shape(settings))  # as the apps do: they see it current
     return model
 
 

@@ -179,3 +179,31 @@ async def test_board_read_rate_against_raw_get(
         f"GetMovieBoard {movies:,.0f}/s (store + assembly, 16 in flight, one Redis round trip each)"
     )
     assert boards > 0 and movies > 0 and raw > 0
+
+
+async def test_a_board_built_by_older_code_is_rebuilt_when_the_service_starts(
+    start_app: AppFactory, js: JetStreamContext, store: RedisReadModel, redis_client: aioredis.Redis
+) -> None:
+    workload = h.Workload(movies=3, screenings_per_movie=2)
+    first = await start_app()
+    await h.publish_in_order(js, workload.catalog)
+
+    async def listed() -> bool:
+        return (await queries.get_board(store)).count == 3
+
+    await h.eventually(listed)
+    await first.stop()
+    # What the code before the materialised entries left: documents and counters only, no shape.
+    live = await store.live_generation()
+    derived = [key async for key in redis_client.scan_iter(match=f"{store.prefix}:g{live}:ix*")]
+    derived += [f"{store.prefix}:g{live}:{name}".encode() for name in ("entries", "ixm", "days")]
+    await redis_client.delete(f"{store.prefix}:shape", *derived)
+    assert (await queries.get_board(store)).count == 0
+
+    second = await start_app()
+    assert not second.shape_current
+    await h.eventually(listed)
+    assert await store.live_generation() > live
+    assert second.upgrade is not None
+    await second.upgrade
+    assert second.shape_current
