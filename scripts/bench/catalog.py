@@ -11,6 +11,7 @@ collide with the halls of the first.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import random
 import sys
@@ -21,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import grpc.aio
+from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 
 from cinema.common.v1.money_pb2 import Money
 from cinema.common.v1.seat_pb2 import SeatMap
@@ -28,11 +30,14 @@ from cinema.movie.v1 import movie_pb2, movie_pb2_grpc
 from cinema.reservation.v1 import reservation_pb2, reservation_pb2_grpc
 from cinema.viewpage.v1 import board_pb2, board_pb2_grpc
 from scripts.bench.auth import Metadata
+from services.kit.grpc_errors import find_detail
 
 HALLS = 10
 SLOTS_PER_DAY = 4  # 10:00, 14:00, 18:00, 22:00: four hours hold the longest movie plus cleaning
 PARALLEL = 16
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED, grpc.StatusCode.DEADLINE_EXCEEDED)
+RETRY_BUDGET_S = 120.0  # a seeding call is given up after this long of retryable failures
+MAX_RETRY_WAIT_S = 10.0  # a hint longer than this is not waited out in full (bounded)
 
 _FIRST = ("The", "A", "Last", "Silent", "Midnight", "Northern", "Paper", "Golden", "Hidden", "Electric")
 _SECOND = ("Harbor", "Orchard", "Signal", "Garden", "Winter", "Engine", "Letters", "Lantern", "Frontier", "Tide")
@@ -87,14 +92,47 @@ class Progress:
                 print()
 
 
-async def _call_with_retry(call: grpc.aio.UnaryUnaryMultiCallable, request: object, metadata: Metadata) -> object:  # type: ignore[type-arg]
-    for attempt in range(6):
+def retry_hint_s(err: grpc.aio.AioRpcError) -> float | None:
+    """The server's google.rpc.RetryInfo delay in seconds, if the error carries one."""
+    info = find_detail(err, error_details_pb2.RetryInfo)
+    if info is None or not info.HasField("retry_delay"):
+        return None
+    seconds: float = info.retry_delay.ToTimedelta().total_seconds()
+    return max(0.0, seconds)
+
+
+async def call_with_retry(
+    call: grpc.aio.UnaryUnaryMultiCallable,  # type: ignore[type-arg]
+    request: object,
+    metadata: Metadata,
+    *,
+    timeout_s: float = 20,
+    give_up_after_s: float = RETRY_BUDGET_S,
+    rng: random.Random | None = None,
+) -> object:
+    """Send `request` until it is answered, the same request again on a retryable status.
+
+    Idempotent requests only (they carry a request id): a retry is the same request. The wait
+    before a retry is the server's RetryInfo hint when it sends one (e.g. movie's "the first
+    attempt of this request is still booking the hall; retry", or an admission refusal), else
+    an exponential backoff from 0.2 s, both with a little jitter and capped at
+    `MAX_RETRY_WAIT_S`; after `give_up_after_s` the last error is raised.
+    """
+    jitter = rng or random.Random()
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + give_up_after_s
+    for attempt in itertools.count():
         try:
-            return await call(request, metadata=metadata, timeout=20)
+            return await call(request, metadata=metadata, timeout=timeout_s)
         except grpc.aio.AioRpcError as err:
-            if err.code() not in RETRYABLE or attempt == 5:
+            if err.code() not in RETRYABLE:
                 raise
-            await asyncio.sleep(0.2 * 2**attempt)
+            hint = retry_hint_s(err)
+            wait_s = min(hint if hint is not None else 0.2 * 2 ** min(attempt, 5), MAX_RETRY_WAIT_S)
+            wait_s *= 1 + 0.2 * jitter.random()  # spread the retries of a parallel batch
+            if loop.time() + wait_s > give_up_at:
+                raise
+            await asyncio.sleep(wait_s)
     raise AssertionError("unreachable")
 
 
@@ -120,7 +158,7 @@ async def seed_catalog(
             request = movie_pb2.CreateMovieRequest(movie=movie, request_id=str(uuid.uuid5(namespace, f"movie/{i}")))
             async with limit:
                 try:
-                    reply = await _call_with_retry(stub.CreateMovie, request, manager)
+                    reply = await call_with_retry(stub.CreateMovie, request, manager)
                 except grpc.aio.AioRpcError:
                     progress.step(ok=False)
                     raise
@@ -151,7 +189,7 @@ async def seed_catalog(
             )
             async with limit:
                 try:
-                    reply = await _call_with_retry(stub.ScheduleScreening, request, manager)
+                    reply = await call_with_retry(stub.ScheduleScreening, request, manager)
                 except grpc.aio.AioRpcError:
                     progress.step(ok=False)
                     raise
@@ -185,7 +223,9 @@ async def wait_until_propagated(
                         reservation_pb2.GetSeatAvailabilityRequest(screening_id=sid), metadata=customer, timeout=5
                     )
                 except grpc.aio.AioRpcError as err:
-                    if err.code() != grpc.StatusCode.NOT_FOUND:
+                    if err.code() in RETRYABLE:  # a busy stack: ask again after its hint
+                        await asyncio.sleep(min(retry_hint_s(err) or 0.2, MAX_RETRY_WAIT_S))
+                    elif err.code() != grpc.StatusCode.NOT_FOUND:
                         raise
                     continue
                 unknown.discard(sid)
@@ -193,7 +233,13 @@ async def wait_until_propagated(
             if unknown:
                 await asyncio.sleep(0.2)
         while time.monotonic() < deadline:
-            reply = await board.GetBoard(board_pb2.GetBoardRequest(), timeout=10)
+            try:
+                reply = await board.GetBoard(board_pb2.GetBoardRequest(), timeout=10)
+            except grpc.aio.AioRpcError as err:
+                if err.code() not in RETRYABLE:
+                    raise
+                await asyncio.sleep(min(retry_hint_s(err) or 0.2, MAX_RETRY_WAIT_S))
+                continue
             shown = {s.screening_id for m in reply.movies for s in m.screenings}
             if not unknown and wanted <= shown:
                 print(f"  the board shows all {len(wanted)} screenings", flush=True)

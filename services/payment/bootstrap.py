@@ -79,6 +79,7 @@ class PaymentApp:
             processor=self.processor,
             clock=self.clock,
             retry_after_s=self.settings.retry_after_s,
+            authorization_limit_s=self.settings.authorization_limit_s,
         )
 
     async def start(self) -> None:

@@ -11,6 +11,10 @@ Besides the kit's variables (`PAYMENT_GRPC_PORT`, `PAYMENT_JWKS_SOURCE`, `PAYMEN
 - `PAYMENT_PROCESSOR_FAILURE_RATE` (default 0, 0..1): share of authorizations that fail with a
   processor error (the caller gets UNAVAILABLE with a retry hint; nothing is charged or stored).
 - `PAYMENT_RETRY_AFTER_S` (default 1): the retry hint of that UNAVAILABLE.
+- `PAYMENT_AUTHORIZATION_LIMIT_S` (default 5): an authorization runs to its end even when its
+  caller's deadline passes (a repeat joins it), but the processor gets at most this long; past
+  it the authorization is abandoned, uncharged. Reservation's `RESERVATION_PAYMENT_WORK_LIMIT_S`
+  must not be smaller.
 
 The gRPC port defaults to 15052 and the metrics port to 19102.
 """
@@ -39,3 +43,4 @@ class PaymentSettings(KitSettings):
     processor_latency_jitter_ms: float = Field(default=0.0, ge=0)
     processor_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     retry_after_s: float = Field(default=1.0, gt=0)
+    authorization_limit_s: float = Field(default=5.0, gt=0)

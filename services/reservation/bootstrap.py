@@ -110,6 +110,9 @@ class ReservationApp:
             payments=self._payments,
             clock=UtcClock(),
             payment_deadline_s=s.payment_deadline_s,
+            payment_wait_s=s.payment_wait_s,
+            pending_window_s=s.pending_window_s,
+            payment_work_limit_s=s.payment_work_limit_s,
             retry_after_s=s.retry_after_s,
         )
         self._reconciler = ReconcilerLoop(

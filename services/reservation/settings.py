@@ -8,8 +8,18 @@ services.kit.settings), the service reads:
 - `RESERVATION_NATS_URL`: NATS JetStream (events in and out).
 - `RESERVATION_PAYMENT_ADDRESS`: `host:port` of payment's gRPC API; locally the Envoy listener
   in front of payment, in Kubernetes the mesh service name.
-- `RESERVATION_PAYMENT_DEADLINE_MS`: gRPC deadline of a call to payment (default 800, so that
-  a caller gets UNAVAILABLE within a second when payment is down).
+- `RESERVATION_PAYMENT_DEADLINE_MS`: gRPC deadline of one call to payment (default 800). A call
+  that passes it is sent again (payment finishes an authorization it started and answers the
+  repeat from it), within:
+- `RESERVATION_PAYMENT_WAIT_MS` (default 1500): the most CreateReservation spends asking payment
+  before it answers UNAVAILABLE (retry with the same request id); the caller's own deadline
+  may leave less. Below the mesh's per-try timeout of the reservation route (2 s).
+- `RESERVATION_PENDING_WINDOW_S` (default 15): a PENDING reservation whose payment still has no
+  outcome this long after its seats were claimed is failed (PAYMENT_NOT_COMPLETED) and its seats
+  are released; until then the reconciler settles it by payment's outcome, whenever it comes.
+- `RESERVATION_PAYMENT_WORK_LIMIT_S` (default 5): how long payment may keep working on an
+  authorization (payment's `PAYMENT_AUTHORIZATION_LIMIT_S`; keep this at least as large). No
+  authorization is sent later than the pending window minus this after the claim.
 - `RESERVATION_PAYMENT_TOKEN_FILE`: file holding the bearer token (a JWT with role `service`)
   sent to payment; re-read when it changes. Empty: calls go without a token.
 - `RESERVATION_TOKEN_URL`, `RESERVATION_CLIENT_ID` (default `reservation`),
@@ -17,8 +27,8 @@ services.kit.settings), the service reads:
   OAuth2 token endpoint (client credentials, e.g. identity's `/oauth2/token`), cached and
   refreshed before it expires, instead of from the token file.
 - `RESERVATION_RECONCILER_INTERVAL_S`: pause between two reconciler rounds.
-- `RESERVATION_RECONCILER_WINDOW_S`: a PENDING reservation older than this is settled by the
-  reconciler; must exceed the payment deadline.
+- `RESERVATION_RECONCILER_WINDOW_S`: a PENDING reservation older than this is looked at by the
+  reconciler (settled by payment's outcome); must exceed the payment deadline.
 - `RESERVATION_RETRY_AFTER_S`: the retry delay told to callers with UNAVAILABLE.
 """
 
@@ -44,6 +54,9 @@ class ReservationSettings(KitSettings):
 
     payment_address: str = "127.0.0.1:15052"
     payment_deadline_ms: int = Field(default=800, ge=10)
+    payment_wait_ms: int = Field(default=1500, ge=10)
+    pending_window_s: float = Field(default=15.0, gt=0)
+    payment_work_limit_s: float = Field(default=5.0, gt=0)
     payment_token_file: str = ""
     token_url: str = ""
     client_id: str = "reservation"
@@ -58,11 +71,25 @@ class ReservationSettings(KitSettings):
     def payment_deadline_s(self) -> float:
         return self.payment_deadline_ms / 1000
 
+    @property
+    def payment_wait_s(self) -> float:
+        return self.payment_wait_ms / 1000
+
     @model_validator(mode="after")
     def _window_exceeds_deadline(self) -> ReservationSettings:
         # A shorter window would fail reservations whose authorization is still in flight.
         if self.reconciler_window_s <= self.payment_deadline_s + 0.5:
             raise ValueError("RESERVATION_RECONCILER_WINDOW_S must exceed the payment deadline (plus its 0.5 s grace)")
+        if (
+            self.pending_window_s
+            <= self.payment_work_limit_s + self.payment_deadline_s + 0.5 + self.reconciler_window_s
+        ):
+            # Otherwise no authorization could ever be sent, or the reconciler could give up on
+            # one that payment is still allowed to approve.
+            raise ValueError(
+                "RESERVATION_PENDING_WINDOW_S must exceed RESERVATION_PAYMENT_WORK_LIMIT_S plus the payment "
+                "deadline (and its 0.5 s grace) plus RESERVATION_RECONCILER_WINDOW_S"
+            )
         if self.token_url and not self.client_secret_file:
             raise ValueError("RESERVATION_TOKEN_URL needs RESERVATION_CLIENT_SECRET_FILE")
         if self.db_pool_min > self.db_pool_max:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import grpc
 import grpc.aio
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -74,6 +75,7 @@ def authorize_command(request: payment_pb2.AuthorizePaymentRequest) -> Authorize
 class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     def __init__(self, deps: PaymentDependencies) -> None:
         self._deps = deps
+        self._authorizations = use_cases.Authorizations()
 
     async def AuthorizePayment(
         self, request: payment_pb2.AuthorizePaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -81,11 +83,17 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         # Authorization before validation: a caller without the right learns nothing of the contract.
         require_role(current_caller(), *ALLOWED_ROLES)
         validate(request)
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            # Reached us after the caller's deadline (queued, or this process was paused): the
+            # caller counts on no authorization starting that late (see Authorizations).
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the authorization began")
         with (
             bind_correlation(request.reservation_id, reservation_id=request.reservation_id),
             store_outage_is_unavailable(self._deps.retry_after_s),
         ):
-            payment = await use_cases.authorize_payment(authorize_command(request), self._deps)
+            # Runs to its end even if this call is cancelled (see use_cases.Authorizations).
+            payment = await self._authorizations.authorize(authorize_command(request), self._deps)
         return payment_pb2.AuthorizePaymentResponse(payment=payment_message(payment))
 
     async def GetPayment(

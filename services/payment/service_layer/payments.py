@@ -7,6 +7,15 @@ processor is given the reservation id as its own idempotency key, so that two co
 first calls for one reservation are charged once; the loser of the insert race returns the
 winner's payment.
 
+An authorization, once started, runs to its end even when its caller goes away (its deadline
+passed on a busy machine, the mesh cut the call): `Authorizations` runs each in its own task
+and a repeat of the same request joins the one in progress. Otherwise a slow payment would be
+thrown away at the caller's deadline and asked again from scratch, and reservation's reconciler
+would find no outcome at all. The bound reservation relies on: an authorization starts only
+while its call's deadline has not passed (the gRPC adapter checks), and its processor call is
+cut at `authorization_limit_s` (nothing is charged past it), so reservation can tell when no
+authorization it sent can still be approved.
+
 A second call with the same reservation but a different amount is refused with
 FailedPrecondition(AMOUNT_MISMATCH): the payment exists and cannot be changed, and the
 caller's request conflicts with that state (ALREADY_EXISTS would suggest that returning the
@@ -15,6 +24,7 @@ payment is the whole answer, which for a different amount it is not).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -46,6 +56,8 @@ class PaymentDependencies:
     clock: Clock
     new_id: Callable[[], str] = field(default=new_uuid)
     retry_after_s: float = 1.0  # hint in UNAVAILABLE when the processor fails
+    # The card processor gets this long; past it the authorization is abandoned uncharged.
+    authorization_limit_s: float = 5.0
 
 
 # ------------------------------------------------------------------------------- commands
@@ -108,8 +120,9 @@ async def authorize_payment(cmd: AuthorizePayment, deps: PaymentDependencies) ->
     now = deps.clock.now()
     card = Card.parse(cmd.card.number, cmd.card.expiry_month, cmd.card.expiry_year, cmd.card.cvc, now=now)
     try:
-        response = await deps.processor.authorize(cmd.reservation_id, card, cmd.amount)
-    except ProcessorUnavailable as error:
+        async with asyncio.timeout(deps.authorization_limit_s):
+            response = await deps.processor.authorize(cmd.reservation_id, card, cmd.amount)
+    except (ProcessorUnavailable, TimeoutError) as error:
         log.warning("card processor unavailable", extra={"reservation_id": cmd.reservation_id, "card": repr(card)})
         raise Unavailable(
             "the card processor is unavailable; nothing was charged",
@@ -149,6 +162,43 @@ async def authorize_payment(cmd: AuthorizePayment, deps: PaymentDependencies) ->
     twin = await _existing(cmd, deps)
     assert twin is not None  # the unique violation means it is stored
     return twin
+
+
+class Authorizations:
+    """The authorizations in progress in this process, each run to its end in its own task.
+
+    `authorize` starts one, or joins the one in progress for the same request (same
+    reservation, amount, card), and waits for it; if the waiting caller is cancelled (its
+    deadline passed), the authorization goes on and stores its outcome, which a repeat or
+    GetPaymentByReservation then reads.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[str, tuple[AuthorizePayment, asyncio.Task[Payment]]] = {}
+
+    @property
+    def in_progress(self) -> int:
+        return len(self._running)
+
+    async def authorize(self, cmd: AuthorizePayment, deps: PaymentDependencies) -> Payment:
+        running = self._running.get(cmd.reservation_id)
+        if running is not None and running[0] == cmd:
+            task = running[1]
+        else:
+            # A different request for the same reservation runs on its own: the stored
+            # payment and the processor's idempotency key still make it one charge.
+            task = asyncio.create_task(authorize_payment(cmd, deps), name=f"authorize {cmd.reservation_id}")
+            self._running[cmd.reservation_id] = (cmd, task)
+            task.add_done_callback(lambda done: self._finished(cmd.reservation_id, done))
+        return await asyncio.shield(task)
+
+    def _finished(self, reservation_id: str, task: asyncio.Task[Payment]) -> None:
+        running = self._running.get(reservation_id)
+        if running is not None and running[1] is task:
+            del self._running[reservation_id]
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # Retrieved here so that an outcome nobody waited for still leaves a trace.
+            log.info("authorization ended with %s", type(error).__name__, extra={"reservation_id": reservation_id})
 
 
 async def _existing(cmd: AuthorizePayment, deps: PaymentDependencies) -> Payment | None:

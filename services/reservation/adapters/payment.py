@@ -5,8 +5,9 @@ payment). Every call carries a deadline, the service bearer token (read from a f
 an OAuth2 token endpoint by services.kit.oauth_client), and the trace context (the kit's
 client interceptors). Whatever keeps payment from answering —
 refused connection, UNAVAILABLE, DEADLINE_EXCEEDED, the mesh's breaker overflow
-(RESOURCE_EXHAUSTED or UNAVAILABLE from Envoy), a bad token of ours — becomes
-PaymentUnavailable, so the use case can answer the caller at once instead of hanging.
+(RESOURCE_EXHAUSTED or UNAVAILABLE from Envoy), payment's own admission refusal, a bad token of
+ours — becomes PaymentUnavailable (with payment's retry hint when it gave one), so the use case
+decides whether to try again or answer the caller, instead of hanging.
 """
 
 from __future__ import annotations
@@ -165,7 +166,9 @@ class GrpcPaymentGateway:
             if error.code() is grpc.StatusCode.INVALID_ARGUMENT:
                 raise _invalid_argument(error) from None
             raise self._unavailable("AuthorizePayment", reservation_id, error) from None
-        except (TimeoutError, OSError, RuntimeError) as error:
+        except TimeoutError as error:
+            raise PaymentUnavailable(f"payment call failed: {error!r}", slow=True) from None
+        except (OSError, RuntimeError) as error:
             raise PaymentUnavailable(f"payment call failed: {error!r}") from None
         return _result(response.payment)
 
@@ -203,4 +206,21 @@ class GrpcPaymentGateway:
             error.details(),
             extra={"reservation_id": reservation_id, "payment_address": self._address},
         )
-        return PaymentUnavailable(f"payment {method}: {code.name if code else '?'}: {error.details()}")
+        details = error.details() or ""
+        # DEADLINE_EXCEEDED from payment or the mesh; Envoy's per-try timeout arrives as
+        # UNAVAILABLE "upstream request timeout". Either way payment may still be at work.
+        slow = code is grpc.StatusCode.DEADLINE_EXCEEDED or (
+            code is grpc.StatusCode.UNAVAILABLE and "timeout" in details.lower()
+        )
+        return PaymentUnavailable(
+            f"payment {method}: {code.name if code else '?'}: {details}", slow=slow, retry_after_s=_retry_hint(error)
+        )
+
+
+def _retry_hint(error: grpc.aio.AioRpcError) -> float | None:
+    """Payment's google.rpc.RetryInfo in seconds, if it sent one (e.g. refused while at its limit)."""
+    info = find_detail(error, error_details_pb2.RetryInfo)
+    if info is None or not info.HasField("retry_delay"):
+        return None
+    seconds: float = info.retry_delay.ToTimedelta().total_seconds()
+    return max(0.0, seconds)

@@ -5,18 +5,27 @@ inside a database transaction (it would hold row locks for the length of a netwo
 
 1. one transaction: idempotency lookup, validation against the replica, seat claim (the
    unique constraint decides races), reservation saved PENDING;
-2. no transaction: payment.Authorize with a deadline;
+2. no transaction: payment.Authorize, each attempt with a deadline, tried again while the
+   caller's time (at most `payment_wait_s`) allows;
 3. a second transaction: CONFIRMED (+ ReservationConfirmed in the outbox), or FAILED with
    the seats released.
 
-When payment gives no answer (unreachable, deadline passed, breaker open) the reservation is
-left PENDING and the caller gets UNAVAILABLE at once. We do not void it on the spot because
-the outcome is unknown: a timed-out authorization may have been approved, and voiding would
-leave an approved payment for a reservation that does not stand. The reconciler asks payment
-what happened once it answers again and confirms or fails the reservation; until then the
-seats stay held, at most for the reconciler's window. A retry with the same request_id
-returns the same reservation, and if it is still PENDING re-sends the (idempotent per
-reservation) authorization, so a retry can settle it sooner but never charges twice.
+Once the seats are claimed, a busy machine must not cost the customer the sale. Payment is
+idempotent per reservation and finishes an authorization it has started even when our
+deadline passes, so a slow attempt is simply asked again: the repeat joins the one in
+progress or reads its stored outcome, and never charges twice. A refusal before any work
+(payment at its concurrency limit, with a retry hint) is retried after the hint.
+
+When payment still has not answered when the caller's time is up, the reservation is left
+PENDING and the caller gets UNAVAILABLE (retry with the same request_id). We do not void it on
+the spot because the outcome is unknown: the authorization may be approved a moment later,
+and voiding would leave an approved payment for a reservation that does not stand. The
+reconciler asks payment for the outcome and confirms or fails the reservation; it fails one
+for lack of a payment only after `pending_window_s`. A retry with the same request_id returns
+the same reservation, and if it is still PENDING asks payment again (the same idempotent
+authorization), so a retry gets the eventual result and can settle it sooner. No
+authorization is sent once too little of the window is left for payment to finish it
+(`payment_work_limit_s`): from then on a retry only asks payment what became of it.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.reservation.domain.policy import check_reservation_request, parse_seats
@@ -61,21 +71,45 @@ async def create_reservation(cmd: CreateReservation, deps: BookingDependencies) 
 
     Returns the reservation (CONFIRMED; or CANCELLED on a replay of one cancelled since).
     Raises InvalidArgument / NotFound / FailedPrecondition (SCREENING_*, SEATS_TAKEN,
-    PAYMENT_DECLINED with `decline_reason`, REQUEST_ID_REUSED) or Unavailable (payment).
+    PAYMENT_DECLINED with `decline_reason`, PAYMENT_NOT_COMPLETED, REQUEST_ID_REUSED) or
+    Unavailable (payment has not answered yet: retry with the same request_id).
     """
     if not cmd.request_id:
         raise InvalidArgument.for_field("request_id", "an idempotency key is required")
+    loop = asyncio.get_running_loop()
+    # The caller's deadline counts from its arrival, not from the end of the claim.
+    answer_by = loop.time() + deps.payment_wait_s
+    if cmd.time_budget_s is not None:
+        answer_by = min(answer_by, loop.time() + cmd.time_budget_s - deps.answer_margin_s)
     reservation = await _open_or_find(cmd, deps)
     if reservation.state is not ReservationState.PENDING:
         return outcome(reservation, deps)  # a replay of a settled request: the same answer again
-    try:
-        result = await _authorize(reservation, cmd, deps)
-    except InvalidArgument:
-        # Payment refused the card as malformed or expired: nothing was charged, so the
-        # seats go back now and the caller learns which card field is wrong.
-        await _fail_and_release(reservation.id, INVALID_CARD, deps)
-        raise
+    if _authorization_time_left(reservation, deps) <= 0:
+        # Too late in the pending window to start an authorization payment might still be
+        # working on when the reconciler gives up: only ask what became of the earlier ones.
+        result = await _look_up(reservation, deps)
+    else:
+        try:
+            result = await _authorize(reservation, cmd, answer_by, deps)
+        except InvalidArgument:
+            # Payment refused the card as malformed or expired: nothing was charged, so the
+            # seats go back now and the caller learns which card field is wrong.
+            await _fail_and_release(reservation.id, INVALID_CARD, deps)
+            raise
     return outcome(await settle(reservation.id, result, deps), deps)
+
+
+def _authorization_time_left(reservation: Reservation, deps: BookingDependencies) -> float:
+    """Seconds during which an authorization may still be sent for this PENDING reservation.
+
+    An authorization sent later could still be in progress at payment (for up to its work
+    limit, after our deadline and grace) when the reconciler fails the reservation at the end
+    of the pending window, and its approval would then be left for a reservation that does not stand.
+    """
+    last_send = reservation.created_at + timedelta(
+        seconds=deps.pending_window_s - deps.payment_work_limit_s - deps.payment_deadline_s - deps.payment_grace_s
+    )
+    return (last_send - deps.clock.now()).total_seconds()
 
 
 async def _fail_and_release(reservation_id: str, reason: str, deps: BookingDependencies) -> Reservation:
@@ -136,29 +170,68 @@ def _require_same_request(existing: Reservation, cmd: CreateReservation) -> None
         )
 
 
-async def _authorize(reservation: Reservation, cmd: CreateReservation, deps: BookingDependencies) -> PaymentResult:
-    """Phase 2: ask payment, never longer than our deadline or the caller's remaining time."""
-    deadline_s = deps.payment_deadline_s
-    if cmd.time_budget_s is not None:
-        deadline_s = min(deadline_s, cmd.time_budget_s - deps.answer_margin_s)
+# An attempt with less time than this is not worth sending.
+_MIN_ATTEMPT_S = 0.01
+_MAX_PAUSE_S = 1.0
+
+
+async def _authorize(
+    reservation: Reservation, cmd: CreateReservation, answer_by: float, deps: BookingDependencies
+) -> PaymentResult:
+    """Phase 2: ask payment until it answers, each attempt with a deadline, until `answer_by`
+    (event-loop time) or the last moment an authorization may be sent, whichever comes first.
+
+    Tried again: a deadline that passed (payment is slow; the repeat joins the authorization in
+    progress, after a pause doubling from `payment_retry_pause_s`) and a refusal with a retry
+    hint (payment was full and started nothing; we wait the hint). A payment that cannot be
+    reached (down, breaker open) gets the caller UNAVAILABLE at once: waiting would only hold
+    the caller, and the retry with the same request id comes anyway.
+    """
+    loop = asyncio.get_running_loop()
+    give_up_at = min(answer_by, loop.time() + _authorization_time_left(reservation, deps))
+    pause_s = deps.payment_retry_pause_s
+    attempts = 0
+    while True:
+        deadline_s = min(deps.payment_deadline_s, give_up_at - loop.time())
+        try:
+            if deadline_s < _MIN_ATTEMPT_S:
+                raise PaymentUnavailable("no time left to call payment")
+            attempts += 1
+            async with asyncio.timeout(deadline_s + deps.payment_grace_s):
+                return await deps.payments.authorize(
+                    reservation.id,
+                    reservation.customer_id,
+                    reservation.customer_email,
+                    reservation.amount,
+                    cmd.card,
+                    deadline_s,
+                )
+        except (PaymentUnavailable, TimeoutError) as error:
+            hint = error.retry_after_s if isinstance(error, PaymentUnavailable) else None
+            slow = not isinstance(error, PaymentUnavailable) or error.slow
+            wait_s = pause_s if hint is None else hint
+            worth_retrying = attempts > 0 and (slow or hint is not None)
+            if not worth_retrying or loop.time() + wait_s + _MIN_ATTEMPT_S > give_up_at:
+                log.warning(
+                    "payment has not answered; reservation left PENDING for a retry or the reconciler",
+                    extra={"reservation_id": reservation.id, "error": type(error).__name__, "attempts": attempts},
+                )
+                raise payment_unavailable(deps) from error
+            await asyncio.sleep(wait_s)
+            pause_s = min(pause_s * 2, _MAX_PAUSE_S)
+
+
+async def _look_up(reservation: Reservation, deps: BookingDependencies) -> PaymentResult:
+    """Payment's outcome for the reservation, without sending an authorization; UNAVAILABLE if none yet."""
     try:
-        if deadline_s <= 0:
-            raise PaymentUnavailable("no time left to call payment")
-        async with asyncio.timeout(deadline_s + deps.payment_grace_s):
-            return await deps.payments.authorize(
-                reservation.id,
-                reservation.customer_id,
-                reservation.customer_email,
-                reservation.amount,
-                cmd.card,
-                deadline_s,
-            )
+        async with asyncio.timeout(deps.payment_deadline_s + deps.payment_grace_s):
+            result = await deps.payments.find_by_reservation(reservation.id, deps.payment_deadline_s)
     except (PaymentUnavailable, TimeoutError) as error:
-        log.warning(
-            "payment unavailable; reservation left PENDING for the reconciler",
-            extra={"reservation_id": reservation.id, "error": type(error).__name__},
-        )
         raise payment_unavailable(deps) from error
+    if result is None:
+        # The reconciler fails it at the end of the window; the retry after that learns so.
+        raise payment_unavailable(deps)
+    return result
 
 
 def payment_unavailable(deps: BookingDependencies) -> Unavailable:

@@ -23,8 +23,20 @@ class BookingDependencies:
     payments: PaymentGateway
     clock: Clock
     new_id: Callable[[], str] = field(default=new_uuid)
-    # gRPC timeout of a call to payment.
+    # gRPC timeout of one call to payment (an attempt; a slow one is tried again, see below).
     payment_deadline_s: float = 2.0
+    # The most CreateReservation spends asking payment (attempts and the pauses between them)
+    # before it answers UNAVAILABLE; the caller's own deadline may leave less.
+    payment_wait_s: float = 1.5
+    # Pause between two attempts when payment gave no retry hint (doubled each time, up to 1 s).
+    payment_retry_pause_s: float = 0.1
+    # A PENDING reservation whose payment has no outcome this long after the seats were
+    # claimed is failed (PAYMENT_NOT_COMPLETED) and its seats are released.
+    pending_window_s: float = 15.0
+    # How long payment may still be working on an authorization after it was sent (payment's
+    # PAYMENT_AUTHORIZATION_LIMIT_S). No authorization is sent later than pending_window_s
+    # minus this after the claim, so none can still be approved when the window ends.
+    payment_work_limit_s: float = 5.0
     # Our own guard on top of the gateway's deadline, so that an adapter that fails to
     # honour it still cannot make the caller hang.
     payment_grace_s: float = 0.5

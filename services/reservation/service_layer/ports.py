@@ -203,8 +203,20 @@ class UnitOfWorkFactory(Protocol):
 
 class PaymentUnavailable(Exception):
     """Payment could not give an answer: unreachable, deadline passed, circuit breaker open,
-    or the processor failed. The outcome of an authorization may be unknown (it may have
-    been approved just before the deadline); only `find_by_reservation` can tell later."""
+    too busy to take the call, or the processor failed. The outcome of an authorization may be
+    unknown (payment finishes an authorization it has started even when our deadline passes);
+    a repeat of it, or `find_by_reservation`, tells later.
+
+    `slow` says the call reached its deadline (payment may be working on it: a repeat joins
+    that work); `retry_after_s` is payment's own hint (google.rpc.RetryInfo) when it gave one,
+    e.g. when it refused the call before starting any work because it was at its concurrency
+    limit. Neither set: payment is unreachable (down, restarting, breaker open).
+    """
+
+    def __init__(self, message: str, *, slow: bool = False, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.slow = slow
+        self.retry_after_s = retry_after_s
 
 
 class PaymentStatus(enum.StrEnum):

@@ -1,10 +1,15 @@
-"""The reconciler: settles reservations left PENDING by a crash or a payment timeout.
+"""The reconciler: settles reservations left PENDING by a crash or a slow or absent payment.
 
-Run every few seconds (an entry point loops over `reconcile_pending`). For each reservation
-PENDING for longer than the window it asks payment what became of its payment:
-approved -> CONFIRMED; declined, or no payment at all -> FAILED and seats released; payment
-still unavailable -> left for the next round. The window must exceed the payment deadline,
-so that an authorization still in flight is not judged "never happened".
+Run every second or so (an entry point loops over `reconcile_pending`). For each reservation
+PENDING for longer than the window it asks payment what became of its payment, and settles it
+by that outcome: approved -> CONFIRMED; declined -> FAILED and seats released; no payment yet
+-> left PENDING (the authorization may still be in progress at payment, or the customer may
+retry with the same request id) until `pending_window_s` after the claim, then FAILED
+(PAYMENT_NOT_COMPLETED) and seats released; payment unavailable -> left for the next round.
+A payment that is merely slow therefore never costs the customer the seat. The first-look
+window must exceed the payment deadline, so that the reconciler does not race an answer that
+is about to arrive; create_reservation sends no authorization late enough to still be in
+progress when the pending window ends.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from services.kit.errors import InvalidArgument
 from services.reservation.domain.reservation import PAYMENT_NOT_COMPLETED, Reservation, ReservationState
@@ -30,6 +36,7 @@ class ReconcileReport:
     confirmed: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     left_pending: list[str] = field(default_factory=list)  # payment unavailable: next round
+    awaiting_payment: list[str] = field(default_factory=list)  # no outcome at payment yet, still in the window
     already_settled: list[str] = field(default_factory=list)  # settled by someone else meanwhile
     voided: list[str] = field(default_factory=list)  # ended meanwhile; its late approval is to be refunded
 
@@ -52,14 +59,20 @@ async def reconcile_pending(cmd: ReconcilePending, deps: BookingDependencies) ->
             log.info("payment unavailable; %d reservations left PENDING", len(pending_ids) - index)
             break
         settled = await _settle_or_fail(reservation_id, result, deps)
-        _record(report, reservation_id, settled)
+        if settled is None:
+            report.awaiting_payment.append(reservation_id)
+        else:
+            _record(report, reservation_id, settled)
     return report
 
 
 async def _settle_or_fail(
     reservation_id: str, result: PaymentResult | None, deps: BookingDependencies
-) -> tuple[Reservation, bool]:
-    """Apply payment's answer; None means payment never recorded one. Returns (reservation, changed)."""
+) -> tuple[Reservation, bool] | None:
+    """Apply payment's answer; None means payment has recorded none (yet).
+
+    Returns (reservation, changed), or None when it was left to wait for an outcome.
+    """
     if result is not None:
         return await settle_and_tell(reservation_id, result, deps)
     async with deps.uow() as uow:
@@ -67,7 +80,12 @@ async def _settle_or_fail(
         assert reservation is not None  # reservations are never deleted
         if reservation.state is not ReservationState.PENDING:
             return reservation, False
-        reservation.fail(PAYMENT_NOT_COMPLETED, deps.clock.now())
+        now = deps.clock.now()
+        if now - reservation.created_at < timedelta(seconds=deps.pending_window_s):
+            # Payment may still finish an authorization sent for it, or the customer retry
+            # with the same request id: a slow payment must not cost the seat.
+            return None
+        reservation.fail(PAYMENT_NOT_COMPLETED, now)
         await uow.claims.release(reservation.id)
         await uow.commit()
         return reservation, True

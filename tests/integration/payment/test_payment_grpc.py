@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from typing import TYPE_CHECKING
 
@@ -14,12 +15,16 @@ from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 from nats.js.client import JetStreamContext
 
 from cinema.payment.v1 import events_pb2, payment_pb2
+from services.kit.errors import Unavailable
 from services.kit.events import envelope as env
 from services.kit.grpc_errors import find_detail
+from services.payment.adapters.grpc_api import authorize_command
 from services.payment.adapters.processor import SimulatedCardProcessor
+from services.payment.bootstrap import PaymentApp
 from services.payment.domain.processor import CARD_APPROVED, CARD_INSUFFICIENT_FUNDS, CARD_PROCESSOR_ERROR
+from services.payment.service_layer import payments as use_cases
 from tests.integration.payment.conftest import Metadata
-from tests.integration.payment.helpers import TEST_CARDS, authorize_request, card, payment_events_of
+from tests.integration.payment.helpers import TEST_CARDS, authorize_request, card, eventually, payment_events_of
 from tests.support.servers import Server
 
 if TYPE_CHECKING:
@@ -115,7 +120,7 @@ async def test_processor_error_is_unavailable_with_retry_info_and_stores_nothing
     assert missing.code() is grpc.StatusCode.NOT_FOUND
 
 
-async def test_injected_failures_and_latency_never_store_or_charge(
+async def test_injected_failures_never_store_or_charge(
     stub: PaymentServiceAsyncStub, service_token: Metadata, processor: SimulatedCardProcessor, pool: asyncpg.Pool
 ) -> None:
     before = await table_counts(pool)
@@ -125,15 +130,76 @@ async def test_injected_failures_and_latency_never_store_or_charge(
         assert error.code() is grpc.StatusCode.UNAVAILABLE
     finally:
         processor.failure_rate = 0.0
-    processor.latency_ms = 500
+    assert await table_counts(pool) == before
+
+
+async def test_an_authorization_outlives_its_callers_deadline_and_a_repeat_joins_it(
+    stub: PaymentServiceAsyncStub, service_token: Metadata, processor: SimulatedCardProcessor, pool: asyncpg.Pool
+) -> None:
+    """A busy payment (here: a slow processor) must not lose the sale at the caller's deadline."""
+    processor.latency_ms = 600
     try:
         request = authorize_request()
         error = await rpc_error(stub.AuthorizePayment(request, metadata=service_token, timeout=0.1))
         assert error.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-        await asyncio.sleep(0.6)  # the server side was cancelled, not finished late
-        assert processor.charges[request.reservation_id] == 0
+        # The repeat (reservation's next attempt) joins the authorization still in progress.
+        repeat = (await stub.AuthorizePayment(request, metadata=service_token, timeout=10)).payment
     finally:
         processor.latency_ms = 0
+    assert repeat.state == payment_pb2.PAYMENT_STATE_APPROVED
+    assert processor.charges[request.reservation_id] == 1
+    found = await stub.GetPaymentByReservation(
+        payment_pb2.GetPaymentByReservationRequest(reservation_id=request.reservation_id),
+        metadata=service_token,
+        timeout=5,
+    )
+    assert found.payment.id == repeat.id
+    stored = await pool.fetchval(
+        "SELECT count(*) FROM payments WHERE reservation_id = $1", uuid.UUID(request.reservation_id)
+    )
+    assert stored == 1
+
+
+async def test_an_abandoned_call_still_leaves_its_outcome_for_the_reconciler(
+    stub: PaymentServiceAsyncStub, service_token: Metadata, processor: SimulatedCardProcessor
+) -> None:
+    processor.latency_ms = 300
+    try:
+        request = authorize_request()
+        error = await rpc_error(stub.AuthorizePayment(request, metadata=service_token, timeout=0.05))
+        assert error.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        processor.latency_ms = 0
+    lookup = payment_pb2.GetPaymentByReservationRequest(reservation_id=request.reservation_id)
+
+    async def recorded() -> bool:
+        try:
+            reply = await stub.GetPaymentByReservation(lookup, metadata=service_token, timeout=5)
+        except grpc.aio.AioRpcError as err:
+            assert err.code() is grpc.StatusCode.NOT_FOUND
+            return False
+        return bool(reply.payment.state == payment_pb2.PAYMENT_STATE_APPROVED)
+
+    await eventually(recorded, within_s=15)
+    assert processor.charges[request.reservation_id] == 1
+
+
+async def test_past_its_limit_an_authorization_is_abandoned_uncharged(
+    app: PaymentApp, processor: SimulatedCardProcessor, pool: asyncpg.Pool
+) -> None:
+    """The bound reservation relies on: no authorization is approved later than this after it began."""
+    deps = dataclasses.replace(app.deps, authorization_limit_s=0.1)
+    request = authorize_request()
+    before = await table_counts(pool)
+    processor.latency_ms = 400
+    try:
+        with pytest.raises(Unavailable) as raised:
+            await use_cases.authorize_payment(authorize_command(request), deps)
+    finally:
+        processor.latency_ms = 0
+    assert raised.value.reason == "PROCESSOR_UNAVAILABLE"
+    await asyncio.sleep(0.5)
+    assert processor.charges[request.reservation_id] == 0
     assert await table_counts(pool) == before
 
 

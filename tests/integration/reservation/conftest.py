@@ -146,6 +146,11 @@ def reservation_settings(
         jwt_audience=issuer.audience,
         reconciler_interval_s=0.2,
         reconciler_window_s=1.5,
+        # Short enough for a test to see a reservation failed for lack of a payment, long
+        # enough for a slow payment's outcome to settle it first.
+        pending_window_s=8.0,
+        payment_work_limit_s=3.0,
+        payment_wait_ms=3000,
         retry_after_s=1.0,
         drain_s=0,
         shutdown_grace_s=0.5,

@@ -62,5 +62,7 @@ def deps(store: FakeBookingStore, payments: FakePaymentGateway, clock: FakeClock
         new_id=lambda: f"res-{next(counter)}",
         payment_deadline_s=0.05,
         payment_grace_s=0.05,
+        payment_wait_s=0.3,
+        payment_retry_pause_s=0.02,
         retry_after_s=3.0,
     )

@@ -282,6 +282,9 @@ class FakePaymentGateway:
     "invalid_card" (payment refuses the card as malformed),
     "approve_then_unavailable" (the authorization is recorded, but the answer is lost:
     the timeout-after-approval case).
+    `slow_attempts`: that many attempts pass their deadline while payment goes on and records
+    the outcome (a busy payment); `refusals`: retry hints of attempts refused before any work
+    (payment at its concurrency limit), used up one per attempt, before `slow_attempts`.
     """
 
     def __init__(self) -> None:
@@ -292,6 +295,8 @@ class FakePaymentGateway:
         self.payments: dict[str, PaymentResult] = {}
         self.authorize_calls: list[tuple[str, Money, str, float]] = []
         self.find_calls: list[str] = []
+        self.slow_attempts = 0
+        self.refusals: list[float] = []
         self._next = 0
 
     async def authorize(
@@ -306,6 +311,12 @@ class FakePaymentGateway:
         self.authorize_calls.append((reservation_id, amount, card.last4, deadline_s))
         self.customers.append((customer_id, customer_email))
         await asyncio.sleep(self.delay_s)
+        if self.refusals:
+            raise PaymentUnavailable("too many requests in flight", retry_after_s=self.refusals.pop(0))
+        if self.slow_attempts > 0:
+            self.slow_attempts -= 1
+            self.payments.setdefault(reservation_id, self._decide(reservation_id))
+            raise PaymentUnavailable("DEADLINE_EXCEEDED", slow=True)
         if self.mode == "hang":
             await asyncio.sleep(3600)
         if self.mode == "unavailable":

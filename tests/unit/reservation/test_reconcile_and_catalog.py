@@ -15,7 +15,7 @@ from services.reservation.domain.reservation import (
     ReservationState,
 )
 from services.reservation.domain.screening import Screening, ScreeningStatus
-from services.reservation.domain.values import Money, SeatMap
+from services.reservation.domain.values import Money, SeatLabel, SeatMap
 from services.reservation.service_layer import catalog
 from services.reservation.service_layer.booking import settle
 from services.reservation.service_layer.commands import ReconcilePending
@@ -59,12 +59,19 @@ async def test_a_lost_approval_is_confirmed_by_the_reconciler(
     assert payments.find_calls == [reservation_id]
 
 
-async def test_no_payment_after_the_window_fails_it_and_frees_the_seats(
+async def test_no_payment_yet_waits_out_the_pending_window_then_fails_it_and_frees_the_seats(
     deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway, clock: FakeClock
 ) -> None:
     reservation_id = await leave_pending(deps, payments, "unavailable", ["A1"])
     clock.advance(seconds=11)
 
+    report = await reconcile_pending(WINDOW, deps)  # past the first look, inside the pending window
+
+    assert report.awaiting_payment == [reservation_id] and report.failed == []
+    assert store.reservations[reservation_id].state is ReservationState.PENDING
+    assert store.held("scr-1") == {SeatLabel("A", 1)}  # a slow payment does not cost the seat
+
+    clock.advance(seconds=deps.pending_window_s - 11 + 1)
     report = await reconcile_pending(WINDOW, deps)
 
     assert report.failed == [reservation_id]
@@ -75,6 +82,27 @@ async def test_no_payment_after_the_window_fails_it_and_frees_the_seats(
     with pytest.raises(FailedPrecondition) as raised:  # a late retry of the request learns what happened
         await reserve(deps, ["A1"], request_id="req-A1")
     assert raised.value.reason == PAYMENT_NOT_COMPLETED
+
+
+async def test_an_outcome_that_payment_records_late_in_the_window_confirms_it(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway, clock: FakeClock
+) -> None:
+    reservation_id = await leave_pending(deps, payments, "unavailable", ["A1"])
+    clock.advance(seconds=11)
+    assert (await reconcile_pending(WINDOW, deps)).awaiting_payment == [reservation_id]
+
+    payments.payments[reservation_id] = PaymentResult.approved("pay-slow")  # payment finished at last
+    clock.advance(seconds=deps.pending_window_s - 12)
+    report = await reconcile_pending(WINDOW, deps)
+
+    assert report.confirmed == [reservation_id]
+    assert store.reservations[reservation_id].state is ReservationState.CONFIRMED
+    assert store.held("scr-1") == {SeatLabel("A", 1)}
+    # the customer's retry with the same request id gets the eventual result, without a new charge
+    calls = len(payments.authorize_calls)
+    retried = await reserve(deps, ["A1"], request_id="req-A1")
+    assert (retried.id, retried.state) == (reservation_id, ReservationState.CONFIRMED)
+    assert len(payments.authorize_calls) == calls
 
 
 async def test_a_declined_payment_found_later_fails_it(
@@ -106,6 +134,10 @@ async def test_while_payment_is_down_everything_waits_for_the_next_round(
 
     payments.mode = "approve"
     report = await reconcile_pending(WINDOW, deps)
+    assert len(report.awaiting_payment) == 2  # payment has no outcome for them (yet)
+
+    clock.advance(seconds=deps.pending_window_s)
+    report = await reconcile_pending(WINDOW, deps)
     assert len(report.failed) == 2  # payment never saw them
 
 
@@ -128,8 +160,8 @@ async def test_an_approval_after_the_reconciler_gave_up_is_voided(
     deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway, clock: FakeClock
 ) -> None:
     reservation_id = await leave_pending(deps, payments, "unavailable", ["A1"])
-    clock.advance(seconds=11)
-    await reconcile_pending(WINDOW, deps)
+    clock.advance(seconds=deps.pending_window_s + 1)
+    assert (await reconcile_pending(WINDOW, deps)).failed == [reservation_id]
 
     settled = await settle(reservation_id, PaymentResult.approved("pay-late"), deps)  # the in-flight answer lands
 
