@@ -17,8 +17,11 @@ services.kit.settings), the service reads:
 - `MOVIE_CLAIM_TIMEOUT_S` (default 30): a hall booking that its screening has not confirmed
   after this long (the request died) stops counting and is dropped by the next writer.
 - `MOVIE_TIME_ZONE` (default `UTC`): the cinema's IANA time zone, for "showing on a date".
-- `MOVIE_SWEEP_INTERVAL_S` (default 30): how often unfinished movie deletions are completed.
-- `MOVIE_RELAY_POLL_S` (default 0.5): the outbox relay's poll interval (it is also woken by writes).
+- `MOVIE_SWEEP_INTERVAL_S` (default 30): how often unfinished movie deletions are completed
+  (a read of the notes of unfinished deletions, not of the catalog: see adapters.mongo.SWEEPS).
+- `MOVIE_RELAY_POLL_S` (default 30): the outbox relay's safety poll. Writes wake the relay at
+  once; the poll only picks up what another process left behind, and reads the outbox's marks
+  (O(pending events)), never the collections (see services.kit.events.doc_outbox).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ class MovieSettings(KitSettings):
     claim_timeout_s: float = Field(default=30.0, gt=0)
     time_zone: str = "UTC"
     sweep_interval_s: float = Field(default=30.0, gt=0)
-    relay_poll_s: float = Field(default=0.5, gt=0)
+    relay_poll_s: float = Field(default=30.0, gt=0)
 
     @field_validator("time_zone")
     @classmethod

@@ -9,8 +9,9 @@ Besides the kit's variables (`REVIEW_GRPC_PORT` default 15054, `REVIEW_METRICS_P
 - `REVIEW_MONGO_TIMEOUT_MS` (default 2000): server selection and connect timeout, so that a
   request answers UNAVAILABLE within about this long when the store is down.
 - `REVIEW_NATS_URL` (default `nats://127.0.0.1:14222`): NATS JetStream (events out).
-- `REVIEW_RELAY_POLL_INTERVAL_S` (default 0.5): how often the outbox relay looks for pending
-  events it was not woken for (another replica's writes, events left by a crashed process).
+- `REVIEW_RELAY_POLL_INTERVAL_S` (default 30): how often the outbox relay looks for pending
+  events it was not woken for (another replica's writes, events left by a crashed process); it
+  reads the outbox's marks (O(pending events)), not the reviews (services.kit.events.doc_outbox).
 - `REVIEW_RETRY_AFTER_S` (default 1): the retry hint of an UNAVAILABLE answer.
 """
 
@@ -34,5 +35,5 @@ class ReviewSettings(KitSettings):
     mongo_timeout_ms: int = Field(default=2000, ge=100)
     nats_url: str = "nats://127.0.0.1:14222"
 
-    relay_poll_interval_s: float = Field(default=0.5, gt=0)
+    relay_poll_interval_s: float = Field(default=30.0, gt=0)
     retry_after_s: float = Field(default=1.0, gt=0)

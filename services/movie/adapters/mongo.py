@@ -21,8 +21,9 @@ filter and sort fields of every query this module makes; tests check that each i
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING
@@ -45,6 +46,14 @@ Database = AsyncDatabase[Document]
 MOVIES = "movies"
 SCREENINGS = "screenings"
 HALLS = "halls"
+# Notes of movie deletions whose screenings are still to cancel, {_id: movie id, at}: written
+# before the movie's `screenings_to_cancel` flag and removed after the flag is cleared, so the
+# sweeper reads these few instead of scanning the movies (FerretDB's SQLite backend answers any
+# filter but `{_id}` by reading the whole collection, indexes or not). A note whose movie never
+# got the flag (the delete lost its compare-and-set, or the process died in between) goes after
+# SWEEP_NOTE_STALE.
+SWEEPS = "deletions_to_finish"
+SWEEP_NOTE_STALE = timedelta(minutes=10)
 
 # Every index the service creates: collection -> [(name, keys)]. `_id` is always indexed.
 INDEXES: dict[str, list[tuple[str, list[tuple[str, int]]]]] = {
@@ -68,16 +77,19 @@ QUERIES: dict[str, list[tuple[str, ...]]] = {
         ("_id",),  # get, save, review updates
         ("deleted", "title", "_id"),  # list
         ("genres", "deleted", "title", "_id"),  # list by genre
-        ("screenings_to_cancel",),  # deletion sweep
-        ("pending_events.id",),  # outbox relay
+        ("screenings_to_cancel",),  # deletion sweep, once per process (then SWEEPS)
+        ("pending_events.id",),  # outbox relay, once per process (then doc_outbox.MARKS)
     ],
     SCREENINGS: [
         ("_id",),  # get, save
         ("movie_id", "state", "starts_at", "_id"),  # list of a movie, scheduled after, retitle (prefix)
         ("state", "starts_at"),  # movies showing on a date
-        ("pending_events.id",),  # outbox relay
+        ("pending_events.id",),  # outbox relay, once per process (then doc_outbox.MARKS)
     ],
     HALLS: [("_id",)],
+    # The outbox relay's marks of one collection (its index: doc_outbox.ensure_indexes). SWEEPS
+    # is read whole (a handful of notes) and written by `_id` only.
+    doc_outbox.MARKS: [("c",)],
 }
 
 _MOVIE_READ = {"reviews": 0, doc_outbox.FIELD: 0}
@@ -99,6 +111,22 @@ def _aware(value: datetime) -> datetime:
 
 def _events(events: Sequence[CatalogEvent]) -> dict[str, Any]:
     return doc_outbox.pending_push(*(envelope_of(e) for e in events))
+
+
+async def _mark(collection: AsyncCollection[Document], doc_id: str, events: Any) -> str | None:
+    """The outbox's mark for a write carrying events (`pending_push(...)` or entries), or None."""
+    ids = doc_outbox.event_ids(events) if events else []
+    return await doc_outbox.mark(collection, doc_id, ids) if ids else None
+
+
+async def _unmark(collection: AsyncCollection[Document], mark: str | None) -> None:
+    if mark is not None:
+        await doc_outbox.unmark(collection, mark)
+
+
+async def _note_deletion(sweeps: AsyncCollection[Document], movie_id: str) -> None:
+    with contextlib.suppress(DuplicateKeyError):  # a retried delete noted it already
+        await sweeps.insert_one({"_id": movie_id, "at": datetime.now(UTC)})
 
 
 # --------------------------------------------------------------------------------- movies
@@ -141,6 +169,8 @@ def _movie(doc: Document) -> Movie:
 class MongoMovies:
     def __init__(self, db: Database) -> None:
         self._c: AsyncCollection[Document] = db[MOVIES]
+        self._sweeps: AsyncCollection[Document] = db[SWEEPS]
+        self._swept_once = False
 
     async def get(self, movie_id: str) -> Movie | None:
         doc = await self._c.find_one({"_id": movie_id}, _MOVIE_READ)
@@ -149,9 +179,11 @@ class MongoMovies:
     async def add(self, movie: Movie) -> bool:
         doc = {"_id": movie.id, **_movie_fields(movie), "review_count": 0, "rating_sum": 0, "reviews": {}}
         doc[doc_outbox.FIELD] = [doc_outbox.pending_entry(envelope_of(e)) for e in movie.pending]
+        mark = await _mark(self._c, movie.id, doc[doc_outbox.FIELD])
         try:
             await self._c.insert_one(doc)
         except DuplicateKeyError:
+            await _unmark(self._c, mark)
             return False
         movie.pending.clear()
         return True
@@ -163,8 +195,12 @@ class MongoMovies:
         update: dict[str, Any] = {"$set": fields}
         if movie.pending:
             update["$push"] = _events(movie.pending)
+        mark = await _mark(self._c, movie.id, update.get("$push"))
+        if movie.deleted:
+            await _note_deletion(self._sweeps, movie.id)  # before the flag, as marks go (see SWEEPS)
         result = await self._c.update_one({"_id": movie.id, "version": expected_version}, update)
         if result.matched_count == 0:
+            await _unmark(self._c, mark)
             return False
         movie.pending.clear()
         return True
@@ -223,11 +259,29 @@ class MongoMovies:
                 return Outcome.UNCOUNTED
 
     async def deleted_with_screenings_to_cancel(self, limit: int) -> Sequence[str]:
-        cursor = self._c.find({"screenings_to_cancel": True}, {"_id": 1}).limit(limit)
-        return [doc["_id"] async for doc in cursor]
+        """The deleted movies whose screenings are still to cancel, from the notes in SWEEPS
+        (O(unfinished deletions)); the first call of a process scans the movies once (O(catalog)
+        on FerretDB) and notes what it finds, for flags set before the notes existed."""
+        if not self._swept_once:
+            cursor = self._c.find({"screenings_to_cancel": True}, {"_id": 1})
+            for movie_id in [doc["_id"] async for doc in cursor]:
+                await _note_deletion(self._sweeps, movie_id)
+            self._swept_once = True
+        stale_before = datetime.now(UTC) - SWEEP_NOTE_STALE
+        found: list[str] = []
+        for note in [doc async for doc in self._sweeps.find({})]:
+            if len(found) >= limit:
+                break
+            movie = await self._c.find_one({"_id": note["_id"]}, {"screenings_to_cancel": 1})
+            if movie is not None and movie.get("screenings_to_cancel"):
+                found.append(note["_id"])
+            elif _aware(note["at"]) < stale_before:  # the delete it announced never applied
+                await self._sweeps.delete_one({"_id": note["_id"]})
+        return found
 
     async def screenings_cancelled(self, movie_id: str) -> None:
         await self._c.update_one({"_id": movie_id}, {"$unset": {"screenings_to_cancel": ""}})
+        await self._sweeps.delete_one({"_id": movie_id})
 
 
 # ----------------------------------------------------------------------------- screenings
@@ -318,9 +372,11 @@ class MongoScreenings:
     async def add(self, screening: Screening) -> bool:
         doc = {"_id": screening.id, **_screening_fields(screening), "revision": 1}
         doc[doc_outbox.FIELD] = [doc_outbox.pending_entry(envelope_of(e)) for e in screening.pending]
+        mark = await _mark(self._c, screening.id, doc[doc_outbox.FIELD])
         try:
             await self._c.insert_one(doc)
         except DuplicateKeyError:
+            await _unmark(self._c, mark)
             return False
         screening.revision = 1
         screening.pending.clear()
@@ -330,8 +386,10 @@ class MongoScreenings:
         update: dict[str, Any] = {"$set": {**_screening_fields(screening), "revision": screening.revision + 1}}
         if screening.pending:
             update["$push"] = _events(screening.pending)
+        mark = await _mark(self._c, screening.id, update.get("$push"))
         result = await self._c.update_one({"_id": screening.id, "revision": screening.revision}, update)
         if result.matched_count == 0:
+            await _unmark(self._c, mark)
             return False
         screening.revision += 1
         screening.pending.clear()

@@ -36,7 +36,9 @@ Indexes (created by `ensure_indexes`, idempotent; every query here is served by 
   and `find_by_author`;
 - `movie_newest_first` {movie_id: 1, state: 1, created_at: -1, _id: -1}: ListReviews (the
   filter, the keyset condition and the sort);
-- `pending_events_id` (the kit's): the relay's search for documents with pending events.
+- `pending_events_id` (the kit's): the relay's start-up search for documents with pending
+  events; afterwards it reads the kit's marks (`outbox_pending`, index on `c`), which every
+  write carrying events inserts just before the document (see services.kit.events.doc_outbox).
 """
 
 from __future__ import annotations
@@ -218,10 +220,13 @@ class MongoReviewRepository:
     async def add(self, review: Review, events: Sequence[DomainEvent]) -> None:
         document = to_document(review)
         document[doc_outbox.FIELD] = [doc_outbox.pending_entry(envelope_for(event)) for event in events]
+        async with _store_call(self._retry_after_s):
+            mark = await self._mark(document)
         try:
             async with _store_call(self._retry_after_s):
                 await self._reviews.insert_one(document)
         except DuplicateKeyError:
+            await self._unmark(mark)
             raise DuplicateReview(review.id) from None
 
     async def record_deletion(self, review: Review, events: Sequence[DomainEvent]) -> bool:
@@ -233,13 +238,25 @@ class MongoReviewRepository:
         carried = list(standing.get(doc_outbox.FIELD) or []) if standing is not None else []
         tombstone = to_document(review)
         tombstone[doc_outbox.FIELD] = carried + [doc_outbox.pending_entry(envelope_for(event)) for event in events]
+        async with _store_call(self._retry_after_s):
+            mark = await self._mark(tombstone)
         try:
             async with _store_call(self._retry_after_s):
                 await self._reviews.insert_one(tombstone)
         except DuplicateKeyError:
+            await self._unmark(mark)
             return False  # deleted already
         await self._remove_standing(review.id)
         return True
+
+    async def _mark(self, document: Mapping[str, Any]) -> str | None:
+        """The outbox's mark, written before the document it announces (see doc_outbox)."""
+        ids = doc_outbox.event_ids(document[doc_outbox.FIELD])
+        return await doc_outbox.mark(self._reviews, document["_id"], ids) if ids else None
+
+    async def _unmark(self, mark: str | None) -> None:
+        if mark is not None:
+            await doc_outbox.unmark(self._reviews, mark)
 
     async def _remove_standing(self, review_id: str) -> None:
         """Remove a standing review whose tombstone exists (its events are in the tombstone)."""
