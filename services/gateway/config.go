@@ -23,6 +23,7 @@ type config struct {
 	MaxBodyBytes    int64         // GATEWAY_MAX_BODY_KIB: larger request bodies are refused (400)
 	LogLevel        slog.Level    // GATEWAY_LOG_LEVEL: DEBUG, INFO, WARNING, ERROR
 	OTLPEndpoint    string        // GATEWAY_OTLP_ENDPOINT: http://host:port of an OTLP/HTTP collector; empty = no tracing
+	PublicMaxAge    int           // GATEWAY_PUBLIC_MAX_AGE_S: Cache-Control max-age of anonymous public reads; 0 = no-cache (revalidate)
 	Upstreams       map[string]string
 }
 
@@ -123,6 +124,7 @@ func loadConfig(lookup func(string) (string, bool)) (config, error) {
 		ShutdownTimeout: e.seconds("GATEWAY_SHUTDOWN_TIMEOUT_S", 10),
 		LogLevel:        e.level("GATEWAY_LOG_LEVEL"),
 		OTLPEndpoint:    e.endpoint("GATEWAY_OTLP_ENDPOINT"),
+		PublicMaxAge:    e.integer("GATEWAY_PUBLIC_MAX_AGE_S", 5, 0, 3600),
 		Upstreams:       map[string]string{},
 	}
 	cfg.MaxBodyBytes = int64(e.integer("GATEWAY_MAX_BODY_KIB", 1024, 1, 1<<20)) * 1024

@@ -120,3 +120,49 @@ func TestOpenAPIDocument(t *testing.T) {
 		t.Fatal("document lacks its title or an operation")
 	}
 }
+
+func TestIfNoneMatchWeakComparison(t *testing.T) {
+	tag := `"abc"`
+	for _, c := range []struct {
+		headers []string
+		want    bool
+	}{
+		{nil, false},
+		{[]string{`"abc"`}, true},
+		{[]string{`W/"abc"`}, true},
+		{[]string{`"x", "abc"`}, true},
+		{[]string{`"x"`, `"abc"`}, true},
+		{[]string{"*"}, true},
+		{[]string{`"abcd"`}, false},
+	} {
+		if got := matches(c.headers, tag); got != c.want {
+			t.Errorf("matches(%q) = %v, want %v", c.headers, got, c.want)
+		}
+	}
+}
+
+func TestCacheClass(t *testing.T) {
+	for _, c := range []struct {
+		method, path, auth string
+		want               cacheability
+	}{
+		{"GET", "/v1/board", "", public},
+		{"GET", "/v1/board/movies/x", "", public},
+		{"GET", "/v1/movies", "", public},
+		{"GET", "/v1/movies/x/screenings", "", public},
+		{"GET", "/v1/board", "Bearer t", private},
+		{"GET", "/v1/board/reservations", "", private},
+		{"GET", "/v1/board/reservations", "Bearer t", private},
+		{"POST", "/v1/movies", "", notCacheable},
+		{"GET", "/v1/reservations", "Bearer t", notCacheable},
+		{"GET", "/v1/boards", "", notCacheable},
+	} {
+		r := httptest.NewRequest(c.method, c.path, nil)
+		if c.auth != "" {
+			r.Header.Set("Authorization", c.auth)
+		}
+		if got := cacheClass(r); got != c.want {
+			t.Errorf("%s %s (auth %q): got %v, want %v", c.method, c.path, c.auth, got, c.want)
+		}
+	}
+}

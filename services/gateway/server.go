@@ -51,7 +51,7 @@ func (g *gateway) handler(ctx context.Context) (http.Handler, error) {
 	}
 	root.HandleFunc("GET /docs", docs)
 	root.HandleFunc("GET /docs/", docs)
-	root.Handle("/", mux)
+	root.Handle("/", httpCache(mux, g.cfg.PublicMaxAge))
 	return edge(root, g.metrics, g.tracing, g.log, g.cfg.MaxBodyBytes), nil
 }
 

@@ -271,3 +271,128 @@ def test_metrics_count_requests_by_route_template(client: httpx.Client, gateway:
     assert 'gateway_http_requests_total{method="GET",route="/v1/movies/{movie_id}",status="404"}' in text
     assert 'gateway_upstream_calls_total{code="NOT_FOUND",rpc="/cinema.movie.v1.MovieService/GetMovie"}' in text
     assert "gateway_http_requests_in_flight" in text
+
+
+def _schedule(client: httpx.Client, manager: dict[str, str], movie_id: str, start: datetime) -> str:
+    reply = client.post(
+        f"/v1/movies/{movie_id}/screenings",
+        json={
+            "hall": f"Hall {uuid.uuid4().hex[:6]}",
+            "startTime": start.isoformat().replace("+00:00", "Z"),
+            "seatMap": {"rows": 2, "seatsPerRow": 5},
+            "price": {"minorUnits": "900", "currencyCode": "EUR"},
+        },
+        headers=manager,
+    )
+    assert reply.status_code == 200, reply.text
+    screening_id: str = reply.json()["screening"]["id"]
+    return screening_id
+
+
+def _board_until(client: httpx.Client, params: dict[str, Any], movies: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        reply = client.get("/v1/board", params=params)
+        assert reply.status_code == 200, reply.text
+        body: dict[str, Any] = reply.json()
+        if len(body["movies"]) == movies or time.monotonic() > deadline:
+            return body
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def paged_genre(client: httpx.Client, manager: dict[str, str]) -> tuple[str, list[str], datetime]:
+    """Three movies of a genre of their own, each with a screening on one day (the first with a
+    second one the next day), on the board."""
+    genre = f"gw-{uuid.uuid4().hex[:8]}"
+    day = (datetime.now(UTC) + timedelta(days=50)).replace(hour=12, minute=0, second=0, microsecond=0)
+    ids = []
+    for title in ("Paged B", "Paged A", "Paged C"):
+        reply = client.post(
+            "/v1/movies",
+            json={"title": title, "durationMinutes": 90, "genres": [genre]},
+            params={"requestId": str(uuid.uuid4())},
+            headers=manager,
+        )
+        assert reply.status_code == 200, reply.text
+        ids.append(reply.json()["movie"]["id"])
+        _schedule(client, manager, ids[-1], day)
+    _schedule(client, manager, ids[1], day + timedelta(days=1))
+    assert len(_board_until(client, {"genre": genre}, 3)["movies"]) == 3
+    return genre, ids, day
+
+
+def test_the_board_pages_and_filters_over_query_parameters(
+    client: httpx.Client, paged_genre: tuple[str, list[str], datetime]
+) -> None:
+    genre, (b, a, c), day = paged_genre
+    first = client.get("/v1/board", params={"genre": genre, "pageSize": 2}).json()
+    assert [m["movieId"] for m in first["movies"]] == [a, b]
+    assert first["nextPageToken"] and first["timeZone"] == "UTC"
+    assert day.date().isoformat() in first["days"]
+    rest = client.get("/v1/board", params={"genre": genre, "pageSize": 2, "pageToken": first["nextPageToken"]}).json()
+    assert [m["movieId"] for m in rest["movies"]] == [c] and rest["nextPageToken"] == ""
+    # The day filter: movies with a screening that day, each with that day's screenings only.
+    next_day = (day + timedelta(days=1)).date().isoformat()
+    only = client.get("/v1/board", params={"genre": genre, "showingOn": next_day}).json()
+    assert [m["movieId"] for m in only["movies"]] == [a]
+    assert [s["startTime"][:10] for s in only["movies"][0]["screenings"]] == [next_day]
+    both = client.get("/v1/board", params={"genre": genre, "showing_on": day.date().isoformat()}).json()
+    assert [len(m["screenings"]) for m in both["movies"]] == [1, 1, 1]
+    single = client.get("/v1/board", params={"movieId": a}).json()
+    assert [m["movieId"] for m in single["movies"]] == [a] and len(single["movies"][0]["screenings"]) == 2
+
+    for params, field in (
+        ({"genre": genre, "pageToken": "not-a-token"}, "page_token"),
+        ({"genre": "other", "pageToken": first["nextPageToken"]}, "page_token"),
+        ({"pageSize": 101}, "page_size"),
+        ({"showingOn": "next friday"}, "showing_on"),
+        ({"showingOn": "2030-02-31"}, "showing_on"),
+        ({"movieId": "42"}, "movie_id"),
+    ):
+        body = assert_status_body(client.get("/v1/board", params=params), 400, 3)
+        assert field in body["message"], body
+
+
+def test_public_reads_carry_an_etag_and_answer_304_when_unchanged(
+    client: httpx.Client, identity: Identity, manager: dict[str, str], paged_genre: tuple[str, list[str], datetime]
+) -> None:
+    genre, (_, a, c), day = paged_genre
+    for path, params in (
+        ("/v1/board", {"genre": genre}),
+        (f"/v1/board/movies/{a}", {}),
+        ("/v1/movies", {"pageSize": 5}),
+        (f"/v1/movies/{a}", {}),
+    ):
+        reply = client.get(path, params=params)
+        assert reply.status_code == 200, reply.text
+        tag = reply.headers["etag"]
+        assert tag.startswith('"') and tag.endswith('"') and len(tag) == 34
+        assert reply.headers["cache-control"] == "public, max-age=5"
+        assert "Authorization" in reply.headers["vary"]
+        again = client.get(path, params=params, headers={"If-None-Match": tag})
+        assert (again.status_code, again.content, again.headers["etag"]) == (304, b"", tag), path
+        assert again.headers["cache-control"] == "public, max-age=5"
+        other = client.get(path, params=params, headers={"If-None-Match": '"something-else"'})
+        assert (other.status_code, other.headers["etag"], other.content) == (200, tag, reply.content)
+        # Signed in: never a shared-cache answer, never a 304.
+        signed = client.get(path, params=params, headers={**bearer(identity, "c-9", "customer"), "If-None-Match": tag})
+        assert signed.status_code == 200 and "etag" not in signed.headers
+        assert signed.headers["cache-control"] == "private, no-store"
+    mine = client.get("/v1/board/reservations", headers=bearer(identity, "c-9", "customer"))
+    assert mine.status_code == 200 and "etag" not in mine.headers
+    assert mine.headers["cache-control"] == "private, no-store"
+    missing = client.get(f"/v1/movies/{uuid.uuid4()}")
+    assert missing.status_code == 404 and "etag" not in missing.headers
+
+    # A change of the board changes the tag: the old one gets the new answer.
+    before = client.get("/v1/board", params={"genre": genre})
+    _schedule(client, manager, c, day + timedelta(days=2))
+    deadline = time.monotonic() + 30
+    while True:
+        after = client.get("/v1/board", params={"genre": genre}, headers={"If-None-Match": before.headers["etag"]})
+        if after.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert after.status_code == 200 and after.headers["etag"] != before.headers["etag"]
+    assert len(next(m for m in after.json()["movies"] if m["movieId"] == c)["screenings"]) == 2
