@@ -34,7 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot reach Jaeger at {args.jaeger}: {error}", file=sys.stderr)
         return 1
     if not traces:
-        print("no trace found (is Jaeger running, and were the services started with it?)", file=sys.stderr)
+        print(
+            "no trace found: `make up` records a tenth of the traces (start it with CINEMA_TRACE_SAMPLE_RATIO=1 "
+            "to record all), and Jaeger keeps them in memory only while it runs",
+            file=sys.stderr,
+        )
         return 1
     for trace in traces:
         print(f"trace {trace['traceID']}  {args.jaeger}/trace/{trace['traceID']}")

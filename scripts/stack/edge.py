@@ -168,7 +168,12 @@ class EnvoyPorts:
 
 
 def render_envoy(
-    path: Path, ports: EnvoyPorts, upstreams: dict[str, int], identity: IdentityEndpoints, otlp: str | None = None
+    path: Path,
+    ports: EnvoyPorts,
+    upstreams: dict[str, int],
+    identity: IdentityEndpoints,
+    otlp: str | None = None,
+    trace_sample_ratio: float = 1.0,
 ) -> Path:
     """Write the Envoy bootstrap for this machine from helm/cinema/values.yaml."""
     from mesh import envoy, policy
@@ -183,6 +188,7 @@ def render_envoy(
         issuer=identity.issuer,
         audience="cinema",
         otlp_endpoint=otlp,
+        trace_sample_percent=trace_sample_ratio * 100,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(envoy.dump(envoy.render(mesh, options)))

@@ -295,6 +295,7 @@ try it: everything goes through the ingress http://{ingress} (REST and gRPC)
   walk-through      .venv/bin/python scripts/try_booking.py   (reserve two seats, review, cancel, over gRPC)
   traces (Jaeger)   {components.jaeger_spec().ui_url}/api/traces?service=reservation
                     .venv/bin/python -m scripts.observability.trace RESERVATION_ID   (one booking as a tree)
+                    (a tenth of the traces are recorded: CINEMA_TRACE_SAMPLE_RATIO=1 make up records all)
   mail sent to customers (the local SMTP sink keeps it): {DATA / "mail"}
   make status | make down""")
 

@@ -18,6 +18,10 @@ Variables of the base class (shown with the default prefix `CINEMA_`; a subclass
 - `CINEMA_LOG_LEVEL` (default `INFO`).
 - `CINEMA_OTLP_ENDPOINT` (default empty = no trace export): OTLP/HTTP base URL, e.g.
   `http://127.0.0.1:4318` (`/v1/traces` is appended unless already there).
+- `CINEMA_TRACE_SAMPLE_RATIO` (default `1`): the share of traces this service starts that are
+  recorded (parent-based: a caller's sampled/not-sampled decision in `traceparent` is followed,
+  so a trace is whole or absent). Every recorded request costs CPU in every process it touches;
+  `make up` and the chart record a tenth (`CINEMA_TRACE_SAMPLE_RATIO` there too).
 - `CINEMA_JWT_ISSUER` (default `cinema-identity`), `CINEMA_JWT_AUDIENCE` (default `cinema`).
 - `CINEMA_JWKS_SOURCE` (default empty = no key, every token is rejected): an `http(s)://` URL or
   a file path of a JWKS document.
@@ -70,6 +74,7 @@ class KitSettings(BaseSettings):
 
     log_level: str = "INFO"
     otlp_endpoint: str = ""
+    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
 
     jwt_issuer: str = "cinema-identity"
     jwt_audience: str = "cinema"

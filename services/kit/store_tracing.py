@@ -1,6 +1,6 @@
 """Client spans for the stores: PostgreSQL (asyncpg), MongoDB (PyMongo) and Redis.
 
-A store call gets a span only inside a trace (an RPC, an event being handled, a relay
+A store call gets a span only inside a recorded (sampled) trace (an RPC, an event being handled, a relay
 publishing): the relays' and dispatchers' polling would otherwise open a new one-span trace
 every second. Spans carry the statement text as the driver holds it — parameterised SQL with
 `$1` placeholders, the MongoDB command name and collection, the Redis command with `?` for
@@ -34,7 +34,10 @@ _instrumented = False
 
 
 def _inside_trace(context: otel_context.Context | None = None) -> bool:
-    return trace.get_current_span(context).get_span_context().is_valid
+    # Inside a *recorded* trace: under a trace that was not sampled a store span would be
+    # dropped anyway, and building it would cost as much as the query it describes.
+    span_context = trace.get_current_span(context).get_span_context()
+    return span_context.is_valid and span_context.trace_flags.sampled
 
 
 class ChildOnlyTracer(trace.Tracer):

@@ -27,6 +27,7 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from services.kit import store_tracing
@@ -40,6 +41,11 @@ _UNTRACED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 _provider: TracerProvider | None = None
 
 
+def sampler_for(settings: KitSettings) -> Sampler:
+    """Parent-based: a trace is recorded whole or not at all; only the roots draw by the ratio."""
+    return ParentBased(TraceIdRatioBased(settings.trace_sample_ratio))
+
+
 def configure_tracing(settings: KitSettings) -> TracerProvider:
     """Install the process-wide tracer provider and W3C propagators (once per process).
 
@@ -51,7 +57,7 @@ def configure_tracing(settings: KitSettings) -> TracerProvider:
     if _provider is not None:
         return _provider
     resource = Resource.create({"service.name": settings.service_name, "service.version": settings.service_version})
-    provider = TracerProvider(resource=resource)
+    provider = TracerProvider(resource=resource, sampler=sampler_for(settings))
     if settings.otlp_endpoint:
         # Imported here: the exporter pulls in requests/protobuf machinery a tracing-off run never needs.
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

@@ -83,10 +83,10 @@ def scratch_env(data: Path) -> dict[str, str]:
 
 
 @contextmanager
-def scratch_stack(name: str, kind: type[S]) -> Iterator[S]:
+def scratch_stack(name: str, kind: type[S], extra_env: dict[str, str] | None = None) -> Iterator[S]:
     """`make up` in a scratch folder (every port free), yielded as `kind`; `make down` after."""
     data = scratch_dir(name)
-    env = scratch_env(data)
+    env = {**scratch_env(data), **(extra_env or {})}
     started = time.monotonic()
     try:
         up = run_stack(env, "up", timeout=300)

@@ -56,7 +56,8 @@ class Stack(ScratchStack):
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    with scratch_stack("trace-edge", Stack) as running:
+    # Every trace recorded: `make up` records a tenth of them by default.
+    with scratch_stack("trace-edge", Stack, {"CINEMA_TRACE_SAMPLE_RATIO": "1"}) as running:
         yield running
 
 
