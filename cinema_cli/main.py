@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import functools
 import re
+import shlex
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Annotated, Any, ParamSpec, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 
@@ -237,26 +239,67 @@ def screenings(
     )
 
 
+def _board_day(api: Api, day: str) -> str:
+    """`--day` as the API takes it: YYYY-MM-DD, or today/tomorrow in the cinema's time zone."""
+    word = day.strip().casefold()
+    if word not in ("today", "tomorrow"):
+        try:
+            return date.fromisoformat(day.strip()).isoformat()
+        except ValueError:
+            raise CliError(USAGE, f"--day must be a date (YYYY-MM-DD), today or tomorrow, not {day!r}") from None
+    zone_name = str(api.call("GET", "/v1/board", params={"page_size": 1}).get("timeZone") or "UTC")
+    try:
+        zone: tzinfo = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = UTC
+    today = datetime.now(zone).date()
+    return (today + timedelta(days=1 if word == "tomorrow" else 0)).isoformat()
+
+
 @app.command()
 @reported
 def board(
     genre: Annotated[str, typer.Option(help="Only movies of this genre.")] = "",
+    day: Annotated[
+        str, typer.Option(help="Only screenings of this day: YYYY-MM-DD, today or tomorrow (the cinema's calendar).")
+    ] = "",
+    movie: Annotated[str, typer.Option(help="Only this movie (its id or its exact title).")] = "",
+    page_size: Annotated[
+        int, typer.Option("--page-size", min=0, max=100, help="Movies per page (0: the server's default, 50).")
+    ] = 0,
+    page_token: Annotated[str, typer.Option("--page-token", help="Continue where a previous page ended.")] = "",
+    all_pages: Annotated[bool, typer.Option("--all", help="Every page, not just one.")] = False,
     json_: JsonOption = False,
 ) -> None:
-    """Show the board: every movie showing, its screenings to come and their free seats."""
+    """Show the board: the movies showing by title, their screenings to come and their free seats.
+
+    One page at a time (its last line says how to get the next), `--all` for every page.
+    """
     with _api() as api:
-        shown = api.call("GET", "/v1/board", params={"genre": genre} if genre else None)
+        params: dict[str, Any] = {}
+        if genre:
+            params["genre"] = genre
+        if day:
+            params["showing_on"] = _board_day(api, day)
+        if movie:
+            params["movie_id"] = _movie_id(api, movie)
+        if page_size:
+            params["page_size"] = page_size
+        if all_pages:
+            shown: dict[str, Any] = {"movies": api.pages("/v1/board", "movies", params=params), "nextPageToken": ""}
+        else:
+            shown = api.call("GET", "/v1/board", params={**params, "page_token": page_token} if page_token else params)
     if json_:
         render.print_json(shown)
         return
     rows = []
-    for movie in shown.get("movies", []):
-        reviews = f"{render.rating(movie)} ({movie.get('reviewCount', 0)})"
-        for index, s in enumerate(movie.get("screenings", [])):
+    for entry in shown.get("movies", []):
+        reviews = f"{render.rating(entry)} ({entry.get('reviewCount', 0)})"
+        for index, s in enumerate(entry.get("screenings", [])):
             rows.append(
                 (
                     s["screeningId"],
-                    movie["title"] if index == 0 else "",
+                    entry["title"] if index == 0 else "",
                     reviews if index == 0 else "",
                     render.when(s.get("startTime")),
                     s.get("hall", ""),
@@ -264,7 +307,19 @@ def board(
                     f"{s.get('freeSeats', 0)} of {s.get('totalSeats', 0)}",
                 )
             )
-    render.table("Now showing", ("Screening", "Movie", "Rating", "Starts", "Hall", "Price", "Free"), rows, ids=1)
+    title = f"Now showing on {params['showing_on']}" if day else "Now showing"
+    render.table(title, ("Screening", "Movie", "Rating", "Starts", "Hall", "Price", "Free"), rows, ids=1)
+    if shown.get("nextPageToken"):
+        again = " ".join(
+            [
+                "cinema board",
+                *(f"--{name} {shlex.quote(value)}" for name, value in (("genre", genre), ("day", day)) if value),
+                *([f"--movie {params['movie_id']}"] if movie else []),
+                *([f"--page-size {page_size}"] if page_size else []),
+                f"--page-token {shown['nextPageToken']}",
+            ]
+        )
+        render.say(f"More movies: {again}  (or --all)")
 
 
 # --- booking ------------------------------------------------------------------------------------

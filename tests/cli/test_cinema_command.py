@@ -124,6 +124,28 @@ def test_sign_in_and_the_public_lists(cli: Cli, showing: dict[str, str]) -> None
     shown = cli.json("board")
     assert {m["title"] for m in shown["movies"]} >= {"Arrival", "Paddington 2", "Parasite"}
 
+    # One page at a time: the last line says how to get the next; --all follows them all.
+    first = cli("board", "--page-size", "1").stdout
+    assert "More movies: cinema board --page-size 1 --page-token " in first
+    token = first.rsplit("--page-token ", 1)[1].split()[0]
+    second = cli.json("board", "--page-size", "1", "--page-token", token)
+    assert (
+        len(second["movies"]) == 1
+        and second["movies"][0]["title"] != cli.json("board", "--page-size", "1")["movies"][0]["title"]
+    )
+    everything = cli.json("board", "--all", "--page-size", "1")
+    assert [m["title"] for m in everything["movies"]] == [m["title"] for m in shown["movies"]]
+    # By day (the cinema's calendar) and by movie.
+    day = shown["days"][0]
+    on_day = cli.json("board", "--day", day)
+    assert on_day["movies"] and all(
+        s["startTime"][:10] == day for m in on_day["movies"] for s in m["screenings"]
+    )  # the demo stack's zone is UTC
+    assert "Now showing on " + day in cli("board", "--day", day).stdout
+    assert [m["movieId"] for m in cli.json("board", "--movie", "arrival")["movies"]] == [showing["movie_id"]]
+    cli("board", "--day", "today")
+    assert "--day must be a date" in cli("board", "--day", "someday", code=2).stderr
+
 
 def test_reserve_list_cancel_and_review(cli: Cli, stack: Stack, showing: dict[str, str]) -> None:
     cli.login(edge.DEMO_CUSTOMER)
