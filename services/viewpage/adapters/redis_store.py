@@ -13,7 +13,7 @@ Keys (`P` is the configured prefix, `N` a generation number):
   `P:gN:movie_screenings:<movie>` (set of screening ids), `P:gN:meta` (`as_of` in ms).
 - `P:gN:entries` (movie -> its board entry, ready to serve: MessagePack `[header, [start ms, day,
   screening], ...]` where `header` is the movie's `BoardMovie` fields 1-7 and each `screening` a
-  serialized `BoardScreening`, earliest first), `P:gN:ixm` (movie -> MessagePack `[member, [index
+  serialized `BoardScreening` framed as field 8, earliest first), `P:gN:ixm` (movie -> MessagePack `[member, [index
   keys]]`, where the movie stands in the indexes), and the indexes themselves: sorted sets of
   `<sort key>\0<movie id>` (all scores 0, ordered by member: title order, then id) named
   `ix:all`, `ix:g:<genre>`, `ix:d:<day>` and `ix:dg:<day>:<genre>`, plus `P:gN:days` (the days
@@ -163,7 +163,8 @@ local function materialize(g, movie_id)
         return a[2] < b[2]
       end)
     end
-    for _, seg in ipairs(segs) do entry[#entry + 1] = {seg[1], seg[3], seg[4]} end
+    -- Stored framed as BoardMovie's field 8: a read only picks and concatenates.
+    for _, seg in ipairs(segs) do entry[#entry + 1] = {seg[1], seg[3], pb_len(8, seg[4])} end
     redis.call('HSET', g .. 'entries', movie_id, cmsgpack.pack(entry))
     if #segs > 0 then
       local sort_key = doc.sort_key
@@ -391,7 +392,7 @@ local function render(packed, wrap)
   local parts = {entry[1]}
   for i = 2, #entry do
     local s = entry[i]
-    if s[1] > now and (day == '' or s[2] == day) then parts[#parts + 1] = pb_len(8, s[3]) end
+    if s[1] > now and (day == '' or s[2] == day) then parts[#parts + 1] = s[3] end
   end
   if wrap and #parts == 1 then return nil end
   local body = table.concat(parts)
@@ -445,7 +446,7 @@ local now = tonumber(ARGV[3])
 local entry = cmsgpack.unpack(packed)
 local parts = {entry[1]}
 for i = 2, #entry do
-  if entry[i][1] > now then parts[#parts + 1] = pb_len(8, entry[i][3]) end
+  if entry[i][1] > now then parts[#parts + 1] = entry[i][3] end
 end
 return table.concat(parts)
 """
@@ -690,7 +691,7 @@ class RedisReadModel:
 
 # What the applies write, for `ensure_initialised`'s shape: bump it whenever a change of the
 # scripts makes a generation written by the old ones unreadable or incomplete for the new ones.
-LAYOUT = "entries-1"
+LAYOUT = "entries-2"
 
 
 def board_index(genre: str, day: str) -> str:
