@@ -6,11 +6,14 @@
 (() => {
   const TOKEN_KEY = "cinema.token";
   const MAX_SEATS = 10; // CreateReservation takes one to ten seats
+  const PAGE_SIZE = 24; // movies per page of the board ("Show more movies" fetches the next)
   const $ = (id) => document.getElementById(id);
   const state = {
     token: null,
     claims: null,
-    movies: new Map(), // movie id -> board movie
+    movies: new Map(), // movie id -> board movie (the pages loaded so far)
+    day: "", // the day picked (YYYY-MM-DD in the cinema's time zone), "" for every day
+    nextToken: "", // the board's next page, "" when everything is loaded
     screeningMovie: new Map(), // screening id -> movie id
     booking: null, // the open seat map: {screeningId, movieId, title, startTime, hall, price, seatMap, taken, chosen, requestId}
     mine: [],
@@ -96,8 +99,11 @@
     if (token) headers.Authorization = `Bearer ${token}`;
     let reply;
     try {
+      // A read revalidates what the browser holds (public reads carry an ETag: an unchanged answer
+      // comes back as 304 without its body); nothing else is kept.
       reply = await fetch(path, {
-        method, headers, cache: "no-store", body: body === undefined ? undefined : JSON.stringify(body),
+        method, headers, cache: method === "GET" ? "no-cache" : "no-store",
+        body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch {
       throw new ApiError(0, 14, "The cinema cannot be reached right now; try again in a moment.");
@@ -200,30 +206,80 @@
 
   let boardAsked = 0;
 
+  // The board comes in pages (by title) of the day picked: GET /v1/board?pageSize&showingOn&pageToken.
+  function boardPath(extra = {}) {
+    const query = new URLSearchParams({ pageSize: String(PAGE_SIZE), ...extra });
+    if (state.day) query.set("showingOn", state.day);
+    return `/v1/board?${query}`;
+  }
+
   async function loadBoard() {
     const asked = ++boardAsked;
     try {
-      const board = await api("GET", "/v1/board");
+      const board = await api("GET", boardPath());
       if (asked !== boardAsked) return; // a newer answer is on its way
       state.movies = new Map((board.movies || []).map((m) => [m.movieId, m]));
+      state.nextToken = board.nextPageToken || "";
+      renderDays(board.days || []);
       renderBoard();
     } catch (error) {
       say(`The board could not be loaded: ${error.message}`);
     }
   }
 
-  async function refreshMovie(movieId) {
+  async function loadMore() {
+    const asked = boardAsked;
+    const button = $("more");
+    button.disabled = true;
     try {
-      const reply = await api("GET", `/v1/board/movies/${encodeURIComponent(movieId)}`);
-      const before = state.movies.get(movieId);
-      const known = state.movies.has(movieId);
-      state.movies.set(movieId, reply.movie);
-      if (!known) { renderBoard(); return; }
-      replaceMovie(reply.movie, before);
+      const board = await api("GET", boardPath({ pageToken: state.nextToken }));
+      if (asked !== boardAsked) return; // the day changed meanwhile
+      for (const movie of board.movies || []) state.movies.set(movie.movieId, movie);
+      state.nextToken = board.nextPageToken || "";
+      renderBoard();
     } catch (error) {
-      if (error.status === 404) { state.movies.delete(movieId); renderBoard(); return; }
-      throw error;
+      say(`More movies could not be loaded: ${error.message}`);
+    } finally {
+      button.disabled = false;
     }
+  }
+
+  function dayLabel(day) {
+    // A date of the cinema's calendar: shown as that date, whatever the browser's time zone.
+    return new Date(`${day}T12:00:00Z`).toLocaleDateString(undefined, {
+      timeZone: "UTC", weekday: "short", day: "numeric", month: "short",
+    });
+  }
+
+  function renderDays(days) {
+    const select = $("day");
+    const offered = state.day && !days.includes(state.day) ? [state.day, ...days] : days;
+    select.replaceChildren(el("option", { value: "", text: "All days" }),
+      ...offered.map((day) => el("option", { value: day, text: dayLabel(day) })));
+    select.value = state.day;
+  }
+
+  function lastLoadedTitle() {
+    let last = "";
+    for (const movie of state.movies.values()) if (movie.title.localeCompare(last) > 0) last = movie.title;
+    return last;
+  }
+
+  async function refreshMovie(movieId) {
+    // The movie as the board shows it now (that day's screenings when a day is picked).
+    const reply = await api("GET", boardPath({ movieId }));
+    const movie = (reply.movies || [])[0];
+    const known = state.movies.has(movieId);
+    if (!movie) {
+      if (known) { state.movies.delete(movieId); renderBoard(); }
+      return;
+    }
+    // A movie new to this page joins it only within the pages loaded; "Show more" brings the rest.
+    if (!known && state.nextToken && movie.title.localeCompare(lastLoadedTitle()) > 0) return;
+    const before = state.movies.get(movieId);
+    state.movies.set(movieId, movie);
+    if (!known) { renderBoard(); return; }
+    replaceMovie(movie, before);
   }
 
   function movieCard(movie, before) {
@@ -262,7 +318,9 @@
     const movies = [...state.movies.values()].filter((m) => (m.screenings || []).length);
     movies.sort((a, b) => a.title.localeCompare(b.title));
     list.replaceChildren(...movies.map((m) => movieCard(m)));
+    $("board-empty").textContent = state.day ? "Nothing is scheduled on that day." : "Nothing is scheduled yet.";
     $("board-empty").hidden = movies.length > 0;
+    $("more").hidden = !state.nextToken;
   }
 
   function replaceMovie(movie, before) {
@@ -318,8 +376,9 @@
 
   function onChange(movieId, screeningId) {
     const movie = movieId || state.screeningMovie.get(screeningId);
+    // refreshMovie decides whether the movie belongs on the pages loaded; a change that names no
+    // movie and a screening this page does not show (a failed reservation) changes nothing here.
     if (movie) refetchMovie(movie);
-    else if (screeningId) loadBoard(); // a screening we do not know yet
     if (state.booking && screeningId === state.booking.screeningId) refreshAvailability();
     if (screeningId && hasRole("customer")) refetchMine("mine");
   }
@@ -578,6 +637,9 @@
   $("booking-close").addEventListener("click", closeBooking);
   $("movie-form").addEventListener("submit", registerMovie);
   $("screening-form").addEventListener("submit", scheduleScreening);
+  $("day").addEventListener("change", (event) => { state.day = event.target.value; loadBoard(); });
+  $("board-filter").addEventListener("submit", (event) => event.preventDefault());
+  $("more").addEventListener("click", loadMore);
   const saved = sessionStorage.getItem(TOKEN_KEY);
   if (saved && !adopt(saved)) sessionStorage.removeItem(TOKEN_KEY);
   renderAccount();
