@@ -11,7 +11,14 @@ Each message is handled in a CONSUMER span whose parent is the event's creation 
 NATS `traceparent` header: the span that wrote the event), with the event's correlation key
 bound to the log lines written while handling it. The consumer's backlog (JetStream's
 `num_pending`, `num_ack_pending`, `num_redelivered`) is sampled every `lag_sample_s` into
-gauges.
+gauges while messages flow, once when the consumer runs dry, then every `idle_lag_sample_s`.
+
+Fetching: while messages flow, batches of up to `batch` (a batch waits at most
+`fetch_timeout_s` to fill). After a fetch that found nothing, the consumer waits for the next
+message with one long pull of a single message (`idle_fetch_s`), which returns the moment a
+message arrives: an idle consumer costs one request per `idle_fetch_s` instead of one per
+`fetch_timeout_s`, and the first event after a quiet spell is handled at once. `stop()`
+interrupts a pending fetch.
 """
 
 from __future__ import annotations
@@ -77,9 +84,13 @@ class ConsumerSettings:
     backoff_s: Sequence[float] = field(default_factory=lambda: (0.5, 2.0, 5.0, 15.0, 30.0))
     ack_wait_s: float = 30.0
     batch: int = 64
-    fetch_timeout_s: float = 1.0
+    fetch_timeout_s: float = 1.0  # while messages flow: how long a batch may wait to fill
+    # When idle: the long pull for the next message. It also bounds how long a consumer waits on a
+    # pull the server lost (a NATS restart) before it asks again.
+    idle_fetch_s: float = 5.0
     deliver_all: bool = True  # a new consumer starts at the stream's beginning (catch up on history)
-    lag_sample_s: float = 5.0  # how often the consumer's backlog is read from JetStream
+    lag_sample_s: float = 5.0  # how often the consumer's backlog is read from JetStream (busy)
+    idle_lag_sample_s: float = 60.0  # the same while idle (the backlog was 0 when it went idle)
 
     @property
     def stream(self) -> str:
@@ -116,16 +127,24 @@ class EventConsumer:
     async def run(self) -> None:
         """Fetch and handle until stopped; survives NATS restarts (the client reconnects)."""
         sub = None
+        idle = False
         while not self._stopping.is_set():
             try:
                 if sub is None:
                     await self._js.add_consumer(self._s.stream, self.consumer_config())
                     sub = await self._js.pull_subscribe_bind(durable=self._s.durable, stream=self._s.stream)
-                await self._sample_backlog()
+                await self._sample_backlog(self._s.idle_lag_sample_s if idle else self._s.lag_sample_s)
                 try:
-                    msgs = await sub.fetch(self._s.batch, timeout=self._s.fetch_timeout_s)
+                    if idle:
+                        msgs = await self._fetch(sub, 1, self._s.idle_fetch_s)
+                    else:
+                        msgs = await self._fetch(sub, self._s.batch, self._s.fetch_timeout_s)
                 except TimeoutError:  # nats-py raises on an empty fetch
+                    if not idle:
+                        idle = True
+                        self._sampled_at = float("-inf")  # show the drained backlog once
                     continue
+                idle = False
                 honour_cancellation()  # nats-py may have swallowed one (see services.kit.aio)
                 for msg in msgs:
                     await self.handle(msg)
@@ -136,9 +155,27 @@ class EventConsumer:
                 sub = None
                 await wait_event(self._stopping, 1.0)
 
-    async def _sample_backlog(self) -> None:
-        """Read the consumer's counts from JetStream when due (one request per `lag_sample_s`)."""
-        if time.monotonic() - self._sampled_at < self._s.lag_sample_s:
+    async def _fetch(self, sub: JetStreamContext.PullSubscription, batch: int, timeout_s: float) -> list[Msg]:
+        """`sub.fetch`, or [] as soon as the consumer is stopped (the pending fetch is cancelled:
+        a message it was about to receive stays unacknowledged and is redelivered)."""
+        fetch = asyncio.ensure_future(sub.fetch(batch, timeout=timeout_s))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not fetch.done():
+                fetch.cancel()
+        if not fetch.done():
+            await asyncio.wait({fetch})  # let it unwind; whatever it ends with is dropped
+            if not fetch.cancelled():
+                fetch.exception()  # retrieved, so asyncio does not log it as forgotten
+            return []
+        return fetch.result()
+
+    async def _sample_backlog(self, every_s: float) -> None:
+        """Read the consumer's counts from JetStream when due (one request per `every_s`)."""
+        if time.monotonic() - self._sampled_at < every_s:
             return
         self._sampled_at = time.monotonic()
         try:

@@ -66,7 +66,11 @@ async def add(conn: asyncpg.Connection, envelope: EventEnvelope) -> None:
 class RelaySettings:
     service: str
     batch_size: int = 100
-    poll_interval_s: float = 1.0  # fallback when a NOTIFY is missed (e.g. during a reconnect)
+    # Every commit that writes events NOTIFYs the leader, which publishes at once: the poll is
+    # only the fallback for a NOTIFY missed (e.g. during a reconnect), and, for a replica that does
+    # not lead, how often it tries to take over. Each idle round is two queries, so it is slow.
+    poll_interval_s: float = 10.0
+    retry_s: float = 1.0  # after a failed publish or an unreachable store
     retain_published_s: float = 24 * 3600.0
     publish_timeout_s: float = 5.0
 
@@ -82,6 +86,7 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         # A stable 63-bit key per service, so replicas of one service share the leadership.
         self._lock_key = zlib.crc32(f"outbox:{settings.service}".encode())
+        self._publish_failed = False  # the last batch stopped at a failed publish: retry soon
 
     def stop(self) -> None:
         self._stopping.set()
@@ -93,7 +98,7 @@ class OutboxRelay:
             try:
                 async with self._pool.acquire() as conn:
                     if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
-                        await self._sleep(self._settings.poll_interval_s * 5)
+                        await self._sleep(self._settings.poll_interval_s)
                         continue
                     try:
                         await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
@@ -105,7 +110,7 @@ class OutboxRelay:
                             await conn.execute("SELECT pg_advisory_unlock($1)", self._lock_key)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("outbox relay: store unavailable (%s); retrying", exc)
-                await self._sleep(self._settings.poll_interval_s)
+                await self._sleep(self._settings.retry_s)
 
     def _on_notify(self, *_args: object) -> None:
         self._wake.set()
@@ -121,11 +126,14 @@ class OutboxRelay:
             if time.monotonic() - last_cleanup > 60:
                 await self._cleanup(conn)
                 last_cleanup = time.monotonic()
-            if published < self._settings.batch_size:
+            if self._publish_failed:
+                await self._sleep(self._settings.retry_s)
+            elif published < self._settings.batch_size:
                 await self._sleep(self._settings.poll_interval_s)
 
     async def publish_batch(self, conn: asyncpg.Connection) -> int:
         """Publish the next batch in position order; returns how many were published."""
+        self._publish_failed = False
         rows = await conn.fetch(
             "SELECT position, envelope FROM outbox WHERE published_at IS NULL ORDER BY position LIMIT $1",
             self._settings.batch_size,
@@ -139,7 +147,7 @@ class OutboxRelay:
                     await jetstream.publish(self._js, envelope, ack_timeout_s=self._settings.publish_timeout_s)
                 except Exception as exc:  # NATS down or slow: keep order, stop here, retry later
                     log.warning("outbox relay: publish of %s failed (%s); will retry", envelope.id, exc)
-                    await self._sleep(self._settings.poll_interval_s)
+                    self._publish_failed = True
                     break
                 done.append(row["position"])
                 honour_cancellation()  # nats-py may have swallowed one (see services.kit.aio)
