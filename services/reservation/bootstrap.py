@@ -151,6 +151,10 @@ class ReservationApp:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             self._tasks.clear()
+        if self._deps is not None:
+            # Authorizations still running in the background: cut off; the reconciler (of
+            # this or another instance) settles their reservations by payment's outcome.
+            await self._deps.payments_in_progress.close()
         if self._nats is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._nats.close(), timeout=3)

@@ -5,27 +5,31 @@ inside a database transaction (it would hold row locks for the length of a netwo
 
 1. one transaction: idempotency lookup, validation against the replica, seat claim (the
    unique constraint decides races), reservation saved PENDING;
-2. no transaction: payment.Authorize, each attempt with a deadline, tried again while the
-   caller's time (at most `payment_wait_s`) allows;
+2. no transaction: payment.Authorize, each attempt with a deadline, asked again while payment
+   is busy;
 3. a second transaction: CONFIRMED (+ ReservationConfirmed in the outbox), or FAILED with
    the seats released.
 
-Once the seats are claimed, a busy machine must not cost the customer the sale. Payment is
-idempotent per reservation and finishes an authorization it has started even when our
-deadline passes, so a slow attempt is simply asked again: the repeat joins the one in
-progress or reads its stored outcome, and never charges twice. A refusal before any work
-(payment at its concurrency limit, with a retry hint) is retried after the hint.
+Once the seats are claimed, a busy machine must not cost the customer the sale. Phases 2 and
+3 run in a task of their own (services.reservation.service_layer.in_progress) that outlives
+the call: the caller waits for it at most `payment_wait_s` (or its own deadline), and the
+authorization goes on after it has left. Payment is idempotent per reservation and finishes an
+authorization it has started even when our deadline passes, so a slow attempt is simply asked
+again: the repeat joins the one in progress or reads its stored outcome, and never charges
+twice. A refusal before any work (payment at its concurrency limit, with a retry hint) is
+asked again after the hint. A payment that cannot be reached ends the attempt at once.
 
-When payment still has not answered when the caller's time is up, the reservation is left
-PENDING and the caller gets UNAVAILABLE (retry with the same request_id). We do not void it on
-the spot because the outcome is unknown: the authorization may be approved a moment later,
-and voiding would leave an approved payment for a reservation that does not stand. The
-reconciler asks payment for the outcome and confirms or fails the reservation; it fails one
-for lack of a payment only after `pending_window_s`. A retry with the same request_id returns
-the same reservation, and if it is still PENDING asks payment again (the same idempotent
-authorization), so a retry gets the eventual result and can settle it sooner. No
-authorization is sent once too little of the window is left for payment to finish it
-(`payment_work_limit_s`): from then on a retry only asks payment what became of it.
+When payment has not answered in the caller's time, the caller gets UNAVAILABLE (retry with
+the same request_id) and the reservation stays PENDING. We do not void it on the spot because
+the outcome is unknown: the authorization may be approved a moment later, and voiding would
+leave an approved payment for a reservation that does not stand. Whatever answer payment
+gives settles it (the background task, the caller's retry, or the reconciler, which asks
+payment for the outcome); the reconciler fails one for lack of a payment only after
+`pending_window_s`. A retry with the same request_id returns the same reservation and, if it
+is still PENDING, joins the authorization in progress or starts another (idempotent) one, so
+it gets the eventual result. No authorization is sent once too little of the window is left
+for payment to finish it (`payment_work_limit_s`): from then on a retry only asks payment what
+became of it.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from services.reservation.service_layer.commands import (
 from services.reservation.service_layer.dependencies import BookingDependencies
 from services.reservation.service_layer.ports import (
     DuplicateRequest,
+    PaymentCard,
     PaymentResult,
     PaymentStatus,
     PaymentUnavailable,
@@ -88,15 +93,36 @@ async def create_reservation(cmd: CreateReservation, deps: BookingDependencies) 
         # Too late in the pending window to start an authorization payment might still be
         # working on when the reconciler gives up: only ask what became of the earlier ones.
         result = await _look_up(reservation, deps)
-    else:
-        try:
-            result = await _authorize(reservation, cmd, answer_by, deps)
-        except InvalidArgument:
-            # Payment refused the card as malformed or expired: nothing was charged, so the
-            # seats go back now and the caller learns which card field is wrong.
-            await _fail_and_release(reservation.id, INVALID_CARD, deps)
-            raise
-    return outcome(await settle(reservation.id, result, deps), deps)
+        return outcome(await settle(reservation.id, result, deps), deps)
+    wait_s = answer_by - loop.time()
+    if wait_s < _MIN_ATTEMPT_S:
+        raise payment_unavailable(deps)  # no time left to wait for an answer: do not even ask
+    # Phases 2 and 3 run in a task of their own that outlives this call: once the seats are
+    # claimed, the answer of a busy payment must settle the reservation even if this caller is
+    # gone (its deadline passed, or we answered UNAVAILABLE first). A retry joins the same task.
+    paying = deps.payments_in_progress.start(reservation.id, lambda: _pay(reservation, cmd.card, deps))
+    try:
+        async with asyncio.timeout(wait_s):
+            settled = await asyncio.shield(paying)
+    except TimeoutError:
+        log.info(
+            "payment has not answered yet; the caller is told to retry, the authorization goes on",
+            extra={"reservation_id": reservation.id},
+        )
+        raise payment_unavailable(deps) from None
+    return outcome(settled, deps)
+
+
+async def _pay(reservation: Reservation, card: PaymentCard, deps: BookingDependencies) -> Reservation:
+    """Phases 2 and 3: authorize (asking again while payment is busy), then settle."""
+    try:
+        result = await _authorize(reservation, card, deps)
+    except InvalidArgument:
+        # Payment refused the card as malformed or expired: nothing was charged, so the
+        # seats go back now and the caller learns which card field is wrong.
+        await _fail_and_release(reservation.id, INVALID_CARD, deps)
+        raise
+    return await settle(reservation.id, result, deps)
 
 
 def _authorization_time_left(reservation: Reservation, deps: BookingDependencies) -> float:
@@ -175,20 +201,18 @@ _MIN_ATTEMPT_S = 0.01
 _MAX_PAUSE_S = 1.0
 
 
-async def _authorize(
-    reservation: Reservation, cmd: CreateReservation, answer_by: float, deps: BookingDependencies
-) -> PaymentResult:
-    """Phase 2: ask payment until it answers, each attempt with a deadline, until `answer_by`
-    (event-loop time) or the last moment an authorization may be sent, whichever comes first.
+async def _authorize(reservation: Reservation, card: PaymentCard, deps: BookingDependencies) -> PaymentResult:
+    """Phase 2: ask payment until it answers, each attempt with a deadline, until the last
+    moment an authorization may be sent for the reservation (see _authorization_time_left).
 
     Tried again: a deadline that passed (payment is slow; the repeat joins the authorization in
     progress, after a pause doubling from `payment_retry_pause_s`) and a refusal with a retry
-    hint (payment was full and started nothing; we wait the hint). A payment that cannot be
-    reached (down, breaker open) gets the caller UNAVAILABLE at once: waiting would only hold
-    the caller, and the retry with the same request id comes anyway.
+    hint (payment was full and started nothing; we wait the hint, at least that pause). A
+    payment that cannot be reached (down, breaker open) ends it at once with UNAVAILABLE: the
+    caller hears so now, and its retry with the same request id tries again.
     """
     loop = asyncio.get_running_loop()
-    give_up_at = min(answer_by, loop.time() + _authorization_time_left(reservation, deps))
+    give_up_at = loop.time() + _authorization_time_left(reservation, deps)
     pause_s = deps.payment_retry_pause_s
     attempts = 0
     while True:
@@ -203,13 +227,13 @@ async def _authorize(
                     reservation.customer_id,
                     reservation.customer_email,
                     reservation.amount,
-                    cmd.card,
+                    card,
                     deadline_s,
                 )
         except (PaymentUnavailable, TimeoutError) as error:
             hint = error.retry_after_s if isinstance(error, PaymentUnavailable) else None
             slow = not isinstance(error, PaymentUnavailable) or error.slow
-            wait_s = pause_s if hint is None else hint
+            wait_s = pause_s if hint is None else max(hint, pause_s)
             worth_retrying = attempts > 0 and (slow or hint is not None)
             if not worth_retrying or loop.time() + wait_s + _MIN_ATTEMPT_S > give_up_at:
                 log.warning(

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from services.reservation.service_layer.in_progress import PaymentsInProgress
 from services.reservation.service_layer.ports import Clock, PaymentGateway, UnitOfWorkFactory
 
 
@@ -46,4 +47,6 @@ class BookingDependencies:
     # request_id finds the reservation settled (or settles it).
     retry_after_s: float = 2.0
     default_page_size: int = 50
+    # The authorizations running in the background (one registry per process).
+    payments_in_progress: PaymentsInProgress = field(default_factory=PaymentsInProgress)
     max_page_size: int = 100

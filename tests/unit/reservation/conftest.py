@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -49,13 +50,15 @@ def payments() -> FakePaymentGateway:
 
 
 @pytest.fixture
-def deps(store: FakeBookingStore, payments: FakePaymentGateway, clock: FakeClock) -> BookingDependencies:
+async def deps(
+    store: FakeBookingStore, payments: FakePaymentGateway, clock: FakeClock
+) -> AsyncIterator[BookingDependencies]:
     counter = iter(range(1, 1_000_000))
 
     def uow() -> UnitOfWork:
         return FakeUnitOfWork(store)
 
-    return BookingDependencies(
+    deps = BookingDependencies(
         uow=uow,
         payments=payments,
         clock=clock,
@@ -66,3 +69,5 @@ def deps(store: FakeBookingStore, payments: FakePaymentGateway, clock: FakeClock
         payment_retry_pause_s=0.02,
         retry_after_s=3.0,
     )
+    yield deps
+    await deps.payments_in_progress.close()  # authorizations a test left running in the background

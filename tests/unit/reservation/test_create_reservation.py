@@ -84,12 +84,23 @@ async def test_a_hanging_payment_does_not_hang_the_caller(
     assert next(iter(store.reservations.values())).state is ReservationState.PENDING
 
 
-async def test_the_callers_own_deadline_bounds_the_payment_call(
+async def test_the_callers_own_deadline_bounds_its_wait_not_the_authorization(
     deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
 ) -> None:
-    await booking.create_reservation(create_cmd(["A1"], time_budget_s=0.23), deps)
-    # 0.23 s minus the 0.2 s answer margin, counted from the call's arrival (the claim came first)
-    assert 0 < payments.authorize_calls[0][3] <= 0.03
+    payments.delay_s = 0.04  # inside payment's deadline, but longer than this caller can wait
+    started = time.monotonic()
+    with pytest.raises(Unavailable):  # 0.23 s minus the 0.2 s answer margin to wait
+        await booking.create_reservation(create_cmd(["A1"], time_budget_s=0.23), deps)
+    assert time.monotonic() - started < 0.5
+    # The caller's deadline bounds its wait, not the authorization: payment's answer still
+    # settles the reservation after the caller has gone.
+    (pending,) = store.reservations.values()
+    for _ in range(100):
+        if store.reservations[pending.id].state is ReservationState.CONFIRMED:
+            break
+        await asyncio.sleep(0.01)
+    assert store.reservations[pending.id].state is ReservationState.CONFIRMED
+    payments.delay_s = 0.0
 
     payments.authorize_calls.clear()
     with pytest.raises(Unavailable):  # nothing left to wait with: do not even try
@@ -302,7 +313,15 @@ async def test_a_hint_longer_than_the_callers_time_answers_unavailable_at_once(
     assert next(iter(store.reservations.values())).state is ReservationState.PENDING
 
 
-async def test_a_payment_slower_than_the_callers_time_is_settled_by_the_retry(
+async def until_state(store: FakeBookingStore, reservation_id: str, state: ReservationState) -> None:
+    for _ in range(300):
+        if store.reservations[reservation_id].state is state:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"reservation {reservation_id} never became {state}")
+
+
+async def test_a_payment_slower_than_the_callers_wait_settles_it_after_the_caller_left(
     deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
 ) -> None:
     payments.slow_attempts = 1_000  # slower than the caller's whole wait
@@ -310,12 +329,41 @@ async def test_a_payment_slower_than_the_callers_time_is_settled_by_the_retry(
         await reserve(deps, ["A1"])
     (pending,) = store.reservations.values()
     assert pending.state is ReservationState.PENDING and store.held("scr-1") == {A1}
+    assert len(deps.payments_in_progress) == 1  # the authorization goes on without the caller
 
-    payments.slow_attempts = 0  # the retry with the same request id gets the outcome payment recorded
-    retried = await reserve(deps, ["A1"])
+    payments.slow_attempts = 0  # payment catches up: no retry, no reconciler needed
+    await until_state(store, pending.id, ReservationState.CONFIRMED)
 
+    retried = await reserve(deps, ["A1"])  # the retry with the same request id gets the result
     assert (retried.id, retried.state) == (pending.id, ReservationState.CONFIRMED)
     assert len(payments.payments) == 1
+    assert len(store.events(ReservationConfirmed)) == 1
+
+
+async def test_a_retry_joins_the_authorization_in_progress(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
+) -> None:
+    payments.slow_attempts = 1_000
+    with pytest.raises(Unavailable):
+        await reserve(deps, ["A1"])
+    calls = len(payments.authorize_calls)
+    with pytest.raises(Unavailable):
+        await reserve(deps, ["A1"])  # the same request again, still unanswered
+
+    assert len(deps.payments_in_progress) == 1
+    # One sequence of attempts, not two running side by side: the retry added no calls of its
+    # own beyond what the single authorization made meanwhile.
+    assert len(payments.authorize_calls) - calls <= deps.payment_wait_s / deps.payment_retry_pause_s
+
+
+async def test_a_payment_that_cannot_be_reached_ends_the_authorization_at_once(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
+) -> None:
+    payments.mode = "unavailable"
+    with pytest.raises(Unavailable):
+        await reserve(deps, ["A1"])
+    await asyncio.sleep(0.05)
+    assert len(deps.payments_in_progress) == 0 and len(payments.authorize_calls) == 1
 
 
 async def test_late_in_the_pending_window_a_retry_only_asks_for_the_outcome(
