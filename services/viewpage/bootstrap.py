@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import grpc.aio
 import redis.asyncio as aioredis
@@ -59,6 +60,7 @@ class ViewpageApp:
         self._closing = asyncio.Event()
         self.shape_current = True
         self.upgrade: asyncio.Task[None] | None = None  # the rebuild of an outdated board, if any
+        self._prune_task: asyncio.Task[None] | None = None
 
     async def open_store(self) -> RedisReadModel:
         self.redis = aioredis.from_url(self.settings.redis_url, max_connections=64)
@@ -72,6 +74,22 @@ class ViewpageApp:
         changes = RedisChangeFeed(self.redis, self.settings.key_prefix)  # live pages (services/web)
         self.handler = BoardEventHandler(store, self._on_applied, changes, self.settings.zone)
         self._events_task = asyncio.create_task(self._run_events(), name="viewpage-events")
+        self._prune_task = asyncio.create_task(self._prune_forever(), name="viewpage-prune")
+
+    async def _prune_forever(self) -> None:
+        """Every replica prunes (it is idempotent and one Redis call); a failure waits for the next turn."""
+        assert self.store is not None
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self.settings.prune_interval_s)
+                return
+            try:
+                pruned = await self.store.prune(int(time.time() * 1000))
+            except errors.Unavailable as exc:
+                log.warning("board not pruned: %s", exc)
+            else:
+                if pruned:
+                    log.info("movies without screenings to come taken off the board", extra={"movies": pruned})
 
     def register(self, server: grpc.aio.Server) -> list[str]:
         if self.store is None:
@@ -120,6 +138,10 @@ class ViewpageApp:
     async def stop(self) -> None:
         """Stop the consumers, close NATS and Redis; tolerates a half-done start."""
         self._closing.set()
+        prune, self._prune_task = self._prune_task, None
+        if prune is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(prune, STOP_TIMEOUT_S)  # it returns as soon as closing is set
         upgrade, self.upgrade = self.upgrade, None
         if upgrade is not None and not upgrade.done():
             upgrade.cancel()  # the rebuild abandons its generation; the next start tries again

@@ -8,6 +8,8 @@ see services.kit.settings):
 - `VIEWPAGE_NATS_URL` (default `nats://127.0.0.1:14222`).
 - `VIEWPAGE_CONSUMER_BATCH` (default 64): messages fetched per pull.
 - `VIEWPAGE_REPLAY_BATCH` (default 200): events applied per Redis call during a rebuild.
+- `VIEWPAGE_PRUNE_INTERVAL_S` (default 60): how often movies whose screenings have all started are
+  taken off the all-days indexes of the board (one Redis call; reads skip them meanwhile).
 - `VIEWPAGE_TIME_ZONE` (default `UTC`): the cinema's time zone (IANA name), the zone of the
   board's days (`showing_on`, `days`). The days are computed when events are applied: after a
   change, rebuild the board (`python -m services.viewpage rebuild`).
@@ -38,6 +40,7 @@ class ViewpageSettings(KitSettings):
     consumer_batch: int = Field(default=64, ge=1, le=1000)
     replay_batch: int = Field(default=200, ge=1, le=5000)
     time_zone: str = "UTC"
+    prune_interval_s: float = Field(default=60.0, gt=0)
 
     @field_validator("time_zone")
     @classmethod

@@ -17,7 +17,8 @@ Keys (`P` is the configured prefix, `N` a generation number):
   keys]]`, where the movie stands in the indexes), and the indexes themselves: sorted sets of
   `<sort key>\0<movie id>` (all scores 0, ordered by member: title order, then id) named
   `ix:all`, `ix:g:<genre>`, `ix:d:<day>` and `ix:dg:<day>:<genre>`, plus `P:gN:days` (the days
-  that have a movie). Every apply re-materialises the entries of the movies its plan touches, in
+  that have a movie), `P:gN:ends` (movie of `ix:all` -> start of its last screening, for the
+prune). Every apply re-materialises the entries of the movies its plan touches, in
   the same script: a read slices what it needs (O(page)) and never assembles the board.
 - Channel `P:changes` (Pub/Sub, not a key): `{"movie_id": ..., "screening_id": ...}` after each
   applied event that changed the public board (`RedisChangeFeed`); the web page's live updates.
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -115,12 +117,13 @@ local function index_change(g, key, member, add)
   end
 end
 
-local function materialize(g, movie_id)
+local function materialize(g, movie_id, now)
   local raw = redis.call('HGET', g .. 'movies', movie_id)
   local doc = nil
   if raw then doc = cjson.decode(raw).f end
   local member = false
   local keys = {}
+  local segs_last = 0
   if doc and type(doc.title) == 'string' and doc.deleted ~= true then
     local n = tonumber(redis.call('HGET', g .. 'reviews', movie_id .. ':n') or '0') or 0
     local sum = tonumber(redis.call('HGET', g .. 'reviews', movie_id .. ':sum') or '0') or 0
@@ -166,16 +169,27 @@ local function materialize(g, movie_id)
     -- Stored framed as BoardMovie's field 8: a read only picks and concatenates.
     for _, seg in ipairs(segs) do entry[#entry + 1] = {seg[1], seg[3], pb_len(8, seg[4])} end
     redis.call('HSET', g .. 'entries', movie_id, cmsgpack.pack(entry))
+    local last = 0
+    if #segs > 0 then last = segs[#segs][1] end
+    segs_last = last
     if #segs > 0 then
       local sort_key = doc.sort_key
       if type(sort_key) ~= 'string' then sort_key = string.lower(doc.title) end
       member = sort_key .. '\0' .. movie_id
-      keys[1] = 'ix:all'
+      -- The all-days indexes hold a movie while a screening is to come; `ends` says when that
+      -- stops, and the prune (PRUNE, every minute) takes it out then. A day's index keeps it:
+      -- only that day's reads walk it.
+      local upcoming = last > now
+      if upcoming then keys[1] = 'ix:all' end
       local genres, seen = {}, {}
       if type(doc.genre_keys) == 'table' then
         for _, gk in ipairs(doc.genre_keys) do
           gk = tostring(gk)
-          if not seen[gk] then seen[gk] = true; genres[#genres + 1] = gk; keys[#keys + 1] = 'ix:g:' .. gk end
+          if not seen[gk] then
+            seen[gk] = true
+            genres[#genres + 1] = gk
+            if upcoming then keys[#keys + 1] = 'ix:g:' .. gk end
+          end
         end
       end
       local days = {}
@@ -190,6 +204,11 @@ local function materialize(g, movie_id)
     end
   else
     redis.call('HDEL', g .. 'entries', movie_id)
+  end
+  if member and keys[1] == 'ix:all' then
+    redis.call('ZADD', g .. 'ends', segs_last, movie_id)
+  else
+    redis.call('ZREM', g .. 'ends', movie_id)
   end
   local old_member, old_keys = false, {}
   local old = redis.call('HGET', g .. 'ixm', movie_id)
@@ -214,7 +233,7 @@ local function materialize(g, movie_id)
   end
 end
 
-local function materialize_touched(g, touched)
+local function materialize_touched(g, touched, now)
   for _, t in ipairs(touched) do
     local movie_id = t[2]
     if t[1] == 'screening' then
@@ -224,7 +243,7 @@ local function materialize_touched(g, touched)
     end
     if type(movie_id) == 'string' and movie_id ~= '' and not touched[movie_id] then
       touched[movie_id] = true
-      materialize(g, movie_id)
+      materialize(g, movie_id, now)
     end
   end
 end
@@ -306,12 +325,13 @@ APPLY = (
     + _APPLY_BODY
     + """
 local plan = cjson.decode(ARGV[3])
+local now = tonumber(ARGV[4])
 local outcome = 'stale'
 for i, gen in ipairs(gens) do
   local g = prefix .. ':g' .. gen .. ':'
   local touched = {}
   local newer = apply(g, plan, touched)
-  materialize_touched(g, touched)
+  materialize_touched(g, touched, now)
   if i == 1 and newer then outcome = 'applied' end
 end
 return outcome
@@ -327,10 +347,11 @@ APPLY_MANY = (
     + _APPLY_BODY
     + """
 local g = prefix .. ':g' .. gens[1] .. ':'
+local now = tonumber(ARGV[3])
 local touched = {}
-for i = 3, #ARGV do apply(g, cjson.decode(ARGV[i]), touched) end
-materialize_touched(g, touched)
-return #ARGV - 2
+for i = 4, #ARGV do apply(g, cjson.decode(ARGV[i]), touched) end
+materialize_touched(g, touched, now)
+return #ARGV - 3
 """
 )
 
@@ -370,6 +391,27 @@ for i = 1, #ids do
 end
 local reviews = redis.call('HMGET', g .. 'reviews', ARGV[3], ARGV[4])
 return {movie, ids, docs, taken, reviews[1] or '0', reviews[2] or '0'}
+"""
+)
+
+# Takes the movies whose last screening has started out of the all-days indexes (`ends` holds
+# each movie of `ix:all` with its last start), in the live generation and one being rebuilt:
+# without it those indexes would grow with every movie ever shown, and pages of "every day to
+# come" would be walks over movies that show nothing. ARGV[3] now (ms), ARGV[4] at most that many.
+PRUNE = (
+    _GENERATIONS
+    + _PROTOBUF
+    + _MATERIALIZE
+    + """
+local now, limit, done = tonumber(ARGV[3]), tonumber(ARGV[4]), 0
+for _, gen in ipairs(gens) do
+  local g = prefix .. ':g' .. gen .. ':'
+  for _, movie_id in ipairs(redis.call('ZRANGEBYSCORE', g .. 'ends', '-inf', now, 'LIMIT', 0, limit)) do
+    materialize(g, movie_id, now)
+    done = done + 1
+  end
+end
+return done
 """
 )
 
@@ -502,6 +544,12 @@ def _document(raw: bytes | str | None) -> Document | None:
     return fields if isinstance(fields, dict) else {}  # cjson writes an empty object as {}
 
 
+def _now_ms() -> int:
+    # The applies decide whether a movie still has a screening to come (the all-days indexes);
+    # the prune catches up with the clock later.
+    return int(time.time() * 1000)
+
+
 def _value(raw: bytes) -> Any:
     """A hash value for `dump`: JSON documents decoded, text as text, binary (entries) as bytes."""
     if raw[:1] in (b"{", b"["):
@@ -529,6 +577,7 @@ class RedisReadModel:
         self._read_customer: AsyncScript = client.register_script(READ_CUSTOMER)
         self._read_page: AsyncScript = client.register_script(READ_PAGE)
         self._read_entry: AsyncScript = client.register_script(READ_ENTRY)
+        self._prune: AsyncScript = client.register_script(PRUNE)
         self._begin: AsyncScript = client.register_script(BEGIN)
         self._switch: AsyncScript = client.register_script(SWITCH)
         self._abandon: AsyncScript = client.register_script(ABANDON)
@@ -554,12 +603,12 @@ class RedisReadModel:
 
     async def apply(self, plan: Plan, generation: int | None = None) -> Outcome:
         target = "" if generation is None else str(generation)
-        outcome = await self._call(self._apply, target, json.dumps(plan.as_json()))
+        outcome = await self._call(self._apply, target, json.dumps(plan.as_json()), _now_ms())
         return cast(Outcome, outcome.decode() if isinstance(outcome, bytes) else outcome)
 
     async def apply_many(self, plans: Sequence[Plan], generation: int) -> None:
         if plans:
-            await self._call(self._apply_many, str(generation), *(json.dumps(p.as_json()) for p in plans))
+            await self._call(self._apply_many, str(generation), _now_ms(), *(json.dumps(p.as_json()) for p in plans))
 
     async def board_documents(self) -> BoardDocuments:
         movies, screenings, taken, reviews, as_of = await self._call(self._read_board)
@@ -584,6 +633,9 @@ class RedisReadModel:
                 screenings[sid.decode()] = doc
                 counts[sid.decode()] = int(held)
         return MovieDocuments(_document(movie) or {}, screenings, counts, int(count), int(rating_sum))
+
+    async def prune(self, now_ms: int, limit: int = 500) -> int:
+        return int(await self._call(self._prune, "", now_ms, limit))
 
     async def board_slice(
         self,
@@ -691,7 +743,7 @@ class RedisReadModel:
 
 # What the applies write, for `ensure_initialised`'s shape: bump it whenever a change of the
 # scripts makes a generation written by the old ones unreadable or incomplete for the new ones.
-LAYOUT = "entries-2"
+LAYOUT = "entries-3"
 
 
 def board_index(genre: str, day: str) -> str:

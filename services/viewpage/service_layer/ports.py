@@ -91,6 +91,10 @@ class ReadModelStore(Protocol):
         `movie_id` if given. `days`: the days with screenings from `today` on, at most `max_days`."""
         ...
 
+    async def prune(self, now_ms: int, limit: int = 500) -> int:
+        """Take movies whose screenings have all started off the all-days indexes; returns how many."""
+        ...
+
     async def movie_entry(self, movie_id: str, now_ms: int) -> bytes | None:
         """One listed movie's entry (`BoardMovie` on the wire, screenings after `now_ms`), or None."""
         ...

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -51,7 +51,7 @@ def _ms(when: datetime) -> int:
 class Catalog:
     """Events of a catalog, as plans for the store, with the version each aggregate reached."""
 
-    def __init__(self, zone: ZoneInfo = BERLIN) -> None:
+    def __init__(self, zone: tzinfo = BERLIN) -> None:
         self.zone = zone
         self.plans: list[Plan] = []
         self._versions: dict[str, int] = {}
@@ -261,6 +261,38 @@ async def test_started_screenings_leave_the_page_and_a_page_stays_bounded(store:
     # a token until the movies that still show.
     assert flat(pages) == [showing]
     assert len(pages) == -(-301 // (queries.SCAN_FACTOR * 10 + queries.SCAN_SLACK))
+
+
+async def test_movies_whose_screenings_all_started_leave_the_all_days_indexes(
+    store: RedisReadModel, redis_client: aioredis.Redis
+) -> None:
+    now = datetime.now(UTC)
+    catalog = Catalog(zone=UTC)
+    soon, later, over = catalog.movie("Soon over"), catalog.movie("Later"), catalog.movie("Long over")
+    catalog.screening(soon, now + timedelta(minutes=5))
+    catalog.screening(later, now + timedelta(hours=3))
+    catalog.screening(over, now - timedelta(hours=1))
+    await catalog.apply(store)
+    base = f"{store.prefix}:g{await store.live_generation()}:"
+
+    async def members(key: str) -> set[str]:
+        found: list[bytes] = await redis_client.zrange(base + key, 0, -1)  # type: ignore[assignment]  # bytes: no decode_responses
+        return {m.decode().rsplit("\0", 1)[1] for m in found}
+
+    day = now.date().isoformat()
+    assert await members("ix:all") == await members("ix:g:drama") == {soon, later}  # over: never in
+    assert over in await members(f"ix:d:{day}")
+    assert await store.prune(_ms(now)) == 0
+    # Ten minutes on, "Soon over" has nothing to come: off the all-days indexes, still on its day's.
+    assert await store.prune(_ms(now + timedelta(minutes=10))) == 1
+    assert await members("ix:all") == await members("ix:g:drama") == {later}
+    assert soon in await members(f"ix:d:{day}")
+    assert await store.prune(_ms(now + timedelta(minutes=10))) == 0  # done once
+    # A new screening brings it back.
+    again = Catalog(zone=UTC)
+    again.screening(soon, now + timedelta(days=1))
+    await again.apply(store)
+    assert await members("ix:all") == {soon, later}
 
 
 def page_of(store: RedisReadModel, size: int) -> Callable[[], Awaitable[object]]:
