@@ -140,6 +140,8 @@ class NotificationApp:
                 pass
             except Exception:
                 log.exception("notification task %s stopped with an error", task.get_name())
+        if isinstance(self.sender, SmtpSender):
+            await self.sender.close()
         nc, self.nats = self.nats, None
         if nc is not None and not nc.is_closed:
             with contextlib.suppress(Exception):
