@@ -224,7 +224,7 @@ def service_cluster(service: MeshService, instances: Sequence[Address]) -> Confi
                         "max_requests": t.http2_max_requests,
                         "max_pending_requests": t.http2_max_requests,
                         "max_connections": MAX_CONNECTIONS,
-                        "max_retries": t.http2_max_requests,
+                        "max_retries": t.max_retries,
                     }
                 ]
             },

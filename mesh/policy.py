@@ -62,6 +62,7 @@ class TrafficPolicy:
     timeout_ms: int
     retries: Retries
     http2_max_requests: int
+    max_retries: int  # retries outstanding at once: retries cannot multiply an overload
     outlier_detection: OutlierDetection
 
     @classmethod
@@ -75,6 +76,7 @@ class TrafficPolicy:
                 retry_on=tuple(c.strip() for c in str(retries["retryOn"]).split(",") if c.strip()),
             ),
             http2_max_requests=int(traffic["connectionPool"]["http2MaxRequests"]),
+            max_retries=int(traffic["connectionPool"]["maxRetries"]),
             outlier_detection=OutlierDetection(
                 consecutive_gateway_errors=int(outlier["consecutiveGatewayErrors"]),
                 interval_ms=duration_ms(outlier["interval"]),

@@ -112,6 +112,7 @@ def istio_side(docs: list[Doc]) -> dict[str, Policy]:
         out[name] = {
             "route": istio_route_policy(route),
             "max_requests": dr["connectionPool"]["http"]["http2MaxRequests"],
+            "max_retries": dr["connectionPool"]["http"]["maxRetries"],
             "outlier": {
                 "consecutive_gateway_errors": od["consecutiveGatewayErrors"],
                 "interval_ms": istio_ms(od["interval"]),
@@ -174,6 +175,7 @@ def envoy_side(config: Doc) -> dict[str, Policy]:
         out[name] = {
             "route": envoy_route_policy(routes[-1]),
             "max_requests": threshold["max_requests"],
+            "max_retries": threshold["max_retries"],
             "outlier": {
                 "consecutive_gateway_errors": od["consecutive_gateway_failure"],
                 "interval_ms": envoy_ms(od["interval"]),
@@ -362,6 +364,7 @@ CHANGES = [
     ("services.review.traffic.retries.perTryTimeout=2s", "review.route.per_try_timeout_ms"),
     ("services.viewpage.traffic.retries.retryOn=connect-failure", "viewpage.route.retry_on"),
     ("services.reservation.traffic.connectionPool.http2MaxRequests=7", "reservation.max_requests"),
+    ("services.movie.traffic.connectionPool.maxRetries=1", "movie.max_retries"),
     ("services.payment.traffic.outlierDetection.consecutiveGatewayErrors=9", "payment.outlier.consecutive_gateway"),
     ("services.notification.traffic.outlierDetection.interval=1m", "notification.outlier.interval_ms"),
     ("services.identity.traffic.outlierDetection.baseEjectionTime=5s", "identity.outlier.base_ejection_ms"),
