@@ -12,14 +12,15 @@ Keys (`P` is the configured prefix, `N` a generation number):
 - `P:gN:cust:<customer>` (sorted set of reservation ids by first-seen time),
   `P:gN:movie_screenings:<movie>` (set of screening ids), `P:gN:meta` (`as_of` in ms).
 - `P:gN:entries` (movie -> its board entry, ready to serve: MessagePack `[header, [start ms, day,
-  screening], ...]` where `header` is the movie's `BoardMovie` fields 1-7 and each `screening` a
-  serialized `BoardScreening` framed as field 8, earliest first), `P:gN:ixm` (movie -> MessagePack `[member, [index
-  keys]]`, where the movie stands in the indexes), and the indexes themselves: sorted sets of
-  `<sort key>\0<movie id>` (all scores 0, ordered by member: title order, then id) named
-  `ix:all`, `ix:g:<genre>`, `ix:d:<day>` and `ix:dg:<day>:<genre>`, plus `P:gN:days` (the days
-  that have a movie), `P:gN:ends` (movie of `ix:all` -> start of its last screening, for the
-prune). Every apply re-materialises the entries of the movies its plan touches, in
-  the same script: a read slices what it needs (O(page)) and never assembles the board.
+  screening, screening id], ...]` where `header` is the movie's `BoardMovie` fields 1-7 and each
+  `screening` a serialized `BoardScreening` framed as field 8, earliest first), `P:gN:ixm`
+  (movie -> MessagePack `[member, [index keys]]`, where the movie stands in the indexes), and the
+  indexes themselves: sorted sets of `<sort key>\0<movie id>` (all scores 0, ordered by member:
+  title order, then id) named `ix:all`, `ix:g:<genre>`, `ix:d:<day>` and `ix:dg:<day>:<genre>`,
+  plus `P:gN:days` (the days that have a movie) and `P:gN:ends` (movie of `ix:all` -> start of
+  its last screening, for the prune). Every apply re-materialises the entries of the movies its
+  plan touches in the same script (a reservation only its screening's seats): a read slices what
+  it needs (O(page)) and never assembles the board.
 - Channel `P:changes` (Pub/Sub, not a key): `{"movie_id": ..., "screening_id": ...}` after each
   applied event that changed the public board (`RedisChangeFeed`); the web page's live updates.
 
@@ -117,6 +118,23 @@ local function index_change(g, key, member, add)
   end
 end
 
+-- One screening as BoardMovie's field 8 (a serialized BoardScreening, framed).
+local function screening_field(sid, s, taken)
+  local start = math.floor(tonumber(s.start_time_ms) or 0)
+  local total = math.floor(tonumber(s.total_seats) or 0)
+  local free = total - (tonumber(taken) or 0)
+  if free < 0 then free = 0 end
+  local seconds = math.floor(start / 1000)
+  local stamp = pb_int(1, seconds) .. pb_int(2, (start - seconds * 1000) * 1000000)
+  local money = pb_int(1, s.price_minor) .. pb_str(2, s.currency)
+  return pb_len(8, pb_str(1, sid) .. pb_str(2, s.hall) .. pb_len(3, stamp) .. pb_len(4, money)
+    .. pb_int(5, free) .. pb_int(6, total))
+end
+
+local function shows(s, movie_id)
+  return s.total_seats ~= nil and s.cancelled ~= true and s.movie_id == movie_id
+end
+
 local function materialize(g, movie_id, now)
   local raw = redis.call('HGET', g .. 'movies', movie_id)
   local doc = nil
@@ -147,17 +165,9 @@ local function materialize(g, movie_id, now)
       for i, sid in ipairs(ids) do
         if docs[i] then
           local s = cjson.decode(docs[i]).f
-          if s.total_seats ~= nil and s.cancelled ~= true and s.movie_id == movie_id then
+          if shows(s, movie_id) then
             local start = math.floor(tonumber(s.start_time_ms) or 0)
-            local total = math.floor(tonumber(s.total_seats) or 0)
-            local free = total - (tonumber(taken[i]) or 0)
-            if free < 0 then free = 0 end
-            local seconds = math.floor(start / 1000)
-            local stamp = pb_int(1, seconds) .. pb_int(2, (start - seconds * 1000) * 1000000)
-            local money = pb_int(1, s.price_minor) .. pb_str(2, s.currency)
-            local body = pb_str(1, sid) .. pb_str(2, s.hall) .. pb_len(3, stamp) .. pb_len(4, money)
-              .. pb_int(5, free) .. pb_int(6, total)
-            segs[#segs + 1] = {start, sid, tostring(s.day or ''), body}
+            segs[#segs + 1] = {start, sid, tostring(s.day or ''), screening_field(sid, s, taken[i])}
           end
         end
       end
@@ -167,7 +177,7 @@ local function materialize(g, movie_id, now)
       end)
     end
     -- Stored framed as BoardMovie's field 8: a read only picks and concatenates.
-    for _, seg in ipairs(segs) do entry[#entry + 1] = {seg[1], seg[3], pb_len(8, seg[4])} end
+    for _, seg in ipairs(segs) do entry[#entry + 1] = {seg[1], seg[3], seg[4], seg[2]} end
     redis.call('HSET', g .. 'entries', movie_id, cmsgpack.pack(entry))
     local last = 0
     if #segs > 0 then last = segs[#segs][1] end
@@ -233,17 +243,40 @@ local function materialize(g, movie_id, now)
   end
 end
 
-local function materialize_touched(g, touched, now)
-  for _, t in ipairs(touched) do
-    local movie_id = t[2]
-    if t[1] == 'screening' then
-      local raw = redis.call('HGET', g .. 'screenings', t[2])
-      movie_id = nil
-      if raw then movie_id = cjson.decode(raw).f.movie_id end
+-- Seats taken changed (a reservation): only that screening's field of its movie's entry is
+-- rewritten (the movie's other screenings and its places in the indexes stay as they are).
+local function refresh_seats(g, movie_id, sid, s)
+  local packed = redis.call('HGET', g .. 'entries', movie_id)
+  if not packed then return end
+  local entry = cmsgpack.unpack(packed)
+  for i = 2, #entry do
+    if entry[i][4] == sid then
+      entry[i][3] = screening_field(sid, s, redis.call('HGET', g .. 'taken', sid))
+      redis.call('HSET', g .. 'entries', movie_id, cmsgpack.pack(entry))
+      return
     end
-    if type(movie_id) == 'string' and movie_id ~= '' and not touched[movie_id] then
-      touched[movie_id] = true
-      materialize(g, movie_id, now)
+  end
+end
+
+local function materialize_touched(g, touched, now)
+  local whole = {}
+  for _, t in ipairs(touched) do
+    if t[1] == 'movie' and type(t[2]) == 'string' and t[2] ~= '' and not whole[t[2]] then
+      whole[t[2]] = true
+      materialize(g, t[2], now)
+    end
+  end
+  local seats = {}
+  for _, t in ipairs(touched) do
+    if t[1] == 'screening' and not seats[t[2]] then
+      seats[t[2]] = true
+      local raw = redis.call('HGET', g .. 'screenings', t[2])
+      if raw then
+        local s = cjson.decode(raw).f
+        if type(s.movie_id) == 'string' and not whole[s.movie_id] and shows(s, s.movie_id) then
+          refresh_seats(g, s.movie_id, t[2], s)
+        end
+      end
     end
   end
 end
@@ -743,7 +776,7 @@ class RedisReadModel:
 
 # What the applies write, for `ensure_initialised`'s shape: bump it whenever a change of the
 # scripts makes a generation written by the old ones unreadable or incomplete for the new ones.
-LAYOUT = "entries-3"
+LAYOUT = "entries-4"
 
 
 def board_index(genre: str, day: str) -> str:

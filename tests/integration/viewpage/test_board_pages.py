@@ -163,6 +163,23 @@ async def test_materialised_entries_equal_the_domain_views_byte_for_byte(store: 
     ]
     assert response.as_of_time.seconds > 0
 
+    # A reservation alone rewrites only its screening's seats: still the domain's bytes.
+    later = Catalog()
+    later._time = catalog._time
+    second = h.new_id()
+    later.add(second, ev.ReservationChanged(second, "c2", ev.RESERVATION_CONFIRMED, s3, ("B1",), movie_id=drama))
+    later._versions[reservation_id] = 1  # its confirmation was version 1
+    later.add(reservation_id, ev.ReservationChanged(reservation_id, "c1", ev.RESERVATION_CANCELLED, s1, ("A1",)))
+    for plan in later.plans:
+        assert await store.apply(plan) == "applied"
+    documents = await store.board_documents()
+    expected = views.board(documents.movies, documents.screenings, documents.taken, documents.reviews, NOW_MS)
+    response, page = await read_page(store)
+    assert page.movies == b"".join(
+        grpc_api.movie_board_bytes(grpc_api.movie_message(m).SerializeToString()) for m in expected
+    )
+    assert [(s.screening_id, s.free_seats) for s in response.movies[1].screenings] == [(s2, 100), (s1, 100), (s3, 99)]
+
     # GetMovieBoard: the same entry, also for a listed movie without screenings; not for removed ones.
     for movie_id in (drama, quiet, empty):
         raw = await queries.get_movie_board(store, movie_id, clock)
