@@ -70,6 +70,15 @@ def encode_board_token(position: str, filters: BoardFilter) -> str:
     return _b64encode(json.dumps({"b": filters.fingerprint(), "k": position}, ensure_ascii=False).encode())
 
 
+def _encodable(text: str) -> bool:
+    # JSON may carry lone surrogates, which no UTF-8 key (nor Redis) can hold.
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def decode_board_token(token: str, filters: BoardFilter) -> str:
     """The index position a token continues after ('' for no token)."""
     if not token:
@@ -79,7 +88,7 @@ def decode_board_token(token: str, filters: BoardFilter) -> str:
         fingerprint, position = content["b"], content["k"]
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise errors.InvalidArgument.for_field("page_token", "not a page token of the board") from None
-    if not isinstance(position, str) or not isinstance(fingerprint, str):
+    if not isinstance(position, str) or not isinstance(fingerprint, str) or not _encodable(position):
         raise errors.InvalidArgument.for_field("page_token", "not a page token of the board")
     if fingerprint != filters.fingerprint():
         raise errors.InvalidArgument.for_field(

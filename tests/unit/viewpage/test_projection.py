@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import pytest
@@ -10,7 +12,13 @@ from services.kit import errors
 from services.viewpage.domain import board
 from services.viewpage.domain import events as ev
 from services.viewpage.domain.projection import HINT_VERSION, Share, plan_for
-from services.viewpage.service_layer.queries import decode_page_token, encode_page_token
+from services.viewpage.service_layer.queries import (
+    BoardFilter,
+    decode_board_token,
+    decode_page_token,
+    encode_board_token,
+    encode_page_token,
+)
 
 META = ev.EventMeta("agg", 3, 1_700_000_000_123)
 
@@ -76,3 +84,15 @@ def test_page_tokens_round_trip_and_reject_garbage() -> None:
     for bad in ("nope!", encode_page_token(-1), "eyJ4IjogMX0="):
         with pytest.raises(errors.InvalidArgument):
             decode_page_token(bad)
+
+
+def test_board_page_tokens_belong_to_one_filter_and_reject_garbage() -> None:
+    drama = BoardFilter(genre="Drama", showing_on="2030-03-07")
+    token = encode_board_token("ärger\0id-1", drama)
+    assert "=" not in token  # nothing to escape in a URL
+    assert decode_board_token(token, BoardFilter(genre=" drama ", showing_on="2030-03-07")) == "ärger\0id-1"
+    assert decode_board_token("", drama) == ""
+    forged = base64.urlsafe_b64encode(json.dumps({"b": drama.fingerprint(), "k": "\ud800"}).encode()).decode()
+    for bad in ("nope!", "e30", forged, encode_board_token("x", BoardFilter())):
+        with pytest.raises(errors.InvalidArgument):
+            decode_board_token(bad, drama)
