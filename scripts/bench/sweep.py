@@ -170,7 +170,7 @@ class Sweeper:
         }
         return {"seconds": seconds, "processes": per, "stack": total}
 
-    async def step(self, label: str, rate: float, weights: Mapping[str, float]) -> Step:
+    async def step(self, label: str, rate: float, weights: Mapping[str, float], seconds: float | None = None) -> Step:
         from scripts.bench import serverstats
         from scripts.bench.openloop import OpenLoopRunner, Recorder, schedule
         from scripts.bench.resources import ResourceSampler
@@ -178,7 +178,7 @@ class Sweeper:
 
         args = self.args
         recorder = Recorder()
-        total_s = args.step_warmup + args.step_seconds
+        total_s = args.step_warmup + (seconds if seconds is not None else args.step_seconds)
         arrivals = schedule(rate, total_s, weights, self.rng)
         start = time.perf_counter() + 0.2
         window = (start + args.step_warmup, start + total_s)
@@ -323,6 +323,8 @@ async def run_sweep(
         out["steps"] = [{"label": s.label, "rate": s.rate, "breaches": s.breaches, **s.result} for s in steps]
         out["capacity_per_s"] = capacity
         print(f"capacity: {capacity:.0f} operations/s (default mix, SLO p99 <= {SLO_P99_MS:.0f} ms, errors <= 0.1%)")
+        if capacity > 0 and args.sellout:
+            out["sellout"] = await run_sellout_under_load(sweeper, capacity * 0.7, weights)
         if capacity > 0 and args.overload > 0:
             over = await sweeper.step("overload", capacity * args.overload, weights)
             out["overload"] = {
@@ -344,6 +346,31 @@ async def run_sweep(
     cleaned: dict[str, Any] = _clean(out)
     write_sweep_reports(cleaned, report_dir)
     return cleaned
+
+
+async def run_sellout_under_load(sweeper: Sweeper, rate: float, weights: Mapping[str, float]) -> dict[str, Any]:
+    """The sellout race (scripts/bench/sellout.py) while the default mix runs at `rate`."""
+    from scripts.bench import sellout
+
+    print(f"sellout: 200 buyers for 48 seats while the mix runs at {rate:.0f}/s ...", flush=True)
+    prepared = sweeper.prepared
+    # The background runs longer than the race can (30 s, plus scheduling the screening).
+    background = asyncio.ensure_future(sweeper.step("sellout", rate, weights, seconds=50.0))
+    try:
+        await asyncio.sleep(sweeper.args.step_warmup)
+        race = await sellout.run_sellout(
+            prepared.addresses,
+            prepared.tokens.manager,
+            prepared.tokens.customers,
+            postgres_url=sweeper.stack.store_urls.get("postgres"),
+            rpc_timeout_s=sweeper.args.rpc_timeout,
+            rng=sweeper.rng,
+        )
+    finally:
+        load = await background
+    for line in sellout.describe_result(race):
+        print(f"  {line}", flush=True)
+    return {"rate": rate, "race": race, "load": load.result}
 
 
 __all__ = ["add_arguments", "breaches_of", "budget_s", "cpu_ms_per_operation", "run_sweep"]

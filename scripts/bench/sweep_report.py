@@ -86,10 +86,12 @@ def summary_lines(result: Mapping[str, Any]) -> list[str]:
     sellout = result.get("sellout")
     if sellout:
         race = sellout["race"]
+        checks = ", ".join(f"{name}: {'yes' if ok else 'NO'}" for name, ok in race.get("checks", {}).items())
         lines += [
             "",
-            f"Sellout at {_n(sellout['rate'])}/s background: "
-            + ", ".join(f"{k} {v}" for k, v in race.items() if not isinstance(v, dict | list)),
+            f"Sellout while the mix runs at {_n(sellout['rate'])}/s (70 % of capacity): {race['buyers']} buyers, "
+            f"{race['seats']} seats: {race['seats_sold']} sold in {_n(race.get('sold_out_s'))} s, "
+            f"{race['sold_twice']} sold twice, {race['buyers_saw_unavailable']} buyers saw UNAVAILABLE; {checks}",
         ]
     raw = result.get("raw") or {}
     if raw:

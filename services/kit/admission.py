@@ -59,7 +59,7 @@ class AdmissionSettings:
     max_in_flight: int = 64  # 0 = no admission control
     min_in_flight: int = 4
     target_s: float = 0.2
-    queue_s: float = 0.05
+    queue_s: float = 0.02
     retry_after_s: float = 0.25
     min_deadline_s: float = 0.02
     window: int = 20

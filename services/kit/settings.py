@@ -37,7 +37,7 @@ Variables of the base class (shown with the default prefix `CINEMA_`; a subclass
 - `CINEMA_SHUTDOWN_GRACE_S` (default `10`): seconds in-flight RPCs get to finish on stop.
 - `CINEMA_MAX_IN_FLIGHT` (default `64`; `0` turns admission control off): the most RPCs this
   process serves at once; past its adaptive limit an RPC waits up to `CINEMA_ADMISSION_QUEUE_MS`
-  (default `50`) and is then refused with UNAVAILABLE and a retry hint of
+  (default `20`) and is then refused with UNAVAILABLE and a retry hint of
   `CINEMA_ADMISSION_RETRY_AFTER_MS` (default `250`). The limit shrinks while admitted RPCs take
   longer than `CINEMA_ADMISSION_TARGET_MS` (default `200`) and grows back when they do not
   (services.kit.admission).
@@ -88,7 +88,7 @@ class KitSettings(BaseSettings):
     shutdown_grace_s: float = Field(default=10.0, ge=0)
 
     max_in_flight: int = Field(default=64, ge=0, le=100_000)
-    admission_queue_ms: float = Field(default=50.0, ge=0, le=10_000)
+    admission_queue_ms: float = Field(default=20.0, ge=0, le=10_000)
     admission_target_ms: float = Field(default=200.0, gt=0, le=60_000)
     admission_retry_after_ms: float = Field(default=250.0, ge=0, le=60_000)
 
