@@ -319,6 +319,9 @@ def paged_genre(client: httpx.Client, manager: dict[str, str]) -> tuple[str, lis
         _schedule(client, manager, ids[-1], day)
     _schedule(client, manager, ids[1], day + timedelta(days=1))
     assert len(_board_until(client, {"genre": genre}, 3)["movies"]) == 3
+    # Events reach the board in any order: wait for the last screening too.
+    next_day = (day + timedelta(days=1)).date().isoformat()
+    assert len(_board_until(client, {"genre": genre, "showingOn": next_day}, 1)["movies"]) == 1
     return genre, ids, day
 
 
