@@ -311,6 +311,17 @@ def trace_sample_ratio() -> float:
     return value
 
 
+def ingress_rate_limit_per_s() -> int | None:
+    """CINEMA_INGRESS_RATE_LIMIT_PER_S replaces the ingress's token bucket of the values (the
+    benchmark's scratch stack raises it: one client driving hundreds of calls a second)."""
+    value = os.environ.get("CINEMA_INGRESS_RATE_LIMIT_PER_S")
+    if not value:
+        return None
+    if int(value) <= 0:
+        raise ValueError(f"CINEMA_INGRESS_RATE_LIMIT_PER_S must be positive, not {value}")
+    return int(value)
+
+
 def tracing_env(prefix: str) -> dict[str, str]:
     """Export the spans of the component with this variable prefix to the local Jaeger, sampled
     like every other component (the ingress decides for outside requests; services follow it)."""
@@ -355,7 +366,13 @@ def edge_components(stores_: list[Component]) -> list[Component]:
         upstreams = {**SERVICE_PORTS, "identity": IDENTITY_PORT, "gateway": GATEWAY_PORT, "web": WEB_PORT}
         otlp = f"grpc://{jaeger_spec().otlp_grpc_endpoint}"
         config = edge.render_envoy(
-            DATA / "envoy" / "envoy.yaml", envoy_ports, upstreams, identity, otlp, trace_sample_ratio()
+            DATA / "envoy" / "envoy.yaml",
+            envoy_ports,
+            upstreams,
+            identity,
+            otlp,
+            trace_sample_ratio(),
+            ingress_rate_limit_per_s(),
         )
         return edge.envoy_process(config, ENVOY_ADMIN_PORT, _log("envoy"))
 

@@ -174,6 +174,7 @@ def render_envoy(
     identity: IdentityEndpoints,
     otlp: str | None = None,
     trace_sample_ratio: float = 1.0,
+    rate_limit_per_s: int | None = None,
 ) -> Path:
     """Write the Envoy bootstrap for this machine from helm/cinema/values.yaml."""
     from mesh import envoy, policy
@@ -189,6 +190,10 @@ def render_envoy(
         audience="cinema",
         otlp_endpoint=otlp,
         trace_sample_percent=trace_sample_ratio * 100,
+        # One bucket a second's worth deep: a benchmark measures the stack's capacity, not the limit.
+        rate_limit=None
+        if rate_limit_per_s is None
+        else policy.RateLimit(max_tokens=rate_limit_per_s, tokens_per_fill=rate_limit_per_s, fill_interval_ms=1000),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(envoy.dump(envoy.render(mesh, options)))
