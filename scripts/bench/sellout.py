@@ -21,9 +21,10 @@ The result counts seats sold and sold twice from the answers, and (given Postgre
 reservation's own tables once nothing is PENDING any more; time to sell out; buyers who saw
 UNAVAILABLE; attempts per buyer; every outcome by status and reason.
 
-`python -m scripts.bench.sellout [--use-running] [--background-rate N]` runs it on its own:
-against `make up`'s stack, or a scratch stack on free ports that it starts and stops; with
-`--background-rate`, the default benchmark mix runs at that rate during the race.
+`python -m scripts.bench.sellout [--use-running] [--background-rate N] [--cpu-burners N]` runs it
+on its own: against `make up`'s stack, or a scratch stack on free ports that it starts and stops; with
+`--background-rate`, the default benchmark mix runs at that rate during the race; with
+`--cpu-burners`, that many processes spin on the cores meanwhile (a busy machine).
 """
 
 from __future__ import annotations
@@ -33,13 +34,15 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -466,6 +469,21 @@ def describe_result(result: Mapping[str, Any]) -> list[str]:
 # ------------------------------------------------------------------------------------ CLI
 
 
+@contextlib.contextmanager
+def busy_cpu(processes: int) -> Iterator[None]:
+    """`processes` spinning on a core each (a busy machine); they stop with this block, or when
+    the process that started them dies (they watch their parent)."""
+    burn = "import os, sys\nparent = int(sys.argv[1])\nwhile os.getppid() == parent:\n    sum(range(20_000))\n"
+    burners = [subprocess.Popen([sys.executable, "-c", burn, str(os.getpid())]) for _ in range(processes)]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+        for burner in burners:
+            burner.wait(timeout=10)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m scripts.bench.sellout", description=__doc__.split("\n")[0])
     parser.add_argument("--use-running", action="store_true", help="against make up's stack (else a scratch one)")
@@ -473,6 +491,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seats", type=int, default=48)
     parser.add_argument("--time-limit", type=float, default=30.0, help="seconds the buyers keep trying")
     parser.add_argument("--background-rate", type=float, default=0.0, help="default mix at this rate meanwhile")
+    parser.add_argument("--cpu-burners", type=int, default=0, help="processes spinning on a core each meanwhile")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
     return parser.parse_args(argv)
@@ -543,7 +562,8 @@ def main(argv: list[str] | None = None) -> int:
             stacks.start_scratch(stack, scratch)
         tokens = acquire_tokens(stack.data_dir, stack.store_urls, uuid.uuid4().hex[:8], 24)
         addresses = {s: stack.address(s, "direct") for s in stack.grpc_ports}
-        result = asyncio.run(_sellout_with_background(args, stack, tokens, addresses))
+        with busy_cpu(args.cpu_burners):
+            result = asyncio.run(_sellout_with_background(args, stack, tokens, addresses))
     finally:
         stack.stop()
         if scratch is not None:

@@ -16,10 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,7 +26,7 @@ import pytest
 from scripts.bench.auth import acquire_tokens
 from scripts.bench.catalog import seed_catalog, wait_until_propagated
 from scripts.bench.openloop import OpenLoopRunner, Recorder, schedule
-from scripts.bench.sellout import describe_result, run_sellout
+from scripts.bench.sellout import busy_cpu, describe_result, run_sellout
 from scripts.bench.workload import DEFAULT_WEIGHTS, Workload
 from tests.support.scratch_stack import ScratchStack, scratch_stack
 
@@ -49,20 +46,6 @@ def stack() -> Iterator[ScratchStack]:
 def store_urls(stack: ScratchStack) -> dict[str, str]:
     state = json.loads((stack.data / "run" / "state.json").read_text())
     return {str(c["name"]): str(c["url"]) for c in state["components"] if c.get("url")}
-
-
-@contextlib.contextmanager
-def busy_cpu(processes: int) -> Iterator[None]:
-    """Processes that spin on a core each; they stop with this block, or when the test process dies."""
-    burn = "import os, sys\nparent = int(sys.argv[1])\nwhile os.getppid() == parent:\n    sum(range(20_000))\n"
-    burners = [subprocess.Popen([sys.executable, "-c", burn, str(os.getpid())]) for _ in range(processes)]
-    try:
-        yield
-    finally:
-        for burner in burners:
-            burner.kill()
-        for burner in burners:
-            burner.wait(timeout=10)
 
 
 async def test_200_buyers_on_a_busy_machine_buy_all_48_seats_once_each(stack: ScratchStack) -> None:

@@ -33,7 +33,13 @@ class ReconcilerLoop:
         if report.confirmed or report.failed or report.voided:
             log.info(
                 "reconciler settled reservations",
-                extra={"confirmed": report.confirmed, "failed": report.failed, "voided": report.voided},
+                extra={
+                    "confirmed": report.confirmed,
+                    "failed": report.failed,
+                    "voided": report.voided,
+                    # still inside the pending window with no outcome at payment yet
+                    "awaiting_payment": len(report.awaiting_payment),
+                },
             )
         return report
 
