@@ -22,7 +22,6 @@ import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +35,8 @@ from scripts.stack.process import free_port
 from scripts.stack.stores import scratch_dir
 from services.kit.testing_tokens import LocalTokenIssuer
 from services.movie.adapters import mongo as movie_mongo
-from services.review.adapters import mongo as review_mongo
 from tests.integration.reservation.processes import ServiceProcess
+from tests.support.idle_catalog import SCREENINGS_PER_MOVIE, add_catalog
 from tests.support.servers import Server
 
 pytestmark = pytest.mark.integration
@@ -45,7 +44,7 @@ pytestmark = pytest.mark.integration
 Document = Mapping[str, Any]
 
 WINDOW_S = 20.0
-SMALL = {"movies": 60, "screenings_per_movie": 10, "reviews_per_movie": 5}
+SMALL_MOVIES = 60
 GROWTH = 10
 IDLE_BOUND_CORES = 0.1  # generous: the target for the whole stack is 0.05
 GROWTH_ALLOWANCE_CORES = 0.03
@@ -86,92 +85,6 @@ async def client(ferretdb: Server) -> AsyncIterator[AsyncMongoClient[Document]]:
     c: AsyncMongoClient[Document] = AsyncMongoClient(ferretdb.url, tz_aware=True)
     yield c
     await c.close()
-
-
-def movie_documents(count: int, screenings_per_movie: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Documents shaped like the movie service's (no pending events: a settled catalog)."""
-    now = datetime.now(UTC)
-    movies: list[dict[str, Any]] = []
-    screenings: list[dict[str, Any]] = []
-    for _ in range(count):
-        movie_id = str(uuid.uuid4())
-        title = f"Idle {movie_id[:8]}"
-        movies.append(
-            {
-                "_id": movie_id,
-                "title": title,
-                "description": "A film about waiting. " * 5,
-                "genres": ["drama"],
-                "duration_minutes": 100,
-                "poster_url": "",
-                "created_at": now,
-                "updated_at": now,
-                "version": 1,
-                "deleted": False,
-                "review_count": 0,
-                "rating_sum": 0,
-                "reviews": {},
-                "pending_events": [],
-            }
-        )
-        for i in range(screenings_per_movie):
-            screenings.append(
-                {
-                    "_id": str(uuid.uuid4()),
-                    "movie_id": movie_id,
-                    "movie_title": title,
-                    "duration_minutes": 100,
-                    "hall": f"hall-{i % 8}",
-                    "starts_at": now + timedelta(days=1 + i, hours=i % 5),
-                    "seat_map": {"rows": 8, "seats_per_row": 12, "blocked": []},
-                    "price": {"minor_units": 1200, "currency": "EUR"},
-                    "created_at": now,
-                    "updated_at": now,
-                    "state": "SCHEDULED",
-                    "version": 1,
-                    "claim_id": "",
-                    "pending_claim": None,
-                    "cancel_reason": "",
-                    "revision": 1,
-                    "pending_events": [],
-                }
-            )
-    return movies, screenings
-
-
-def review_documents(movie_ids: list[str], per_movie: int) -> list[dict[str, Any]]:
-    now = datetime.now(UTC)
-    reviews: list[dict[str, Any]] = []
-    for movie_id in movie_ids:
-        for _ in range(per_movie):
-            review_id, customer = str(uuid.uuid4()), str(uuid.uuid4())
-            reviews.append(
-                {
-                    "_id": review_id,
-                    "review_id": review_id,
-                    "movie_id": movie_id,
-                    "customer_id": customer,
-                    "author_name": "someone",
-                    "rating": 4,
-                    "text": "Quiet and good. " * 5,
-                    "created_at": now,
-                    "state": "posted",
-                    "author_key": f"{movie_id}/{customer}",
-                    "version": 1,
-                    "deleted_at": None,
-                    "deleted_by": None,
-                    "pending_events": [],
-                }
-            )
-    return reviews
-
-
-async def add_catalog(client: AsyncMongoClient[Document], movies: int) -> None:
-    movie_docs, screening_docs = movie_documents(movies, SMALL["screenings_per_movie"])
-    await client["movie"][movie_mongo.MOVIES].insert_many(movie_docs)
-    await client["movie"][movie_mongo.SCREENINGS].insert_many(screening_docs)
-    reviews = review_documents([m["_id"] for m in movie_docs], SMALL["reviews_per_movie"])
-    await client["review"][review_mongo.COLLECTION].insert_many(reviews)
 
 
 def service_env(name: str, mongo_url: str, nats_url: str, issuer: LocalTokenIssuer, jwks: Path) -> dict[str, str]:
@@ -253,12 +166,12 @@ async def idle_cost(ferretdb: Server, nats: Server, tmp_path: Path) -> dict[str,
 async def test_idle_cost_does_not_grow_with_the_number_of_documents(
     ferretdb: Server, nats: Server, client: AsyncMongoClient[Document], tmp_path: Path
 ) -> None:
-    await add_catalog(client, SMALL["movies"])
+    await add_catalog(client, SMALL_MOVIES)
     small = await idle_cost(ferretdb, nats, tmp_path)
 
-    await add_catalog(client, SMALL["movies"] * (GROWTH - 1))
+    await add_catalog(client, SMALL_MOVIES * (GROWTH - 1))
     assert await client["movie"][movie_mongo.SCREENINGS].count_documents({}) == (
-        SMALL["movies"] * GROWTH * SMALL["screenings_per_movie"]
+        SMALL_MOVIES * GROWTH * SCREENINGS_PER_MOVIE
     )
     large = await idle_cost(ferretdb, nats, tmp_path)
 
