@@ -243,12 +243,13 @@ class DocumentOutboxRelay:
             doc = await self._collection.find_one({"_id": document_id}, {FIELD: 1})
             entries: list[Mapping[str, Any]] = list(doc.get(FIELD) or []) if doc is not None else []
             count = 0
-            if entries and not self._behind:
-                count, _complete = await self._publish_document({"_id": document_id, FIELD: entries})
-                published += count
             if entries:
                 seen.append({FIELD: entries})
+                count, _ = await self._publish_document({"_id": document_id, FIELD: entries})
+                published += count
             await self._drop_marks(marks, {str(e["id"]) for e in entries[count:]})
+            if self._behind:
+                break  # NATS is not taking events: the rest waits for the retry (no reads meanwhile)
         self._observe(seen)
         return published
 
