@@ -71,7 +71,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=100.0, help="offered arrivals per second, all operations")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds of load before the window")
     parser.add_argument("--use-running", action="store_true", help="benchmark the stack `make up` runs")
-    parser.add_argument("--target", choices=("direct", "ingress"), default="direct")
+    parser.add_argument(
+        "--target",
+        choices=("direct", "ingress", "rest"),
+        default="direct",
+        help="direct: gRPC to each service; ingress: gRPC through Envoy; rest: REST/JSON through Envoy and the gateway",
+    )
     parser.add_argument(
         "--weights",
         default="",
@@ -255,7 +260,7 @@ async def _phases(
     from scripts.bench.pgwait import PgActivitySampler
     from scripts.bench.profiling import profile_processes
     from scripts.bench.resources import ResourceSampler
-    from scripts.bench.workload import Workload, parse_weights
+    from scripts.bench.workload import make_workload, parse_weights
 
     rng = random.Random(seed)
     weights = parse_weights(args.weights)
@@ -273,7 +278,9 @@ async def _phases(
     start = time.perf_counter() + 0.5
     window = (start + args.warmup, start + args.warmup + args.duration)
     recorder.window = window
-    workload = Workload(
+    workload = make_workload(
+        args.target,
+        stack.ingress,
         catalog,
         tokens,
         addresses,
@@ -332,7 +339,7 @@ async def _phases(
     finally:
         progress_task.cancel()
         phase_task.cancel()
-        await workload.channels.close()
+        await workload.close()
     if cancelled:
         print(f"  {cancelled} calls still in flight at the end were cancelled", flush=True)
 

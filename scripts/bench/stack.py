@@ -75,7 +75,7 @@ class Stack:
         return self.data_dir / "run" / "state.json"
 
     def address(self, service: str, target: str) -> str:
-        return self.ingress if target == "ingress" else f"127.0.0.1:{self.grpc_ports[service]}"
+        return self.ingress if target in ("ingress", "rest") else f"127.0.0.1:{self.grpc_ports[service]}"
 
     def read_state(self) -> list[dict[str, object]]:
         try:

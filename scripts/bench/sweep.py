@@ -130,14 +130,16 @@ class Sweeper:
     """Runs steps of open-loop load against one stack, one workload carried across the steps."""
 
     def __init__(self, args: argparse.Namespace, stack: Any, prepared: Any, rng: random.Random) -> None:
-        from scripts.bench.workload import Workload
+        from scripts.bench.workload import make_workload
 
         self.args = args
         self.stack = stack
         self.prepared = prepared
         self.rng = rng
         self._window = (math.inf, math.inf)
-        self.workload = Workload(
+        self.workload = make_workload(
+            args.target,
+            stack.ingress,
             prepared.catalog,
             prepared.tokens,
             prepared.addresses,
@@ -339,7 +341,7 @@ async def run_sweep(
             }
     finally:
         await sweeper.workload.lag.stop()
-        await sweeper.workload.channels.close()
+        await sweeper.workload.close()
     from scripts.bench.run import _clean
     from scripts.bench.sweep_report import write_sweep_reports
 

@@ -46,6 +46,23 @@ APPROVED_CARD = Card(number="4242424242424242", expiry_month=12, expiry_year=203
 _REVIEW_TEXTS = ("Loved it.", "Not my thing.", "The second half drags.", "Go and see it.", "Great sound in hall 3.")
 
 
+def make_workload(
+    target: str,
+    ingress: str,
+    catalog: Catalog,
+    tokens: Tokens,
+    addresses: Mapping[str, str],
+    rng: random.Random,
+    **options: Any,
+) -> Workload:
+    """The gRPC workload, or with target `rest` the same operations over REST through the ingress."""
+    if target == "rest":
+        from scripts.bench.rest_workload import RestWorkload
+
+        return RestWorkload(catalog, tokens, addresses, rng, base_url=f"http://{ingress}", **options)
+    return Workload(catalog, tokens, addresses, rng, **options)
+
+
 def parse_weights(spec: str) -> dict[str, float]:
     """`reserve=30,board=20` -> weights; operations not named keep their default weight."""
     weights: dict[str, float] = dict(DEFAULT_WEIGHTS)
@@ -217,32 +234,52 @@ class Workload:
         reservation = reply.reservation
         if reservation.state != reservation_pb2.RESERVATION_STATE_CONFIRMED:
             return f"STATE_{reservation_pb2.ReservationState.Name(reservation.state)}"
-        now = time.perf_counter()
-        self.seats_reserved += len(seats)
-        self.confirmed.append((reservation.id, customer))
-        self.lag.offer(reservation.id, customer, now, self.in_window(now))
+        self._confirmed_now(reservation.id, customer, len(seats))
         return None
 
-    async def cancel(self) -> str | None:
+    def _confirmed_now(self, reservation_id: str, customer: Customer, seats: int) -> None:
+        now = time.perf_counter()
+        self.seats_reserved += seats
+        self.confirmed.append((reservation_id, customer))
+        self.lag.offer(reservation_id, customer, now, self.in_window(now))
+
+    def _pick_confirmed(self) -> tuple[str, Customer] | None:
+        """A random confirmed reservation to cancel (taken off the list), or None."""
         if not self.confirmed:
-            return SKIPPED
+            return None
         index = self.rng.randrange(len(self.confirmed))
         self.confirmed[index], self.confirmed[-1] = self.confirmed[-1], self.confirmed[index]
-        reservation_id, customer = self.confirmed.pop()
-        request = reservation_pb2.CancelReservationRequest(reservation_id=reservation_id, reason="bench")
-        _reply, code = await self._unary(self.reservations.CancelReservation, request, customer.metadata)
-        return code
+        return self.confirmed.pop()
 
-    async def review(self) -> str | None:
+    def _pick_review(self) -> tuple[Customer, str] | None:
+        """A customer and a movie they have not reviewed yet, or None when every pair has."""
         customers, movies = len(self.tokens.customers), len(self.catalog.movie_ids)
         if len(self._reviewed) >= customers * movies:
-            return SKIPPED
+            return None
         while True:
             pair = (self.rng.randrange(customers), self.rng.randrange(movies))
             if pair not in self._reviewed:
                 break
         self._reviewed.add(pair)
-        customer, movie_id = self.tokens.customers[pair[0]], self.catalog.movie_ids[pair[1]]
+        return self.tokens.customers[pair[0]], self.catalog.movie_ids[pair[1]]
+
+    async def close(self) -> None:
+        await self.channels.close()
+
+    async def cancel(self) -> str | None:
+        picked = self._pick_confirmed()
+        if picked is None:
+            return SKIPPED
+        reservation_id, customer = picked
+        request = reservation_pb2.CancelReservationRequest(reservation_id=reservation_id, reason="bench")
+        _reply, code = await self._unary(self.reservations.CancelReservation, request, customer.metadata)
+        return code
+
+    async def review(self) -> str | None:
+        picked = self._pick_review()
+        if picked is None:
+            return SKIPPED
+        customer, movie_id = picked
         request = review_pb2.CreateReviewRequest(
             movie_id=movie_id,
             review=review_pb2.Review(rating=self.rng.randint(1, 5), text=self.rng.choice(_REVIEW_TEXTS)),
