@@ -115,7 +115,7 @@ async def test_one_payment_instance_killed_callers_see_no_error(
         )
         assert booked.reservation.state == reservation_pb2.RESERVATION_STATE_CONFIRMED
     # outlier detection (3 gateway errors: the refused connections) and the health checks
-    # (every 5 s while healthy, unhealthy after 2 failures) take the dead instance out
+    # (every 2 s while healthy, then every second, unhealthy after 2 failures) take the dead instance out
     await edge.envoy.wait_healthy("payment", {survivor.address}, timeout_s=5)
     status = (await edge.envoy.hosts("payment"))[victim.address]["health_status"]
     assert status.get("failed_outlier_check") or status.get("failed_active_health_check"), status
@@ -143,7 +143,7 @@ async def test_payment_down_fails_fast_with_unavailable(
         return time.monotonic() - started
 
     # at once (refused connections) and once the health checks marked both down (no healthy host:
-    # a healthy host is checked every 5 s, then every second after a failure, down after 2)
+    # a healthy host is checked every 2 s, then every second after a failure, down after 2)
     immediately = [await timed_authorize() for _ in range(10)]
     await edge.envoy.wait_healthy("payment", set(), timeout_s=15)
     known_down = [await timed_authorize() for _ in range(20)]
