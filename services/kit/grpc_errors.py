@@ -181,3 +181,12 @@ def find_detail(err: grpc.aio.AioRpcError | grpc.RpcError, detail_type: type[M])
         if isinstance(detail, detail_type):
             return detail
     return None
+
+
+def retry_delay_s(err: grpc.aio.AioRpcError | grpc.RpcError) -> float | None:
+    """The server's hint for retrying an UNAVAILABLE call (its `RetryInfo`), in seconds; None when
+    the call is not to be retried as it is (another code, or no hint)."""
+    if err.code() != grpc.StatusCode.UNAVAILABLE:
+        return None
+    info = find_detail(err, error_details_pb2.RetryInfo)
+    return info.retry_delay.ToTimedelta().total_seconds() if info is not None else None
