@@ -234,13 +234,13 @@ async def wait_until_propagated(
                 await asyncio.sleep(0.2)
         while time.monotonic() < deadline:
             try:
-                reply = await board.GetBoard(board_pb2.GetBoardRequest(), timeout=10)
+                movies = await whole_board(board)
             except grpc.aio.AioRpcError as err:
                 if err.code() not in RETRYABLE:
                     raise
                 await asyncio.sleep(min(retry_hint_s(err) or 0.2, MAX_RETRY_WAIT_S))
                 continue
-            shown = {s.screening_id for m in reply.movies for s in m.screenings}
+            shown = {s.screening_id for m in movies for s in m.screenings}
             if not unknown and wanted <= shown:
                 print(f"  the board shows all {len(wanted)} screenings", flush=True)
                 return time.monotonic() - started
@@ -248,3 +248,17 @@ async def wait_until_propagated(
     raise RuntimeError(
         f"the catalog did not propagate within {timeout_s:.0f} s ({len(unknown)} screenings unknown to reservation)"
     )
+
+
+async def whole_board(
+    board: board_pb2_grpc.BoardServiceAsyncStub, timeout_s: float = 10.0
+) -> list[board_pb2.BoardMovie]:
+    """Every movie of the board, page after page (a page holds at most 100)."""
+    movies: list[board_pb2.BoardMovie] = []
+    token = ""
+    while True:
+        reply = await board.GetBoard(board_pb2.GetBoardRequest(page_size=100, page_token=token), timeout=timeout_s)
+        movies.extend(reply.movies)
+        token = reply.next_page_token
+        if not token:
+            return movies

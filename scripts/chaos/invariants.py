@@ -27,6 +27,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ import asyncpg
 import grpc.aio
 
 from cinema.viewpage.v1 import board_pb2, board_pb2_grpc
+from scripts.bench.catalog import whole_board
 from scripts.chaos.stack import REPO, ChaosStack
 
 NOTIFIED_EVENTS = ("reservation.confirmed", "reservation.cancelled", "payment.refunded")
@@ -239,9 +241,9 @@ async def notifications(stack: ChaosStack, notification_killed: bool) -> list[Ch
     return checks
 
 
-def _board_snapshot(reply: board_pb2.GetBoardResponse) -> dict[str, Any]:
+def _board_snapshot(movies: Sequence[board_pb2.BoardMovie]) -> dict[str, Any]:
     snap: dict[str, Any] = {}
-    for m in reply.movies:
+    for m in movies:
         snap[m.movie_id] = (
             m.title,
             m.review_count,
@@ -255,7 +257,7 @@ async def board(stack: ChaosStack) -> list[Check]:
     address = f"127.0.0.1:{stack.service_port('viewpage')}"
     async with grpc.aio.insecure_channel(stack.ingress) as channel:
         stub = board_pb2_grpc.BoardServiceStub(channel)
-        before = _board_snapshot(await stub.GetBoard(board_pb2.GetBoardRequest(), timeout=30))
+        before = _board_snapshot(await whole_board(stub, timeout_s=30))
     del address
     screenings = await _fetch(
         stack.database_url("reservation"),
@@ -285,7 +287,7 @@ async def board(stack: ChaosStack) -> list[Check]:
         rebuild_problems.append(f"rebuild exited {proc.returncode}: {err.decode()[-500:]}")
     async with grpc.aio.insecure_channel(stack.ingress) as channel:
         stub = board_pb2_grpc.BoardServiceStub(channel)
-        after = _board_snapshot(await stub.GetBoard(board_pb2.GetBoardRequest(), timeout=30))
+        after = _board_snapshot(await whole_board(stub, timeout_s=30))
     if not rebuild_problems and after != before:
         for key in sorted(set(before) | set(after)):
             if before.get(key) != after.get(key):
