@@ -12,12 +12,15 @@ multiplicative decrease, as in Netflix's concurrency-limits AIMD): while the adm
 within `target_s` the limit creeps up by 1/limit per RPC, up to `max_in_flight`; when a window
 of RPCs shows them slower than that (the machine is saturated and work is queueing for the
 CPU), the limit is cut by `backoff` (at most once per window), down to `min_in_flight`. An RPC
-that finds the service full waits up to `queue_s` for a slot (a burst smooths out) and is then
-refused. A caller's deadline that leaves less than `min_deadline_s` is refused at once: the
-work would only expire.
+that finds the service full waits for a slot, then is refused. How long depends on the queue (as
+in CoDel and Facebook's adaptive queueing): in a burst — the queue was empty within the last
+`overload_after_s` — up to `burst_queue_s` (200 buyers arriving at once for one screening are
+served, not turned away); in an overload — the queue has not emptied for longer — only
+`queue_s`, so the excess is refused within milliseconds instead of waiting its turn. A caller's
+deadline that leaves less than `min_deadline_s` is refused at once: the work would only expire.
 
-Only unary RPCs are limited. Health, reflection and the methods named in `exempt` are never refused (probes must see the
-truth, not an overload).
+Only unary RPCs are limited. Health, reflection and the methods named in `exempt` are never
+refused (probes must see the truth, not an overload).
 """
 
 from __future__ import annotations
@@ -59,7 +62,9 @@ class AdmissionSettings:
     max_in_flight: int = 64  # 0 = no admission control
     min_in_flight: int = 4
     target_s: float = 0.2
-    queue_s: float = 0.02
+    queue_s: float = 0.02  # the wait for a slot while overloaded
+    burst_queue_s: float = 0.5  # the wait for a slot in a burst (the queue was empty lately)
+    overload_after_s: float = 0.1  # a queue that has not emptied for this long means overload
     retry_after_s: float = 0.25
     min_deadline_s: float = 0.02
     window: int = 20
@@ -99,6 +104,7 @@ class AdmissionControl(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  #
         self._in_flight = 0
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
         self._exempt = frozenset(exempt)
+        self._last_empty = time.monotonic()
         LIMIT.set(self._limit.limit)
 
     @property
@@ -131,8 +137,11 @@ class AdmissionControl(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  #
         remaining = context.time_remaining()
         if remaining is not None and remaining < self._s.min_deadline_s:
             await self._refuse(method, context, "deadline")
-        if self._in_flight >= self._limit.limit and not await self._wait_for_slot():
-            await self._refuse(method, context, "limit")
+        if self._in_flight >= self._limit.limit:
+            if not await self._wait_for_slot(self._wait_budget(remaining)):
+                await self._refuse(method, context, "limit")
+        elif not self._waiting:
+            self._last_empty = time.monotonic()
         self._in_flight += 1
         IN_FLIGHT.set(self._in_flight)
         start = time.perf_counter()
@@ -145,13 +154,24 @@ class AdmissionControl(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  #
             LIMIT.set(self._limit.limit)
             self._release_one()
 
-    async def _wait_for_slot(self) -> bool:
-        if self._s.queue_s <= 0:
+    def _wait_budget(self, remaining: float | None) -> float:
+        """How long an RPC may wait for a slot: a burst (the queue emptied within the last
+        `overload_after_s`) is absorbed, an overload (it has not) is refused almost at once."""
+        overloaded = time.monotonic() - self._last_empty > self._s.overload_after_s
+        budget = self._s.queue_s if overloaded else max(self._s.queue_s, self._s.burst_queue_s)
+        if remaining is not None:
+            budget = min(budget, remaining - self._s.min_deadline_s)
+        return budget
+
+    async def _wait_for_slot(self, budget: float) -> bool:
+        if budget <= 0:
             return False
+        if not self._waiting:
+            self._last_empty = time.monotonic()  # the queue was empty until this waiter
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
         try:
-            async with asyncio.timeout(self._s.queue_s):
+            async with asyncio.timeout(budget):
                 await waiter
             return True
         except TimeoutError:
@@ -166,6 +186,8 @@ class AdmissionControl(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  #
         # Hand the freed slot to the longest waiter (FIFO); it counts itself in when it resumes.
         while self._waiting and self._in_flight < self._limit.limit:
             waiter = self._waiting.popleft()
+            if not self._waiting:
+                self._last_empty = time.monotonic()  # served down to an empty queue: caught up
             if not waiter.done():
                 waiter.set_result(None)
                 return

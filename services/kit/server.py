@@ -57,6 +57,7 @@ def admission_settings(settings: KitSettings) -> AdmissionSettings:
     return AdmissionSettings(
         max_in_flight=settings.max_in_flight,
         queue_s=settings.admission_queue_ms / 1000,
+        burst_queue_s=settings.admission_burst_queue_ms / 1000,
         target_s=settings.admission_target_ms / 1000,
         retry_after_s=settings.admission_retry_after_ms / 1000,
     )

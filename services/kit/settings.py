@@ -37,8 +37,9 @@ Variables of the base class (shown with the default prefix `CINEMA_`; a subclass
 - `CINEMA_SHUTDOWN_GRACE_S` (default `10`): seconds in-flight RPCs get to finish on stop.
 - `CINEMA_MAX_IN_FLIGHT` (default `64`; `0` turns admission control off): the most RPCs this
   process serves at once; past its adaptive limit an RPC waits up to `CINEMA_ADMISSION_QUEUE_MS`
-  (default `20`) and is then refused with UNAVAILABLE and a retry hint of
-  `CINEMA_ADMISSION_RETRY_AFTER_MS` (default `250`). The limit shrinks while admitted RPCs take
+  (default `20`) while overloaded, or `CINEMA_ADMISSION_BURST_QUEUE_MS` (default `500`) in a
+  burst (its wait queue emptied within the last 100 ms), and is then refused with UNAVAILABLE
+  and a retry hint of `CINEMA_ADMISSION_RETRY_AFTER_MS` (default `250`). The limit shrinks while admitted RPCs take
   longer than `CINEMA_ADMISSION_TARGET_MS` (default `200`) and grows back when they do not
   (services.kit.admission).
 """
@@ -89,6 +90,7 @@ class KitSettings(BaseSettings):
 
     max_in_flight: int = Field(default=64, ge=0, le=100_000)
     admission_queue_ms: float = Field(default=20.0, ge=0, le=10_000)
+    admission_burst_queue_ms: float = Field(default=500.0, ge=0, le=60_000)
     admission_target_ms: float = Field(default=200.0, gt=0, le=60_000)
     admission_retry_after_ms: float = Field(default=250.0, ge=0, le=60_000)
 
