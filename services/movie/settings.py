@@ -27,12 +27,12 @@ services.kit.settings), the service reads:
 from __future__ import annotations
 
 from datetime import timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.kit.settings import KitSettings
+from services.kit.settings import KitSettings, known_time_zone
 
 
 class MovieSettings(KitSettings):
@@ -53,14 +53,7 @@ class MovieSettings(KitSettings):
     sweep_interval_s: float = Field(default=30.0, gt=0)
     relay_poll_s: float = Field(default=30.0, gt=0)
 
-    @field_validator("time_zone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
+    _known_zone = field_validator("time_zone")(known_time_zone)
 
     @property
     def cleaning_gap(self) -> timedelta:

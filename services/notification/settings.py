@@ -28,12 +28,10 @@ services.kit.settings; gRPC port 15055, metrics port 19105 by default):
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.kit.settings import KitSettings
+from services.kit.settings import KitSettings, known_time_zone
 from services.notification.domain.model import InDoubtPolicy
 
 
@@ -68,14 +66,7 @@ class NotificationSettings(KitSettings):
     dispatch_idle_s: float = Field(default=1.0, gt=0)
     display_timezone: str = "UTC"
 
-    @field_validator("display_timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"unknown time zone {value!r}") from error
-        return value
+    _known_zone = field_validator("display_timezone")(known_time_zone)
 
     @model_validator(mode="after")
     def _lease_outlasts_an_attempt(self) -> NotificationSettings:

@@ -19,12 +19,12 @@ The gRPC port defaults to 15056 and the metrics port to 19106.
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.kit.settings import KitSettings
+from services.kit.settings import KitSettings, known_time_zone
 
 
 class ViewpageSettings(KitSettings):
@@ -42,14 +42,7 @@ class ViewpageSettings(KitSettings):
     time_zone: str = "UTC"
     prune_interval_s: float = Field(default=60.0, gt=0)
 
-    @field_validator("time_zone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"unknown time zone {value!r}") from error
-        return value
+    _known_zone = field_validator("time_zone")(known_time_zone)
 
     @property
     def zone(self) -> ZoneInfo:
