@@ -22,29 +22,30 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from cinema.common.v1 import actor_pb2 as cinema_dot_common_dot_v1_dot_actor__pb2
 from cinema.common.v1 import money_pb2 as cinema_dot_common_dot_v1_dot_money__pb2
 from cinema.common.v1 import seat_pb2 as cinema_dot_common_dot_v1_dot_seat__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63inema/movie/v1/events.proto\x12\x0f\x63inema.movie.v1\x1a\x1c\x63inema/common/v1/money.proto\x1a\x1b\x63inema/common/v1/seat.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc6\x01\n\x0fMovieRegistered\x12\x19\n\x08movie_id\x18\x01 \x01(\tR\x07movieId\x12\x14\n\x05title\x18\x02 \x01(\tR\x05title\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12\x16\n\x06genres\x18\x04 \x03(\tR\x06genres\x12)\n\x10\x64uration_minutes\x18\x05 \x01(\x05R\x0f\x64urationMinutes\x12\x1d\n\nposter_url\x18\x06 \x01(\tR\tposterUrl\"\x80\x02\n\x0cMovieUpdated\x12\x19\n\x08movie_id\x18\x01 \x01(\tR\x07movieId\x12\x14\n\x05title\x18\x02 \x01(\tR\x05title\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12\x16\n\x06genres\x18\x04 \x03(\tR\x06genres\x12)\n\x10\x64uration_minutes\x18\x05 \x01(\x05R\x0f\x64urationMinutes\x12\x1d\n\nposter_url\x18\x06 \x01(\tR\tposterUrl\x12;\n\x0bupdate_mask\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"?\n\x0cMovieDeleted\x12\x19\n\x08movie_id\x18\x01 \x01(\tR\x07movieId\x12\x14\n\x05title\x18\x02 \x01(\tR\x05title\"\xd2\x02\n\x12ScreeningScheduled\x12!\n\x0cscreening_id\x18\x01 \x01(\tR\x0bscreeningId\x12\x19\n\x08movie_id\x18\x02 \x01(\tR\x07movieId\x12\x1f\n\x0bmovie_title\x18\x03 \x01(\tR\nmovieTitle\x12)\n\x10\x64uration_minutes\x18\x04 \x01(\x05R\x0f\x64urationMinutes\x12\x12\n\x04hall\x18\x05 \x01(\tR\x04hall\x12\x39\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x34\n\x08seat_map\x18\x07 \x01(\x0b\x32\x19.cinema.common.v1.SeatMapR\x07seatMap\x12-\n\x05price\x18\x08 \x01(\x0b\x32\x17.cinema.common.v1.MoneyR\x05price\"\xb5\x02\n\x14ScreeningRescheduled\x12!\n\x0cscreening_id\x18\x01 \x01(\tR\x0bscreeningId\x12\x19\n\x08movie_id\x18\x02 \x01(\tR\x07movieId\x12\x1f\n\x0bmovie_title\x18\x03 \x01(\tR\nmovieTitle\x12\x12\n\x04hall\x18\x04 \x01(\tR\x04hall\x12\x39\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12#\n\rprevious_hall\x18\x06 \x01(\tR\x0cpreviousHall\x12J\n\x13previous_start_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x11previousStartTime\"\xc6\x01\n\x12ScreeningCancelled\x12!\n\x0cscreening_id\x18\x01 \x01(\tR\x0bscreeningId\x12\x19\n\x08movie_id\x18\x02 \x01(\tR\x07movieId\x12\x1f\n\x0bmovie_title\x18\x03 \x01(\tR\nmovieTitle\x12\x39\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reasonb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63inema/movie/v1/events.proto\x12\x0f\x63inema.movie.v1\x1a\x1c\x63inema/common/v1/actor.proto\x1a\x1c\x63inema/common/v1/money.proto\x1a\x1b\x63inema/common/v1/seat.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc6\x01\n\x0fMovieRegistered\x12\x19\n\x08movie_id\x18\x01 \x01(\tR\x07movieId\x12\x14\n\x05title\x18\x02 \x01(\tR\x05title\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12\x16\n\x06genres\x18\x04 \x03(\tR\x06genres\x12)\n\x10\x64uration_minutes\x18\x05 \x01(\x05R\x0f\x64urationMinutes\x12\x1d\n\nposter_url\x18\x06 \x01(\tR\tposterUrl\"\x80\x02\n\x0cMovieUpdated\x12\x19\n\x08movie_id\x18\x01 \x01(\tR\x07movieId\x12\x14\n\x05title\x18\x02 \x01(\tR\x05title\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12\x16\n\x06genres\x18\x04 \x03(\tR\x06genres\x12)\n\x10\x64uration_minutes\x18\x05 \x01(\x05R\x0f\x64urationMinutes\x12\x1d\n\nposter_url\x18\x06 \x01(\tR\tposterUrl\x12;\n\x0bupdate_mask\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"?\n\x0cMovieDeleted\x12\x19\n\x08movie_id\x18\x01 \x01(\tR\x07movieId\x12\x14\n\x05title\x18\x02 \x01(\tR\x05title\"\xd2\x02\n\x12ScreeningScheduled\x12!\n\x0cscreening_id\x18\x01 \x01(\tR\x0bscreeningId\x12\x19\n\x08movie_id\x18\x02 \x01(\tR\x07movieId\x12\x1f\n\x0bmovie_title\x18\x03 \x01(\tR\nmovieTitle\x12)\n\x10\x64uration_minutes\x18\x04 \x01(\x05R\x0f\x64urationMinutes\x12\x12\n\x04hall\x18\x05 \x01(\tR\x04hall\x12\x39\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x34\n\x08seat_map\x18\x07 \x01(\x0b\x32\x19.cinema.common.v1.SeatMapR\x07seatMap\x12-\n\x05price\x18\x08 \x01(\x0b\x32\x17.cinema.common.v1.MoneyR\x05price\"\xb5\x02\n\x14ScreeningRescheduled\x12!\n\x0cscreening_id\x18\x01 \x01(\tR\x0bscreeningId\x12\x19\n\x08movie_id\x18\x02 \x01(\tR\x07movieId\x12\x1f\n\x0bmovie_title\x18\x03 \x01(\tR\nmovieTitle\x12\x12\n\x04hall\x18\x04 \x01(\tR\x04hall\x12\x39\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12#\n\rprevious_hall\x18\x06 \x01(\tR\x0cpreviousHall\x12J\n\x13previous_start_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x11previousStartTime\"\x82\x02\n\x12ScreeningCancelled\x12!\n\x0cscreening_id\x18\x01 \x01(\tR\x0bscreeningId\x12\x19\n\x08movie_id\x18\x02 \x01(\tR\x07movieId\x12\x1f\n\x0bmovie_title\x18\x03 \x01(\tR\nmovieTitle\x12\x39\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason\x12:\n\x0c\x63\x61ncelled_by\x18\x06 \x01(\x0b\x32\x17.cinema.common.v1.ActorR\x0b\x63\x61ncelledByb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cinema.movie.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MOVIEREGISTERED']._serialized_start=176
-  _globals['_MOVIEREGISTERED']._serialized_end=374
-  _globals['_MOVIEUPDATED']._serialized_start=377
-  _globals['_MOVIEUPDATED']._serialized_end=633
-  _globals['_MOVIEDELETED']._serialized_start=635
-  _globals['_MOVIEDELETED']._serialized_end=698
-  _globals['_SCREENINGSCHEDULED']._serialized_start=701
-  _globals['_SCREENINGSCHEDULED']._serialized_end=1039
-  _globals['_SCREENINGRESCHEDULED']._serialized_start=1042
-  _globals['_SCREENINGRESCHEDULED']._serialized_end=1351
-  _globals['_SCREENINGCANCELLED']._serialized_start=1354
-  _globals['_SCREENINGCANCELLED']._serialized_end=1552
+  _globals['_MOVIEREGISTERED']._serialized_start=206
+  _globals['_MOVIEREGISTERED']._serialized_end=404
+  _globals['_MOVIEUPDATED']._serialized_start=407
+  _globals['_MOVIEUPDATED']._serialized_end=663
+  _globals['_MOVIEDELETED']._serialized_start=665
+  _globals['_MOVIEDELETED']._serialized_end=728
+  _globals['_SCREENINGSCHEDULED']._serialized_start=731
+  _globals['_SCREENINGSCHEDULED']._serialized_end=1069
+  _globals['_SCREENINGRESCHEDULED']._serialized_start=1072
+  _globals['_SCREENINGRESCHEDULED']._serialized_end=1381
+  _globals['_SCREENINGCANCELLED']._serialized_start=1384
+  _globals['_SCREENINGCANCELLED']._serialized_end=1642
 # @@protoc_insertion_point(module_scope)

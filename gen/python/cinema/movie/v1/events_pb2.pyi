@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from cinema.common.v1 import actor_pb2 as _actor_pb2
 from cinema.common.v1 import money_pb2 as _money_pb2
 from cinema.common.v1 import seat_pb2 as _seat_pb2
 from collections import abc as _abc
@@ -272,6 +273,7 @@ class ScreeningCancelled(_message.Message):
     MOVIE_TITLE_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    CANCELLED_BY_FIELD_NUMBER: _builtins.int
     screening_id: _builtins.str
     """Id of the screening."""
     movie_id: _builtins.str
@@ -284,6 +286,12 @@ class ScreeningCancelled(_message.Message):
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """When it would have started."""
 
+    @_builtins.property
+    def cancelled_by(self) -> _actor_pb2.Actor:
+        """Who cancelled it: a manager, or the system (cause MOVIE_WITHDRAWN: its movie was deleted).
+        Unset in events written before attribution.
+        """
+
     def __init__(
         self,
         *,
@@ -292,10 +300,11 @@ class ScreeningCancelled(_message.Message):
         movie_title: _builtins.str = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
         reason: _builtins.str = ...,
+        cancelled_by: _actor_pb2.Actor | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled_by", b"cancelled_by", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["movie_id", b"movie_id", "movie_title", b"movie_title", "reason", b"reason", "screening_id", b"screening_id", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled_by", b"cancelled_by", "movie_id", b"movie_id", "movie_title", b"movie_title", "reason", b"reason", "screening_id", b"screening_id", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -22,20 +22,21 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from cinema.common.v1 import actor_pb2 as cinema_dot_common_dot_v1_dot_actor__pb2
 from cinema.common.v1 import money_pb2 as cinema_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63inema/payment/v1/events.proto\x12\x11\x63inema.payment.v1\x1a\x1c\x63inema/common/v1/money.proto\"\xd1\x01\n\x11PaymentAuthorized\x12\x1d\n\npayment_id\x18\x01 \x01(\tR\tpaymentId\x12%\n\x0ereservation_id\x18\x02 \x01(\tR\rreservationId\x12\x1f\n\x0b\x63ustomer_id\x18\x03 \x01(\tR\ncustomerId\x12/\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x17.cinema.common.v1.MoneyR\x06\x61mount\x12$\n\x0e\x63\x61rd_last_four\x18\x05 \x01(\tR\x0c\x63\x61rdLastFour\"\xd0\x01\n\x0fPaymentDeclined\x12\x1d\n\npayment_id\x18\x01 \x01(\tR\tpaymentId\x12%\n\x0ereservation_id\x18\x02 \x01(\tR\rreservationId\x12\x1f\n\x0b\x63ustomer_id\x18\x03 \x01(\tR\ncustomerId\x12/\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x17.cinema.common.v1.MoneyR\x06\x61mount\x12%\n\x0e\x64\x65\x63line_reason\x18\x05 \x01(\tR\rdeclineReason\"\xd0\x01\n\x0fPaymentRefunded\x12\x1d\n\npayment_id\x18\x01 \x01(\tR\tpaymentId\x12%\n\x0ereservation_id\x18\x02 \x01(\tR\rreservationId\x12\x1f\n\x0b\x63ustomer_id\x18\x03 \x01(\tR\ncustomerId\x12%\n\x0e\x63ustomer_email\x18\x04 \x01(\tR\rcustomerEmail\x12/\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x17.cinema.common.v1.MoneyR\x06\x61mountb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63inema/payment/v1/events.proto\x12\x11\x63inema.payment.v1\x1a\x1c\x63inema/common/v1/actor.proto\x1a\x1c\x63inema/common/v1/money.proto\"\xd1\x01\n\x11PaymentAuthorized\x12\x1d\n\npayment_id\x18\x01 \x01(\tR\tpaymentId\x12%\n\x0ereservation_id\x18\x02 \x01(\tR\rreservationId\x12\x1f\n\x0b\x63ustomer_id\x18\x03 \x01(\tR\ncustomerId\x12/\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x17.cinema.common.v1.MoneyR\x06\x61mount\x12$\n\x0e\x63\x61rd_last_four\x18\x05 \x01(\tR\x0c\x63\x61rdLastFour\"\xd0\x01\n\x0fPaymentDeclined\x12\x1d\n\npayment_id\x18\x01 \x01(\tR\tpaymentId\x12%\n\x0ereservation_id\x18\x02 \x01(\tR\rreservationId\x12\x1f\n\x0b\x63ustomer_id\x18\x03 \x01(\tR\ncustomerId\x12/\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x17.cinema.common.v1.MoneyR\x06\x61mount\x12%\n\x0e\x64\x65\x63line_reason\x18\x05 \x01(\tR\rdeclineReason\"\x8c\x02\n\x0fPaymentRefunded\x12\x1d\n\npayment_id\x18\x01 \x01(\tR\tpaymentId\x12%\n\x0ereservation_id\x18\x02 \x01(\tR\rreservationId\x12\x1f\n\x0b\x63ustomer_id\x18\x03 \x01(\tR\ncustomerId\x12%\n\x0e\x63ustomer_email\x18\x04 \x01(\tR\rcustomerEmail\x12/\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x17.cinema.common.v1.MoneyR\x06\x61mount\x12:\n\x0c\x63\x61ncelled_by\x18\x06 \x01(\x0b\x32\x17.cinema.common.v1.ActorR\x0b\x63\x61ncelledByb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cinema.payment.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PAYMENTAUTHORIZED']._serialized_start=84
-  _globals['_PAYMENTAUTHORIZED']._serialized_end=293
-  _globals['_PAYMENTDECLINED']._serialized_start=296
-  _globals['_PAYMENTDECLINED']._serialized_end=504
-  _globals['_PAYMENTREFUNDED']._serialized_start=507
-  _globals['_PAYMENTREFUNDED']._serialized_end=715
+  _globals['_PAYMENTAUTHORIZED']._serialized_start=114
+  _globals['_PAYMENTAUTHORIZED']._serialized_end=323
+  _globals['_PAYMENTDECLINED']._serialized_start=326
+  _globals['_PAYMENTDECLINED']._serialized_end=534
+  _globals['_PAYMENTREFUNDED']._serialized_start=537
+  _globals['_PAYMENTREFUNDED']._serialized_end=805
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from cinema.common.v1 import actor_pb2 as _actor_pb2
 from cinema.common.v1 import money_pb2 as _money_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -114,6 +115,7 @@ class PaymentRefunded(_message.Message):
     CUSTOMER_ID_FIELD_NUMBER: _builtins.int
     CUSTOMER_EMAIL_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
+    CANCELLED_BY_FIELD_NUMBER: _builtins.int
     payment_id: _builtins.str
     """Id of the payment."""
     reservation_id: _builtins.str
@@ -126,6 +128,12 @@ class PaymentRefunded(_message.Message):
     def amount(self) -> _money_pb2.Money:
         """The amount given back."""
 
+    @_builtins.property
+    def cancelled_by(self) -> _actor_pb2.Actor:
+        """Who cancelled the reservation this refund compensates, copied from its ReservationCancelled
+        (the refund itself always follows by rule). Unset in events written before attribution.
+        """
+
     def __init__(
         self,
         *,
@@ -134,10 +142,11 @@ class PaymentRefunded(_message.Message):
         customer_id: _builtins.str = ...,
         customer_email: _builtins.str = ...,
         amount: _money_pb2.Money | None = ...,
+        cancelled_by: _actor_pb2.Actor | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cancelled_by", b"cancelled_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "customer_email", b"customer_email", "customer_id", b"customer_id", "payment_id", b"payment_id", "reservation_id", b"reservation_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cancelled_by", b"cancelled_by", "customer_email", b"customer_email", "customer_id", b"customer_id", "payment_id", b"payment_id", "reservation_id", b"reservation_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

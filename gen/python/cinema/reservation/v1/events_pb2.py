@@ -22,21 +22,22 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from cinema.common.v1 import actor_pb2 as cinema_dot_common_dot_v1_dot_actor__pb2
 from cinema.common.v1 import money_pb2 as cinema_dot_common_dot_v1_dot_money__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"cinema/reservation/v1/events.proto\x12\x15\x63inema.reservation.v1\x1a\x1c\x63inema/common/v1/money.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x03\n\x14ReservationConfirmed\x12%\n\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\x12\x1f\n\x0b\x63ustomer_id\x18\x02 \x01(\tR\ncustomerId\x12%\n\x0e\x63ustomer_email\x18\x03 \x01(\tR\rcustomerEmail\x12!\n\x0cscreening_id\x18\x04 \x01(\tR\x0bscreeningId\x12\x19\n\x08movie_id\x18\x05 \x01(\tR\x07movieId\x12\x1f\n\x0bmovie_title\x18\x06 \x01(\tR\nmovieTitle\x12\x12\n\x04hall\x18\x07 \x01(\tR\x04hall\x12\x39\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x14\n\x05seats\x18\t \x03(\tR\x05seats\x12/\n\x06\x61mount\x18\n \x01(\x0b\x32\x17.cinema.common.v1.MoneyR\x06\x61mount\x12\x1d\n\npayment_id\x18\x0b \x01(\tR\tpaymentId\"\x9d\x03\n\x14ReservationCancelled\x12%\n\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\x12\x1f\n\x0b\x63ustomer_id\x18\x02 \x01(\tR\ncustomerId\x12%\n\x0e\x63ustomer_email\x18\x03 \x01(\tR\rcustomerEmail\x12!\n\x0cscreening_id\x18\x04 \x01(\tR\x0bscreeningId\x12\x19\n\x08movie_id\x18\x05 \x01(\tR\x07movieId\x12\x1f\n\x0bmovie_title\x18\x06 \x01(\tR\nmovieTitle\x12\x39\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x14\n\x05seats\x18\x08 \x03(\tR\x05seats\x12/\n\x06\x61mount\x18\t \x01(\x0b\x32\x17.cinema.common.v1.MoneyR\x06\x61mount\x12\x1d\n\npayment_id\x18\n \x01(\tR\tpaymentId\x12\x16\n\x06reason\x18\x0b \x01(\tR\x06reason\"\xd3\x01\n\x11ReservationFailed\x12%\n\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\x12\x1f\n\x0b\x63ustomer_id\x18\x02 \x01(\tR\ncustomerId\x12%\n\x0e\x63ustomer_email\x18\x03 \x01(\tR\rcustomerEmail\x12!\n\x0cscreening_id\x18\x04 \x01(\tR\x0bscreeningId\x12\x14\n\x05seats\x18\x05 \x03(\tR\x05seats\x12\x16\n\x06reason\x18\x06 \x01(\tR\x06reasonb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"cinema/reservation/v1/events.proto\x12\x15\x63inema.reservation.v1\x1a\x1c\x63inema/common/v1/actor.proto\x1a\x1c\x63inema/common/v1/money.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x03\n\x14ReservationConfirmed\x12%\n\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\x12\x1f\n\x0b\x63ustomer_id\x18\x02 \x01(\tR\ncustomerId\x12%\n\x0e\x63ustomer_email\x18\x03 \x01(\tR\rcustomerEmail\x12!\n\x0cscreening_id\x18\x04 \x01(\tR\x0bscreeningId\x12\x19\n\x08movie_id\x18\x05 \x01(\tR\x07movieId\x12\x1f\n\x0bmovie_title\x18\x06 \x01(\tR\nmovieTitle\x12\x12\n\x04hall\x18\x07 \x01(\tR\x04hall\x12\x39\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x14\n\x05seats\x18\t \x03(\tR\x05seats\x12/\n\x06\x61mount\x18\n \x01(\x0b\x32\x17.cinema.common.v1.MoneyR\x06\x61mount\x12\x1d\n\npayment_id\x18\x0b \x01(\tR\tpaymentId\"\xd9\x03\n\x14ReservationCancelled\x12%\n\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\x12\x1f\n\x0b\x63ustomer_id\x18\x02 \x01(\tR\ncustomerId\x12%\n\x0e\x63ustomer_email\x18\x03 \x01(\tR\rcustomerEmail\x12!\n\x0cscreening_id\x18\x04 \x01(\tR\x0bscreeningId\x12\x19\n\x08movie_id\x18\x05 \x01(\tR\x07movieId\x12\x1f\n\x0bmovie_title\x18\x06 \x01(\tR\nmovieTitle\x12\x39\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x14\n\x05seats\x18\x08 \x03(\tR\x05seats\x12/\n\x06\x61mount\x18\t \x01(\x0b\x32\x17.cinema.common.v1.MoneyR\x06\x61mount\x12\x1d\n\npayment_id\x18\n \x01(\tR\tpaymentId\x12\x16\n\x06reason\x18\x0b \x01(\tR\x06reason\x12:\n\x0c\x63\x61ncelled_by\x18\x0c \x01(\x0b\x32\x17.cinema.common.v1.ActorR\x0b\x63\x61ncelledBy\"\x89\x02\n\x11ReservationFailed\x12%\n\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\x12\x1f\n\x0b\x63ustomer_id\x18\x02 \x01(\tR\ncustomerId\x12%\n\x0e\x63ustomer_email\x18\x03 \x01(\tR\rcustomerEmail\x12!\n\x0cscreening_id\x18\x04 \x01(\tR\x0bscreeningId\x12\x14\n\x05seats\x18\x05 \x03(\tR\x05seats\x12\x16\n\x06reason\x18\x06 \x01(\tR\x06reason\x12\x34\n\tfailed_by\x18\x07 \x01(\x0b\x32\x17.cinema.common.v1.ActorR\x08\x66\x61iledByb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cinema.reservation.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESERVATIONCONFIRMED']._serialized_start=125
-  _globals['_RESERVATIONCONFIRMED']._serialized_end=534
-  _globals['_RESERVATIONCANCELLED']._serialized_start=537
-  _globals['_RESERVATIONCANCELLED']._serialized_end=950
-  _globals['_RESERVATIONFAILED']._serialized_start=953
-  _globals['_RESERVATIONFAILED']._serialized_end=1164
+  _globals['_RESERVATIONCONFIRMED']._serialized_start=155
+  _globals['_RESERVATIONCONFIRMED']._serialized_end=564
+  _globals['_RESERVATIONCANCELLED']._serialized_start=567
+  _globals['_RESERVATIONCANCELLED']._serialized_end=1040
+  _globals['_RESERVATIONFAILED']._serialized_start=1043
+  _globals['_RESERVATIONFAILED']._serialized_end=1308
 # @@protoc_insertion_point(module_scope)

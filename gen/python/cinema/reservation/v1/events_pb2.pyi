@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from cinema.common.v1 import actor_pb2 as _actor_pb2
 from cinema.common.v1 import money_pb2 as _money_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
@@ -112,6 +113,7 @@ class ReservationCancelled(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     PAYMENT_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    CANCELLED_BY_FIELD_NUMBER: _builtins.int
     reservation_id: _builtins.str
     """Id of the reservation."""
     customer_id: _builtins.str
@@ -127,7 +129,11 @@ class ReservationCancelled(_message.Message):
     payment_id: _builtins.str
     """The payment to refund; empty when none was approved."""
     reason: _builtins.str
-    """Why: the customer's reason, or the screening's cancellation reason."""
+    """Why, in the words of whoever cancelled (customer or manager), or the screening's cancellation
+    reason. When a person gave no words it is CANCELLED_BY_CUSTOMER or CANCELLED_BY_MANAGER; a
+    late approval voided is PAYMENT_APPROVED_AFTER_RESERVATION_ENDED. Never word a message from
+    it: `cancelled_by` says who cancelled.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the screening."""
@@ -139,6 +145,14 @@ class ReservationCancelled(_message.Message):
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
         """The amount to refund."""
+
+    @_builtins.property
+    def cancelled_by(self) -> _actor_pb2.Actor:
+        """Who cancelled: the customer (their own reservation), a manager (someone else's), or the
+        system with its cause (SCREENING_CANCELLED; PAYMENT_APPROVED_AFTER_RESERVATION_ENDED when
+        a payment approved after the reservation had ended is to be refunded, and nobody is told).
+        Unset (kind UNSPECIFIED) in events written before attribution.
+        """
 
     def __init__(
         self,
@@ -154,10 +168,11 @@ class ReservationCancelled(_message.Message):
         amount: _money_pb2.Money | None = ...,
         payment_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        cancelled_by: _actor_pb2.Actor | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cancelled_by", b"cancelled_by", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "customer_email", b"customer_email", "customer_id", b"customer_id", "movie_id", b"movie_id", "movie_title", b"movie_title", "payment_id", b"payment_id", "reason", b"reason", "reservation_id", b"reservation_id", "screening_id", b"screening_id", "seats", b"seats", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cancelled_by", b"cancelled_by", "customer_email", b"customer_email", "customer_id", b"customer_id", "movie_id", b"movie_id", "movie_title", b"movie_title", "payment_id", b"payment_id", "reason", b"reason", "reservation_id", b"reservation_id", "screening_id", b"screening_id", "seats", b"seats", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -177,6 +192,7 @@ class ReservationFailed(_message.Message):
     SCREENING_ID_FIELD_NUMBER: _builtins.int
     SEATS_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    FAILED_BY_FIELD_NUMBER: _builtins.int
     reservation_id: _builtins.str
     """Id of the reservation."""
     customer_id: _builtins.str
@@ -191,6 +207,13 @@ class ReservationFailed(_message.Message):
     def seats(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The seats that were held."""
 
+    @_builtins.property
+    def failed_by(self) -> _actor_pb2.Actor:
+        """Who ended it: always the system, with the cause (a decline reason, INVALID_CARD, or
+        PAYMENT_NOT_COMPLETED when payment never answered within the pending window). Unset in
+        events written before attribution.
+        """
+
     def __init__(
         self,
         *,
@@ -200,10 +223,11 @@ class ReservationFailed(_message.Message):
         screening_id: _builtins.str = ...,
         seats: _abc.Iterable[_builtins.str] | None = ...,
         reason: _builtins.str = ...,
+        failed_by: _actor_pb2.Actor | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["failed_by", b"failed_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_email", b"customer_email", "customer_id", b"customer_id", "reason", b"reason", "reservation_id", b"reservation_id", "screening_id", b"screening_id", "seats", b"seats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_email", b"customer_email", "customer_id", b"customer_id", "failed_by", b"failed_by", "reason", b"reason", "reservation_id", b"reservation_id", "screening_id", b"screening_id", "seats", b"seats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

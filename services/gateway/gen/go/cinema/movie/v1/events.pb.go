@@ -495,7 +495,10 @@ type ScreeningCancelled struct {
 	// When it would have started.
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// Why it was cancelled.
-	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Who cancelled it: a manager, or the system (cause MOVIE_WITHDRAWN: its movie was deleted).
+	// Unset in events written before attribution.
+	CancelledBy   *v1.Actor `protobuf:"bytes,6,opt,name=cancelled_by,json=cancelledBy,proto3" json:"cancelled_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -565,11 +568,18 @@ func (x *ScreeningCancelled) GetReason() string {
 	return ""
 }
 
+func (x *ScreeningCancelled) GetCancelledBy() *v1.Actor {
+	if x != nil {
+		return x.CancelledBy
+	}
+	return nil
+}
+
 var File_cinema_movie_v1_events_proto protoreflect.FileDescriptor
 
 const file_cinema_movie_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccinema/movie/v1/events.proto\x12\x0fcinema.movie.v1\x1a\x1ccinema/common/v1/money.proto\x1a\x1bcinema/common/v1/seat.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc6\x01\n" +
+	"\x1ccinema/movie/v1/events.proto\x12\x0fcinema.movie.v1\x1a\x1ccinema/common/v1/actor.proto\x1a\x1ccinema/common/v1/money.proto\x1a\x1bcinema/common/v1/seat.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc6\x01\n" +
 	"\x0fMovieRegistered\x12\x19\n" +
 	"\bmovie_id\x18\x01 \x01(\tR\amovieId\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12 \n" +
@@ -611,7 +621,7 @@ const file_cinema_movie_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"start_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12#\n" +
 	"\rprevious_hall\x18\x06 \x01(\tR\fpreviousHall\x12J\n" +
-	"\x13previous_start_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x11previousStartTime\"\xc6\x01\n" +
+	"\x13previous_start_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x11previousStartTime\"\x82\x02\n" +
 	"\x12ScreeningCancelled\x12!\n" +
 	"\fscreening_id\x18\x01 \x01(\tR\vscreeningId\x12\x19\n" +
 	"\bmovie_id\x18\x02 \x01(\tR\amovieId\x12\x1f\n" +
@@ -619,7 +629,8 @@ const file_cinema_movie_v1_events_proto_rawDesc = "" +
 	"movieTitle\x129\n" +
 	"\n" +
 	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reasonB\xb5\x01\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12:\n" +
+	"\fcancelled_by\x18\x06 \x01(\v2\x17.cinema.common.v1.ActorR\vcancelledByB\xb5\x01\n" +
 	"\x13com.cinema.movie.v1B\vEventsProtoP\x01Z3cinema.local/gateway/gen/go/cinema/movie/v1;moviev1\xa2\x02\x03CMX\xaa\x02\x0fCinema.Movie.V1\xca\x02\x0fCinema\\Movie\\V1\xe2\x02\x1bCinema\\Movie\\V1\\GPBMetadata\xea\x02\x11Cinema::Movie::V1b\x06proto3"
 
 var (
@@ -646,20 +657,22 @@ var file_cinema_movie_v1_events_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
 	(*v1.SeatMap)(nil),            // 8: cinema.common.v1.SeatMap
 	(*v1.Money)(nil),              // 9: cinema.common.v1.Money
+	(*v1.Actor)(nil),              // 10: cinema.common.v1.Actor
 }
 var file_cinema_movie_v1_events_proto_depIdxs = []int32{
-	6, // 0: cinema.movie.v1.MovieUpdated.update_mask:type_name -> google.protobuf.FieldMask
-	7, // 1: cinema.movie.v1.ScreeningScheduled.start_time:type_name -> google.protobuf.Timestamp
-	8, // 2: cinema.movie.v1.ScreeningScheduled.seat_map:type_name -> cinema.common.v1.SeatMap
-	9, // 3: cinema.movie.v1.ScreeningScheduled.price:type_name -> cinema.common.v1.Money
-	7, // 4: cinema.movie.v1.ScreeningRescheduled.start_time:type_name -> google.protobuf.Timestamp
-	7, // 5: cinema.movie.v1.ScreeningRescheduled.previous_start_time:type_name -> google.protobuf.Timestamp
-	7, // 6: cinema.movie.v1.ScreeningCancelled.start_time:type_name -> google.protobuf.Timestamp
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	6,  // 0: cinema.movie.v1.MovieUpdated.update_mask:type_name -> google.protobuf.FieldMask
+	7,  // 1: cinema.movie.v1.ScreeningScheduled.start_time:type_name -> google.protobuf.Timestamp
+	8,  // 2: cinema.movie.v1.ScreeningScheduled.seat_map:type_name -> cinema.common.v1.SeatMap
+	9,  // 3: cinema.movie.v1.ScreeningScheduled.price:type_name -> cinema.common.v1.Money
+	7,  // 4: cinema.movie.v1.ScreeningRescheduled.start_time:type_name -> google.protobuf.Timestamp
+	7,  // 5: cinema.movie.v1.ScreeningRescheduled.previous_start_time:type_name -> google.protobuf.Timestamp
+	7,  // 6: cinema.movie.v1.ScreeningCancelled.start_time:type_name -> google.protobuf.Timestamp
+	10, // 7: cinema.movie.v1.ScreeningCancelled.cancelled_by:type_name -> cinema.common.v1.Actor
+	8,  // [8:8] is the sub-list for method output_type
+	8,  // [8:8] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_cinema_movie_v1_events_proto_init() }

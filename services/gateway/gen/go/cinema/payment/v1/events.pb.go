@@ -199,7 +199,10 @@ type PaymentRefunded struct {
 	// Where to send the refund notice; empty when unknown.
 	CustomerEmail string `protobuf:"bytes,4,opt,name=customer_email,json=customerEmail,proto3" json:"customer_email,omitempty"`
 	// The amount given back.
-	Amount        *v1.Money `protobuf:"bytes,5,opt,name=amount,proto3" json:"amount,omitempty"`
+	Amount *v1.Money `protobuf:"bytes,5,opt,name=amount,proto3" json:"amount,omitempty"`
+	// Who cancelled the reservation this refund compensates, copied from its ReservationCancelled
+	// (the refund itself always follows by rule). Unset in events written before attribution.
+	CancelledBy   *v1.Actor `protobuf:"bytes,6,opt,name=cancelled_by,json=cancelledBy,proto3" json:"cancelled_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -269,11 +272,18 @@ func (x *PaymentRefunded) GetAmount() *v1.Money {
 	return nil
 }
 
+func (x *PaymentRefunded) GetCancelledBy() *v1.Actor {
+	if x != nil {
+		return x.CancelledBy
+	}
+	return nil
+}
+
 var File_cinema_payment_v1_events_proto protoreflect.FileDescriptor
 
 const file_cinema_payment_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1ecinema/payment/v1/events.proto\x12\x11cinema.payment.v1\x1a\x1ccinema/common/v1/money.proto\"\xd1\x01\n" +
+	"\x1ecinema/payment/v1/events.proto\x12\x11cinema.payment.v1\x1a\x1ccinema/common/v1/actor.proto\x1a\x1ccinema/common/v1/money.proto\"\xd1\x01\n" +
 	"\x11PaymentAuthorized\x12\x1d\n" +
 	"\n" +
 	"payment_id\x18\x01 \x01(\tR\tpaymentId\x12%\n" +
@@ -289,7 +299,7 @@ const file_cinema_payment_v1_events_proto_rawDesc = "" +
 	"\vcustomer_id\x18\x03 \x01(\tR\n" +
 	"customerId\x12/\n" +
 	"\x06amount\x18\x04 \x01(\v2\x17.cinema.common.v1.MoneyR\x06amount\x12%\n" +
-	"\x0edecline_reason\x18\x05 \x01(\tR\rdeclineReason\"\xd0\x01\n" +
+	"\x0edecline_reason\x18\x05 \x01(\tR\rdeclineReason\"\x8c\x02\n" +
 	"\x0fPaymentRefunded\x12\x1d\n" +
 	"\n" +
 	"payment_id\x18\x01 \x01(\tR\tpaymentId\x12%\n" +
@@ -297,7 +307,8 @@ const file_cinema_payment_v1_events_proto_rawDesc = "" +
 	"\vcustomer_id\x18\x03 \x01(\tR\n" +
 	"customerId\x12%\n" +
 	"\x0ecustomer_email\x18\x04 \x01(\tR\rcustomerEmail\x12/\n" +
-	"\x06amount\x18\x05 \x01(\v2\x17.cinema.common.v1.MoneyR\x06amountB\xc3\x01\n" +
+	"\x06amount\x18\x05 \x01(\v2\x17.cinema.common.v1.MoneyR\x06amount\x12:\n" +
+	"\fcancelled_by\x18\x06 \x01(\v2\x17.cinema.common.v1.ActorR\vcancelledByB\xc3\x01\n" +
 	"\x15com.cinema.payment.v1B\vEventsProtoP\x01Z7cinema.local/gateway/gen/go/cinema/payment/v1;paymentv1\xa2\x02\x03CPX\xaa\x02\x11Cinema.Payment.V1\xca\x02\x11Cinema\\Payment\\V1\xe2\x02\x1dCinema\\Payment\\V1\\GPBMetadata\xea\x02\x13Cinema::Payment::V1b\x06proto3"
 
 var (
@@ -318,16 +329,18 @@ var file_cinema_payment_v1_events_proto_goTypes = []any{
 	(*PaymentDeclined)(nil),   // 1: cinema.payment.v1.PaymentDeclined
 	(*PaymentRefunded)(nil),   // 2: cinema.payment.v1.PaymentRefunded
 	(*v1.Money)(nil),          // 3: cinema.common.v1.Money
+	(*v1.Actor)(nil),          // 4: cinema.common.v1.Actor
 }
 var file_cinema_payment_v1_events_proto_depIdxs = []int32{
 	3, // 0: cinema.payment.v1.PaymentAuthorized.amount:type_name -> cinema.common.v1.Money
 	3, // 1: cinema.payment.v1.PaymentDeclined.amount:type_name -> cinema.common.v1.Money
 	3, // 2: cinema.payment.v1.PaymentRefunded.amount:type_name -> cinema.common.v1.Money
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	4, // 3: cinema.payment.v1.PaymentRefunded.cancelled_by:type_name -> cinema.common.v1.Actor
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_cinema_payment_v1_events_proto_init() }

@@ -183,8 +183,16 @@ type ReservationCancelled struct {
 	Amount *v1.Money `protobuf:"bytes,9,opt,name=amount,proto3" json:"amount,omitempty"`
 	// The payment to refund; empty when none was approved.
 	PaymentId string `protobuf:"bytes,10,opt,name=payment_id,json=paymentId,proto3" json:"payment_id,omitempty"`
-	// Why: the customer's reason, or the screening's cancellation reason.
-	Reason        string `protobuf:"bytes,11,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Why, in the words of whoever cancelled (customer or manager), or the screening's cancellation
+	// reason. When a person gave no words it is CANCELLED_BY_CUSTOMER or CANCELLED_BY_MANAGER; a
+	// late approval voided is PAYMENT_APPROVED_AFTER_RESERVATION_ENDED. Never word a message from
+	// it: `cancelled_by` says who cancelled.
+	Reason string `protobuf:"bytes,11,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Who cancelled: the customer (their own reservation), a manager (someone else's), or the
+	// system with its cause (SCREENING_CANCELLED; PAYMENT_APPROVED_AFTER_RESERVATION_ENDED when
+	// a payment approved after the reservation had ended is to be refunded, and nobody is told).
+	// Unset (kind UNSPECIFIED) in events written before attribution.
+	CancelledBy   *v1.Actor `protobuf:"bytes,12,opt,name=cancelled_by,json=cancelledBy,proto3" json:"cancelled_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -296,6 +304,13 @@ func (x *ReservationCancelled) GetReason() string {
 	return ""
 }
 
+func (x *ReservationCancelled) GetCancelledBy() *v1.Actor {
+	if x != nil {
+		return x.CancelledBy
+	}
+	return nil
+}
+
 // A reservation could not be completed (payment declined, or never confirmed in time); its
 // seats were freed and nothing was charged. Subject `cinema.reservation.failed`.
 type ReservationFailed struct {
@@ -311,7 +326,11 @@ type ReservationFailed struct {
 	// The seats that were held.
 	Seats []string `protobuf:"bytes,5,rep,name=seats,proto3" json:"seats,omitempty"`
 	// Why it failed, e.g. "PAYMENT_DECLINED", "PAYMENT_TIMEOUT".
-	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Who ended it: always the system, with the cause (a decline reason, INVALID_CARD, or
+	// PAYMENT_NOT_COMPLETED when payment never answered within the pending window). Unset in
+	// events written before attribution.
+	FailedBy      *v1.Actor `protobuf:"bytes,7,opt,name=failed_by,json=failedBy,proto3" json:"failed_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -388,11 +407,18 @@ func (x *ReservationFailed) GetReason() string {
 	return ""
 }
 
+func (x *ReservationFailed) GetFailedBy() *v1.Actor {
+	if x != nil {
+		return x.FailedBy
+	}
+	return nil
+}
+
 var File_cinema_reservation_v1_events_proto protoreflect.FileDescriptor
 
 const file_cinema_reservation_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\"cinema/reservation/v1/events.proto\x12\x15cinema.reservation.v1\x1a\x1ccinema/common/v1/money.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x03\n" +
+	"\"cinema/reservation/v1/events.proto\x12\x15cinema.reservation.v1\x1a\x1ccinema/common/v1/actor.proto\x1a\x1ccinema/common/v1/money.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x03\n" +
 	"\x14ReservationConfirmed\x12%\n" +
 	"\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\x12\x1f\n" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
@@ -409,7 +435,7 @@ const file_cinema_reservation_v1_events_proto_rawDesc = "" +
 	"\x06amount\x18\n" +
 	" \x01(\v2\x17.cinema.common.v1.MoneyR\x06amount\x12\x1d\n" +
 	"\n" +
-	"payment_id\x18\v \x01(\tR\tpaymentId\"\x9d\x03\n" +
+	"payment_id\x18\v \x01(\tR\tpaymentId\"\xd9\x03\n" +
 	"\x14ReservationCancelled\x12%\n" +
 	"\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\x12\x1f\n" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
@@ -426,7 +452,8 @@ const file_cinema_reservation_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"payment_id\x18\n" +
 	" \x01(\tR\tpaymentId\x12\x16\n" +
-	"\x06reason\x18\v \x01(\tR\x06reason\"\xd3\x01\n" +
+	"\x06reason\x18\v \x01(\tR\x06reason\x12:\n" +
+	"\fcancelled_by\x18\f \x01(\v2\x17.cinema.common.v1.ActorR\vcancelledBy\"\x89\x02\n" +
 	"\x11ReservationFailed\x12%\n" +
 	"\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\x12\x1f\n" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
@@ -434,7 +461,8 @@ const file_cinema_reservation_v1_events_proto_rawDesc = "" +
 	"\x0ecustomer_email\x18\x03 \x01(\tR\rcustomerEmail\x12!\n" +
 	"\fscreening_id\x18\x04 \x01(\tR\vscreeningId\x12\x14\n" +
 	"\x05seats\x18\x05 \x03(\tR\x05seats\x12\x16\n" +
-	"\x06reason\x18\x06 \x01(\tR\x06reasonB\xdf\x01\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x124\n" +
+	"\tfailed_by\x18\a \x01(\v2\x17.cinema.common.v1.ActorR\bfailedByB\xdf\x01\n" +
 	"\x19com.cinema.reservation.v1B\vEventsProtoP\x01Z?cinema.local/gateway/gen/go/cinema/reservation/v1;reservationv1\xa2\x02\x03CRX\xaa\x02\x15Cinema.Reservation.V1\xca\x02\x15Cinema\\Reservation\\V1\xe2\x02!Cinema\\Reservation\\V1\\GPBMetadata\xea\x02\x17Cinema::Reservation::V1b\x06proto3"
 
 var (
@@ -456,17 +484,20 @@ var file_cinema_reservation_v1_events_proto_goTypes = []any{
 	(*ReservationFailed)(nil),     // 2: cinema.reservation.v1.ReservationFailed
 	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
 	(*v1.Money)(nil),              // 4: cinema.common.v1.Money
+	(*v1.Actor)(nil),              // 5: cinema.common.v1.Actor
 }
 var file_cinema_reservation_v1_events_proto_depIdxs = []int32{
 	3, // 0: cinema.reservation.v1.ReservationConfirmed.start_time:type_name -> google.protobuf.Timestamp
 	4, // 1: cinema.reservation.v1.ReservationConfirmed.amount:type_name -> cinema.common.v1.Money
 	3, // 2: cinema.reservation.v1.ReservationCancelled.start_time:type_name -> google.protobuf.Timestamp
 	4, // 3: cinema.reservation.v1.ReservationCancelled.amount:type_name -> cinema.common.v1.Money
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	5, // 4: cinema.reservation.v1.ReservationCancelled.cancelled_by:type_name -> cinema.common.v1.Actor
+	5, // 5: cinema.reservation.v1.ReservationFailed.failed_by:type_name -> cinema.common.v1.Actor
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_cinema_reservation_v1_events_proto_init() }
