@@ -65,6 +65,11 @@ class Catalog:
         return sum(s.rows * s.seats_per_row for s in self.screenings)
 
 
+def bench_description(what: str, run_tag: str) -> str:
+    """The description of a movie a benchmark registers: how scripts/bench/cleanup.py finds it."""
+    return f"Benchmark {what} of run {run_tag}."
+
+
 def seat_map_for(rng: random.Random, min_seats: int = 100, max_seats: int = 300) -> tuple[int, int]:
     """Rows and seats per row with min_seats <= rows * seats_per_row <= max_seats."""
     rows = rng.randint(8, 15)
@@ -153,7 +158,7 @@ async def seed_catalog(
                 title=title,
                 duration_minutes=rng.randint(85, 170),
                 genres=rng.sample(_GENRES, 2),
-                description=f"Benchmark movie {i + 1} of run {run_tag}.",
+                description=bench_description(f"movie {i + 1}", run_tag),
             )
             request = movie_pb2.CreateMovieRequest(movie=movie, request_id=str(uuid.uuid5(namespace, f"movie/{i}")))
             async with limit:

@@ -90,6 +90,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rpc-timeout", type=float, default=10.0)
     parser.add_argument("--max-in-flight", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: from the clock)")
+    parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="with --use-running: leave the run's movies (and their screenings and bookings) in the catalog",
+    )
     parser.add_argument("--log-level", default="INFO", help="the services' CINEMA_LOG_LEVEL (scratch stack)")
     from scripts.bench.sweep import add_arguments
 
@@ -242,8 +247,14 @@ async def _run(
         from scripts.bench.sweep import budget_s
 
         budget += budget_s(args)
-    async with asyncio.timeout(budget):
-        return await _phases(args, stack, report_dir, tag, seed, started_at, echo_port)
+    async with asyncio.timeout(budget + 180):  # and the cleanup's time
+        try:
+            return await _phases(args, stack, report_dir, tag, seed, started_at, echo_port)
+        finally:
+            if not stack.scratch and not args.keep_data:  # a live catalog: take the run's movies out again
+                from scripts.bench.cleanup import remove_run_data_async
+
+                await remove_run_data_async(stack, tag)
 
 
 async def _phases(

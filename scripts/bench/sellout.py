@@ -63,6 +63,7 @@ from scripts.bench.auth import Customer, Metadata, Tokens, acquire_tokens
 from scripts.bench.catalog import (
     MAX_RETRY_WAIT_S,
     RETRYABLE,
+    bench_description,
     call_with_retry,
     retry_hint_s,
     seed_catalog,
@@ -261,7 +262,7 @@ async def schedule_screening(movie_address: str, manager: Metadata, seats: int, 
             title=f"Premiere night ({run_tag})",
             duration_minutes=120,
             genres=["drama"],
-            description="The sellout scenario's screening.",
+            description=bench_description("sellout screening", run_tag),
         )
         created = await call_with_retry(
             stub.CreateMovie, movie_pb2.CreateMovieRequest(movie=movie, request_id=str(uuid.uuid4())), manager
@@ -494,14 +495,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--cpu-burners", type=int, default=0, help="processes spinning on a core each meanwhile")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
+    parser.add_argument(
+        "--keep-data", action="store_true", help="with --use-running: leave the run's movies in the catalog"
+    )
     return parser.parse_args(argv)
 
 
 async def _sellout_with_background(
-    args: argparse.Namespace, stack: Stack, tokens: Tokens, addresses: dict[str, str]
+    args: argparse.Namespace, stack: Stack, tokens: Tokens, addresses: dict[str, str], tag: str
 ) -> dict[str, Any]:
     rng = random.Random(args.seed)
-    tag = uuid.uuid4().hex[:8]
     background: dict[str, Any] = {}
     runner: OpenLoopRunner | None = None
     load: asyncio.Task[None] | None = None
@@ -554,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = None if args.use_running else stacks.make_scratch_dir()
     stacks.prepare_environment(scratch)
     stack = stacks.describe(scratch)
+    tag = uuid.uuid4().hex[:8]
     try:
         if scratch is None:
             stacks.use_running(stack)
@@ -563,8 +567,13 @@ def main(argv: list[str] | None = None) -> int:
         tokens = acquire_tokens(stack.data_dir, stack.store_urls, uuid.uuid4().hex[:8], 24)
         addresses = {s: stack.address(s, "direct") for s in stack.grpc_ports}
         with busy_cpu(args.cpu_burners):
-            result = asyncio.run(_sellout_with_background(args, stack, tokens, addresses))
+            result = asyncio.run(_sellout_with_background(args, stack, tokens, addresses, tag))
     finally:
+        if scratch is None and not args.keep_data:
+            from scripts.bench.cleanup import remove_run_data
+
+            remove_run_data(stack, tag)
+
         stack.stop()
         if scratch is not None:
             stacks.remove_scratch(scratch)

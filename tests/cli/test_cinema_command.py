@@ -233,3 +233,34 @@ def test_bench_is_a_shortcut_to_the_benchmark() -> None:
     done = run_cinema("bench", "--", "--help")
     assert done.returncode == 0, done.stderr
     assert "usage: python -m scripts.bench" in done.stdout
+
+
+def test_a_benchmark_on_the_running_stack_leaves_the_catalog_as_it_was(cli: Cli, stack: Stack) -> None:
+    """`cinema bench -- --use-running` (issue 20): the run's movies, screenings and bookings are
+    real while it runs, and gone from the movie list and the board when it ends."""
+
+    def catalog() -> tuple[set[str], set[str]]:
+        board: set[str] = set()
+        token = ""
+        while True:
+            page = stack.get(f"/v1/board?pageSize=100&pageToken={token}")
+            board |= {m["movieId"] for m in page.get("movies", [])}
+            token = page.get("nextPageToken", "")
+            if not token:
+                return {m["id"] for m in cli.json("movies")}, board
+
+    before = catalog()
+    load = ["--duration", "3", "--warmup", "1", "--rate", "4", "--customers", "2"]
+    small = ["--movies", "2", "--screenings", "3", "--raw-seconds", "0", "--profile-seconds", "0"]
+    done = subprocess.run(
+        [str(CINEMA), "bench", "--", "--use-running", *load, *small],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "the board shows all 3 screenings" in done.stdout, done.stdout[-3000:]
+    assert "the board no longer shows the 2 benchmark movies" in done.stdout, done.stdout[-3000:] + done.stderr
+    assert catalog() == before
