@@ -310,6 +310,70 @@ class ListReservationsResponse(_message.Message):
 Global___ListReservationsResponse: _TypeAlias = ListReservationsResponse  # noqa: Y015
 
 @_typing.final
+class ListScreeningReservationsRequest(_message.Message):
+    """Request of ReservationService.ListScreeningReservations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCREENING_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    screening_id: _builtins.str
+    """Id of the screening."""
+    state: Global___ReservationState.ValueType
+    """Only reservations in this state; UNSPECIFIED (the default) for all."""
+    page_size: _builtins.int
+    """Maximum number of reservations to return (AIP-158); 0 means the default (50); at most 100."""
+    page_token: _builtins.str
+    """`next_page_token` of a previous response; empty for the first page. Valid only with the
+    same `screening_id` and `state`.
+    """
+    def __init__(
+        self,
+        *,
+        screening_id: _builtins.str = ...,
+        state: Global___ReservationState.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "screening_id", b"screening_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListScreeningReservationsRequest: _TypeAlias = ListScreeningReservationsRequest  # noqa: Y015
+
+@_typing.final
+class ListScreeningReservationsResponse(_message.Message):
+    """Response of ReservationService.ListScreeningReservations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESERVATIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when this is the last page."""
+    @_builtins.property
+    def reservations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reservation]:
+        """The page of reservations, newest first."""
+
+    def __init__(
+        self,
+        *,
+        reservations: _abc.Iterable[Global___Reservation] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "reservations", b"reservations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListScreeningReservationsResponse: _TypeAlias = ListScreeningReservationsResponse  # noqa: Y015
+
+@_typing.final
 class CancelReservationRequest(_message.Message):
     """Request of ReservationService.CancelReservation."""
 

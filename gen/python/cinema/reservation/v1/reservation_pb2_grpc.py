@@ -58,6 +58,11 @@ class ReservationServiceStub:
                 request_serializer=cinema_dot_reservation_dot_v1_dot_reservation__pb2.CancelReservationRequest.SerializeToString,
                 response_deserializer=cinema_dot_reservation_dot_v1_dot_reservation__pb2.CancelReservationResponse.FromString,
                 _registered_method=True)
+        self.ListScreeningReservations = channel.unary_unary(
+                '/cinema.reservation.v1.ReservationService/ListScreeningReservations',
+                request_serializer=cinema_dot_reservation_dot_v1_dot_reservation__pb2.ListScreeningReservationsRequest.SerializeToString,
+                response_deserializer=cinema_dot_reservation_dot_v1_dot_reservation__pb2.ListScreeningReservationsResponse.FromString,
+                _registered_method=True)
         self.GetSeatAvailability = channel.unary_unary(
                 '/cinema.reservation.v1.ReservationService/GetSeatAvailability',
                 request_serializer=cinema_dot_reservation_dot_v1_dot_reservation__pb2.GetSeatAvailabilityRequest.SerializeToString,
@@ -108,6 +113,16 @@ class ReservationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListScreeningReservations(self, request, context):
+        """Lists the reservations of one screening, newest first, for a manager (role `manager`):
+        who booked which seats, in which state. Filterable by state. Errors: PERMISSION_DENIED for
+        a customer; NOT_FOUND for a screening booking has never heard of; INVALID_ARGUMENT for a
+        malformed id, state or page token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetSeatAvailability(self, request, context):
         """Returns which seats of a screening are free and which are taken.
         """
@@ -137,6 +152,11 @@ def add_ReservationServiceServicer_to_server(servicer, server):
                     servicer.CancelReservation,
                     request_deserializer=cinema_dot_reservation_dot_v1_dot_reservation__pb2.CancelReservationRequest.FromString,
                     response_serializer=cinema_dot_reservation_dot_v1_dot_reservation__pb2.CancelReservationResponse.SerializeToString,
+            ),
+            'ListScreeningReservations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListScreeningReservations,
+                    request_deserializer=cinema_dot_reservation_dot_v1_dot_reservation__pb2.ListScreeningReservationsRequest.FromString,
+                    response_serializer=cinema_dot_reservation_dot_v1_dot_reservation__pb2.ListScreeningReservationsResponse.SerializeToString,
             ),
             'GetSeatAvailability': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSeatAvailability,
@@ -256,6 +276,33 @@ class ReservationService:
             '/cinema.reservation.v1.ReservationService/CancelReservation',
             cinema_dot_reservation_dot_v1_dot_reservation__pb2.CancelReservationRequest.SerializeToString,
             cinema_dot_reservation_dot_v1_dot_reservation__pb2.CancelReservationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListScreeningReservations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cinema.reservation.v1.ReservationService/ListScreeningReservations',
+            cinema_dot_reservation_dot_v1_dot_reservation__pb2.ListScreeningReservationsRequest.SerializeToString,
+            cinema_dot_reservation_dot_v1_dot_reservation__pb2.ListScreeningReservationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

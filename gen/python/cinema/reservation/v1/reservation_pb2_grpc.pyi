@@ -55,6 +55,12 @@ class ReservationServiceStub:
     follows asynchronously. Cancelling a cancelled reservation returns it unchanged.
     Emits ReservationCancelled.
     """
+    ListScreeningReservations: _grpc.UnaryUnaryMultiCallable[_reservation_pb2.ListScreeningReservationsRequest, _reservation_pb2.ListScreeningReservationsResponse]
+    """Lists the reservations of one screening, newest first, for a manager (role `manager`):
+    who booked which seats, in which state. Filterable by state. Errors: PERMISSION_DENIED for
+    a customer; NOT_FOUND for a screening booking has never heard of; INVALID_ARGUMENT for a
+    malformed id, state or page token.
+    """
     GetSeatAvailability: _grpc.UnaryUnaryMultiCallable[_reservation_pb2.GetSeatAvailabilityRequest, _reservation_pb2.GetSeatAvailabilityResponse]
     """Returns which seats of a screening are free and which are taken."""
 
@@ -84,6 +90,12 @@ class ReservationServiceAsyncStub(ReservationServiceStub):
     """Cancels one of the caller's reservations (custom method) and frees its seats; the refund
     follows asynchronously. Cancelling a cancelled reservation returns it unchanged.
     Emits ReservationCancelled.
+    """
+    ListScreeningReservations: _aio.UnaryUnaryMultiCallable[_reservation_pb2.ListScreeningReservationsRequest, _reservation_pb2.ListScreeningReservationsResponse]  # type: ignore[assignment]
+    """Lists the reservations of one screening, newest first, for a manager (role `manager`):
+    who booked which seats, in which state. Filterable by state. Errors: PERMISSION_DENIED for
+    a customer; NOT_FOUND for a screening booking has never heard of; INVALID_ARGUMENT for a
+    malformed id, state or page token.
     """
     GetSeatAvailability: _aio.UnaryUnaryMultiCallable[_reservation_pb2.GetSeatAvailabilityRequest, _reservation_pb2.GetSeatAvailabilityResponse]  # type: ignore[assignment]
     """Returns which seats of a screening are free and which are taken."""
@@ -135,6 +147,18 @@ class ReservationServiceServicer(metaclass=_abc_1.ABCMeta):
         """Cancels one of the caller's reservations (custom method) and frees its seats; the refund
         follows asynchronously. Cancelling a cancelled reservation returns it unchanged.
         Emits ReservationCancelled.
+        """
+
+    @_abc_1.abstractmethod
+    def ListScreeningReservations(
+        self,
+        request: _reservation_pb2.ListScreeningReservationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_reservation_pb2.ListScreeningReservationsResponse, _abc.Awaitable[_reservation_pb2.ListScreeningReservationsResponse]]:
+        """Lists the reservations of one screening, newest first, for a manager (role `manager`):
+        who booked which seats, in which state. Filterable by state. Errors: PERMISSION_DENIED for
+        a customer; NOT_FOUND for a screening booking has never heard of; INVALID_ARGUMENT for a
+        malformed id, state or page token.
         """
 
     @_abc_1.abstractmethod

@@ -384,3 +384,273 @@ class ListCustomerReservationsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListCustomerReservationsResponse: _TypeAlias = ListCustomerReservationsResponse  # noqa: Y015
+
+@_typing.final
+class SalesPoint(_message.Message):
+    """How many seats and how much money one hour brought."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_TIME_FIELD_NUMBER: _builtins.int
+    SEATS_SOLD_FIELD_NUMBER: _builtins.int
+    REVENUE_FIELD_NUMBER: _builtins.int
+    REFUNDS_FIELD_NUMBER: _builtins.int
+    seats_sold: _builtins.int
+    """Seats of reservations confirmed in that hour."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the hour."""
+
+    @_builtins.property
+    def revenue(self) -> _money_pb2.Money:
+        """Payments approved in that hour."""
+
+    @_builtins.property
+    def refunds(self) -> _money_pb2.Money:
+        """Refunds made in that hour."""
+
+    def __init__(
+        self,
+        *,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        seats_sold: _builtins.int = ...,
+        revenue: _money_pb2.Money | None = ...,
+        refunds: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["refunds", b"refunds", "revenue", b"revenue", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["refunds", b"refunds", "revenue", b"revenue", "seats_sold", b"seats_sold", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SalesPoint: _TypeAlias = SalesPoint  # noqa: Y015
+
+@_typing.final
+class Sales(_message.Message):
+    """The sales of a screening, or of a movie (summed over its screenings)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEATS_SOLD_FIELD_NUMBER: _builtins.int
+    SEATS_FREE_FIELD_NUMBER: _builtins.int
+    SEATS_BLOCKED_FIELD_NUMBER: _builtins.int
+    RESERVATIONS_CONFIRMED_FIELD_NUMBER: _builtins.int
+    CANCELLATIONS_FIELD_NUMBER: _builtins.int
+    REVENUE_FIELD_NUMBER: _builtins.int
+    REFUNDS_FIELD_NUMBER: _builtins.int
+    NET_REVENUE_FIELD_NUMBER: _builtins.int
+    REFUND_COUNT_FIELD_NUMBER: _builtins.int
+    TIMELINE_FIELD_NUMBER: _builtins.int
+    seats_sold: _builtins.int
+    """Seats held by confirmed reservations now."""
+    seats_free: _builtins.int
+    """Sellable seats not sold (sellable = rows x seats per row minus blocked)."""
+    seats_blocked: _builtins.int
+    """Seats that cannot be sold (the seat map's blocked seats)."""
+    reservations_confirmed: _builtins.int
+    """Reservations confirmed and still standing."""
+    cancellations: _builtins.int
+    """Reservations cancelled (by the customer, a manager, or the screening's cancellation)."""
+    refund_count: _builtins.int
+    """Number of refunds."""
+    @_builtins.property
+    def revenue(self) -> _money_pb2.Money:
+        """Sum of the approved payments (refunded ones included)."""
+
+    @_builtins.property
+    def refunds(self) -> _money_pb2.Money:
+        """Sum of the refunds."""
+
+    @_builtins.property
+    def net_revenue(self) -> _money_pb2.Money:
+        """Revenue minus refunds."""
+
+    @_builtins.property
+    def timeline(self) -> _containers.RepeatedCompositeFieldContainer[Global___SalesPoint]:
+        """Sales hour by hour, earliest first (hours with none left out)."""
+
+    def __init__(
+        self,
+        *,
+        seats_sold: _builtins.int = ...,
+        seats_free: _builtins.int = ...,
+        seats_blocked: _builtins.int = ...,
+        reservations_confirmed: _builtins.int = ...,
+        cancellations: _builtins.int = ...,
+        revenue: _money_pb2.Money | None = ...,
+        refunds: _money_pb2.Money | None = ...,
+        net_revenue: _money_pb2.Money | None = ...,
+        refund_count: _builtins.int = ...,
+        timeline: _abc.Iterable[Global___SalesPoint] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["net_revenue", b"net_revenue", "refunds", b"refunds", "revenue", b"revenue"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancellations", b"cancellations", "net_revenue", b"net_revenue", "refund_count", b"refund_count", "refunds", b"refunds", "reservations_confirmed", b"reservations_confirmed", "revenue", b"revenue", "seats_blocked", b"seats_blocked", "seats_free", b"seats_free", "seats_sold", b"seats_sold", "timeline", b"timeline"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Sales: _TypeAlias = Sales  # noqa: Y015
+
+@_typing.final
+class ScreeningSales(_message.Message):
+    """The sales of one screening."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCREENING_ID_FIELD_NUMBER: _builtins.int
+    MOVIE_ID_FIELD_NUMBER: _builtins.int
+    HALL_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    CANCELLED_FIELD_NUMBER: _builtins.int
+    SALES_FIELD_NUMBER: _builtins.int
+    screening_id: _builtins.str
+    """Id of the screening."""
+    movie_id: _builtins.str
+    """The movie shown."""
+    hall: _builtins.str
+    """Hall of the screening."""
+    cancelled: _builtins.bool
+    """Whether the screening was cancelled."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the screening."""
+
+    @_builtins.property
+    def sales(self) -> Global___Sales:
+        """Its sales."""
+
+    def __init__(
+        self,
+        *,
+        screening_id: _builtins.str = ...,
+        movie_id: _builtins.str = ...,
+        hall: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        cancelled: _builtins.bool = ...,
+        sales: Global___Sales | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sales", b"sales", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "hall", b"hall", "movie_id", b"movie_id", "sales", b"sales", "screening_id", b"screening_id", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScreeningSales: _TypeAlias = ScreeningSales  # noqa: Y015
+
+@_typing.final
+class GetScreeningSalesRequest(_message.Message):
+    """Request of BoardService.GetScreeningSales."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCREENING_ID_FIELD_NUMBER: _builtins.int
+    screening_id: _builtins.str
+    """Id of the screening."""
+    def __init__(
+        self,
+        *,
+        screening_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["screening_id", b"screening_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetScreeningSalesRequest: _TypeAlias = GetScreeningSalesRequest  # noqa: Y015
+
+@_typing.final
+class GetScreeningSalesResponse(_message.Message):
+    """Response of BoardService.GetScreeningSales."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCREENING_FIELD_NUMBER: _builtins.int
+    AS_OF_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def screening(self) -> Global___ScreeningSales:
+        """The screening and its sales."""
+
+    @_builtins.property
+    def as_of_time(self) -> _timestamp_pb2.Timestamp:
+        """Time of the newest event the board reflects."""
+
+    def __init__(
+        self,
+        *,
+        screening: Global___ScreeningSales | None = ...,
+        as_of_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time", "screening", b"screening"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time", "screening", b"screening"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetScreeningSalesResponse: _TypeAlias = GetScreeningSalesResponse  # noqa: Y015
+
+@_typing.final
+class GetMovieSalesRequest(_message.Message):
+    """Request of BoardService.GetMovieSales."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MOVIE_ID_FIELD_NUMBER: _builtins.int
+    movie_id: _builtins.str
+    """Id of the movie."""
+    def __init__(
+        self,
+        *,
+        movie_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["movie_id", b"movie_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMovieSalesRequest: _TypeAlias = GetMovieSalesRequest  # noqa: Y015
+
+@_typing.final
+class GetMovieSalesResponse(_message.Message):
+    """Response of BoardService.GetMovieSales."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MOVIE_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    SALES_FIELD_NUMBER: _builtins.int
+    SCREENINGS_FIELD_NUMBER: _builtins.int
+    AS_OF_TIME_FIELD_NUMBER: _builtins.int
+    movie_id: _builtins.str
+    """Id of the movie."""
+    title: _builtins.str
+    """Its title."""
+    @_builtins.property
+    def sales(self) -> Global___Sales:
+        """The sum over its screenings."""
+
+    @_builtins.property
+    def screenings(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScreeningSales]:
+        """Each screening's sales, earliest first."""
+
+    @_builtins.property
+    def as_of_time(self) -> _timestamp_pb2.Timestamp:
+        """Time of the newest event the board reflects."""
+
+    def __init__(
+        self,
+        *,
+        movie_id: _builtins.str = ...,
+        title: _builtins.str = ...,
+        sales: Global___Sales | None = ...,
+        screenings: _abc.Iterable[Global___ScreeningSales] | None = ...,
+        as_of_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time", "sales", b"sales"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time", "movie_id", b"movie_id", "sales", b"sales", "screenings", b"screenings", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMovieSalesResponse: _TypeAlias = GetMovieSalesResponse  # noqa: Y015

@@ -52,6 +52,16 @@ class BoardServiceStub:
                 request_serializer=cinema_dot_viewpage_dot_v1_dot_board__pb2.ListCustomerReservationsRequest.SerializeToString,
                 response_deserializer=cinema_dot_viewpage_dot_v1_dot_board__pb2.ListCustomerReservationsResponse.FromString,
                 _registered_method=True)
+        self.GetScreeningSales = channel.unary_unary(
+                '/cinema.viewpage.v1.BoardService/GetScreeningSales',
+                request_serializer=cinema_dot_viewpage_dot_v1_dot_board__pb2.GetScreeningSalesRequest.SerializeToString,
+                response_deserializer=cinema_dot_viewpage_dot_v1_dot_board__pb2.GetScreeningSalesResponse.FromString,
+                _registered_method=True)
+        self.GetMovieSales = channel.unary_unary(
+                '/cinema.viewpage.v1.BoardService/GetMovieSales',
+                request_serializer=cinema_dot_viewpage_dot_v1_dot_board__pb2.GetMovieSalesRequest.SerializeToString,
+                response_deserializer=cinema_dot_viewpage_dot_v1_dot_board__pb2.GetMovieSalesResponse.FromString,
+                _registered_method=True)
 
 
 class BoardServiceServicer:
@@ -82,6 +92,24 @@ class BoardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetScreeningSales(self, request, context):
+        """The sales of one screening, for a manager (role `manager`): seats sold, free and blocked,
+        revenue, refunds, cancellations, and sales hour by hour. Built from the events of the
+        catalog, booking and payment (eventually consistent with their stores). Errors:
+        PERMISSION_DENIED for a customer; NOT_FOUND for a screening the board has not seen.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMovieSales(self, request, context):
+        """The sales of one movie (the sum over its screenings, each listed), for a manager. Errors:
+        PERMISSION_DENIED for a customer; NOT_FOUND for a movie the board has not seen.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BoardServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -99,6 +127,16 @@ def add_BoardServiceServicer_to_server(servicer, server):
                     servicer.ListCustomerReservations,
                     request_deserializer=cinema_dot_viewpage_dot_v1_dot_board__pb2.ListCustomerReservationsRequest.FromString,
                     response_serializer=cinema_dot_viewpage_dot_v1_dot_board__pb2.ListCustomerReservationsResponse.SerializeToString,
+            ),
+            'GetScreeningSales': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetScreeningSales,
+                    request_deserializer=cinema_dot_viewpage_dot_v1_dot_board__pb2.GetScreeningSalesRequest.FromString,
+                    response_serializer=cinema_dot_viewpage_dot_v1_dot_board__pb2.GetScreeningSalesResponse.SerializeToString,
+            ),
+            'GetMovieSales': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMovieSales,
+                    request_deserializer=cinema_dot_viewpage_dot_v1_dot_board__pb2.GetMovieSalesRequest.FromString,
+                    response_serializer=cinema_dot_viewpage_dot_v1_dot_board__pb2.GetMovieSalesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -185,6 +223,60 @@ class BoardService:
             '/cinema.viewpage.v1.BoardService/ListCustomerReservations',
             cinema_dot_viewpage_dot_v1_dot_board__pb2.ListCustomerReservationsRequest.SerializeToString,
             cinema_dot_viewpage_dot_v1_dot_board__pb2.ListCustomerReservationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetScreeningSales(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cinema.viewpage.v1.BoardService/GetScreeningSales',
+            cinema_dot_viewpage_dot_v1_dot_board__pb2.GetScreeningSalesRequest.SerializeToString,
+            cinema_dot_viewpage_dot_v1_dot_board__pb2.GetScreeningSalesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMovieSales(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cinema.viewpage.v1.BoardService/GetMovieSales',
+            cinema_dot_viewpage_dot_v1_dot_board__pb2.GetMovieSalesRequest.SerializeToString,
+            cinema_dot_viewpage_dot_v1_dot_board__pb2.GetMovieSalesResponse.FromString,
             options,
             channel_credentials,
             insecure,

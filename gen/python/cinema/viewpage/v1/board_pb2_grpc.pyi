@@ -44,6 +44,16 @@ class BoardServiceStub:
     """Returns the board entry of one movie."""
     ListCustomerReservations: _grpc.UnaryUnaryMultiCallable[_board_pb2.ListCustomerReservationsRequest, _board_pb2.ListCustomerReservationsResponse]
     """Lists the caller's reservations with their live status, newest first."""
+    GetScreeningSales: _grpc.UnaryUnaryMultiCallable[_board_pb2.GetScreeningSalesRequest, _board_pb2.GetScreeningSalesResponse]
+    """The sales of one screening, for a manager (role `manager`): seats sold, free and blocked,
+    revenue, refunds, cancellations, and sales hour by hour. Built from the events of the
+    catalog, booking and payment (eventually consistent with their stores). Errors:
+    PERMISSION_DENIED for a customer; NOT_FOUND for a screening the board has not seen.
+    """
+    GetMovieSales: _grpc.UnaryUnaryMultiCallable[_board_pb2.GetMovieSalesRequest, _board_pb2.GetMovieSalesResponse]
+    """The sales of one movie (the sum over its screenings, each listed), for a manager. Errors:
+    PERMISSION_DENIED for a customer; NOT_FOUND for a movie the board has not seen.
+    """
 
 @_typing.type_check_only
 class BoardServiceAsyncStub(BoardServiceStub):
@@ -61,6 +71,16 @@ class BoardServiceAsyncStub(BoardServiceStub):
     """Returns the board entry of one movie."""
     ListCustomerReservations: _aio.UnaryUnaryMultiCallable[_board_pb2.ListCustomerReservationsRequest, _board_pb2.ListCustomerReservationsResponse]  # type: ignore[assignment]
     """Lists the caller's reservations with their live status, newest first."""
+    GetScreeningSales: _aio.UnaryUnaryMultiCallable[_board_pb2.GetScreeningSalesRequest, _board_pb2.GetScreeningSalesResponse]  # type: ignore[assignment]
+    """The sales of one screening, for a manager (role `manager`): seats sold, free and blocked,
+    revenue, refunds, cancellations, and sales hour by hour. Built from the events of the
+    catalog, booking and payment (eventually consistent with their stores). Errors:
+    PERMISSION_DENIED for a customer; NOT_FOUND for a screening the board has not seen.
+    """
+    GetMovieSales: _aio.UnaryUnaryMultiCallable[_board_pb2.GetMovieSalesRequest, _board_pb2.GetMovieSalesResponse]  # type: ignore[assignment]
+    """The sales of one movie (the sum over its screenings, each listed), for a manager. Errors:
+    PERMISSION_DENIED for a customer; NOT_FOUND for a movie the board has not seen.
+    """
 
 class BoardServiceServicer(metaclass=_abc_1.ABCMeta):
     """The query side (CQRS): the board of every movie showing, with screenings, free seats and
@@ -93,5 +113,27 @@ class BoardServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_board_pb2.ListCustomerReservationsResponse, _abc.Awaitable[_board_pb2.ListCustomerReservationsResponse]]:
         """Lists the caller's reservations with their live status, newest first."""
+
+    @_abc_1.abstractmethod
+    def GetScreeningSales(
+        self,
+        request: _board_pb2.GetScreeningSalesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_board_pb2.GetScreeningSalesResponse, _abc.Awaitable[_board_pb2.GetScreeningSalesResponse]]:
+        """The sales of one screening, for a manager (role `manager`): seats sold, free and blocked,
+        revenue, refunds, cancellations, and sales hour by hour. Built from the events of the
+        catalog, booking and payment (eventually consistent with their stores). Errors:
+        PERMISSION_DENIED for a customer; NOT_FOUND for a screening the board has not seen.
+        """
+
+    @_abc_1.abstractmethod
+    def GetMovieSales(
+        self,
+        request: _board_pb2.GetMovieSalesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_board_pb2.GetMovieSalesResponse, _abc.Awaitable[_board_pb2.GetMovieSalesResponse]]:
+        """The sales of one movie (the sum over its screenings, each listed), for a manager. Errors:
+        PERMISSION_DENIED for a customer; NOT_FOUND for a movie the board has not seen.
+        """
 
 def add_BoardServiceServicer_to_server(servicer: BoardServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -574,6 +574,135 @@ func (x *ListReservationsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// Request of ReservationService.ListScreeningReservations.
+type ListScreeningReservationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the screening.
+	ScreeningId string `protobuf:"bytes,1,opt,name=screening_id,json=screeningId,proto3" json:"screening_id,omitempty"`
+	// Only reservations in this state; UNSPECIFIED (the default) for all.
+	State ReservationState `protobuf:"varint,2,opt,name=state,proto3,enum=cinema.reservation.v1.ReservationState" json:"state,omitempty"`
+	// Maximum number of reservations to return (AIP-158); 0 means the default (50); at most 100.
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// `next_page_token` of a previous response; empty for the first page. Valid only with the
+	// same `screening_id` and `state`.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListScreeningReservationsRequest) Reset() {
+	*x = ListScreeningReservationsRequest{}
+	mi := &file_cinema_reservation_v1_reservation_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListScreeningReservationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListScreeningReservationsRequest) ProtoMessage() {}
+
+func (x *ListScreeningReservationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cinema_reservation_v1_reservation_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListScreeningReservationsRequest.ProtoReflect.Descriptor instead.
+func (*ListScreeningReservationsRequest) Descriptor() ([]byte, []int) {
+	return file_cinema_reservation_v1_reservation_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListScreeningReservationsRequest) GetScreeningId() string {
+	if x != nil {
+		return x.ScreeningId
+	}
+	return ""
+}
+
+func (x *ListScreeningReservationsRequest) GetState() ReservationState {
+	if x != nil {
+		return x.State
+	}
+	return ReservationState_RESERVATION_STATE_UNSPECIFIED
+}
+
+func (x *ListScreeningReservationsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListScreeningReservationsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// Response of ReservationService.ListScreeningReservations.
+type ListScreeningReservationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The page of reservations, newest first.
+	Reservations []*Reservation `protobuf:"bytes,1,rep,name=reservations,proto3" json:"reservations,omitempty"`
+	// Token for the next page; empty when this is the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListScreeningReservationsResponse) Reset() {
+	*x = ListScreeningReservationsResponse{}
+	mi := &file_cinema_reservation_v1_reservation_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListScreeningReservationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListScreeningReservationsResponse) ProtoMessage() {}
+
+func (x *ListScreeningReservationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cinema_reservation_v1_reservation_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListScreeningReservationsResponse.ProtoReflect.Descriptor instead.
+func (*ListScreeningReservationsResponse) Descriptor() ([]byte, []int) {
+	return file_cinema_reservation_v1_reservation_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListScreeningReservationsResponse) GetReservations() []*Reservation {
+	if x != nil {
+		return x.Reservations
+	}
+	return nil
+}
+
+func (x *ListScreeningReservationsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // Request of ReservationService.CancelReservation.
 type CancelReservationRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -587,7 +716,7 @@ type CancelReservationRequest struct {
 
 func (x *CancelReservationRequest) Reset() {
 	*x = CancelReservationRequest{}
-	mi := &file_cinema_reservation_v1_reservation_proto_msgTypes[7]
+	mi := &file_cinema_reservation_v1_reservation_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -599,7 +728,7 @@ func (x *CancelReservationRequest) String() string {
 func (*CancelReservationRequest) ProtoMessage() {}
 
 func (x *CancelReservationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cinema_reservation_v1_reservation_proto_msgTypes[7]
+	mi := &file_cinema_reservation_v1_reservation_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -612,7 +741,7 @@ func (x *CancelReservationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelReservationRequest.ProtoReflect.Descriptor instead.
 func (*CancelReservationRequest) Descriptor() ([]byte, []int) {
-	return file_cinema_reservation_v1_reservation_proto_rawDescGZIP(), []int{7}
+	return file_cinema_reservation_v1_reservation_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CancelReservationRequest) GetReservationId() string {
@@ -640,7 +769,7 @@ type CancelReservationResponse struct {
 
 func (x *CancelReservationResponse) Reset() {
 	*x = CancelReservationResponse{}
-	mi := &file_cinema_reservation_v1_reservation_proto_msgTypes[8]
+	mi := &file_cinema_reservation_v1_reservation_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -652,7 +781,7 @@ func (x *CancelReservationResponse) String() string {
 func (*CancelReservationResponse) ProtoMessage() {}
 
 func (x *CancelReservationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cinema_reservation_v1_reservation_proto_msgTypes[8]
+	mi := &file_cinema_reservation_v1_reservation_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -665,7 +794,7 @@ func (x *CancelReservationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelReservationResponse.ProtoReflect.Descriptor instead.
 func (*CancelReservationResponse) Descriptor() ([]byte, []int) {
-	return file_cinema_reservation_v1_reservation_proto_rawDescGZIP(), []int{8}
+	return file_cinema_reservation_v1_reservation_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CancelReservationResponse) GetReservation() *Reservation {
@@ -686,7 +815,7 @@ type GetSeatAvailabilityRequest struct {
 
 func (x *GetSeatAvailabilityRequest) Reset() {
 	*x = GetSeatAvailabilityRequest{}
-	mi := &file_cinema_reservation_v1_reservation_proto_msgTypes[9]
+	mi := &file_cinema_reservation_v1_reservation_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -698,7 +827,7 @@ func (x *GetSeatAvailabilityRequest) String() string {
 func (*GetSeatAvailabilityRequest) ProtoMessage() {}
 
 func (x *GetSeatAvailabilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cinema_reservation_v1_reservation_proto_msgTypes[9]
+	mi := &file_cinema_reservation_v1_reservation_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -711,7 +840,7 @@ func (x *GetSeatAvailabilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSeatAvailabilityRequest.ProtoReflect.Descriptor instead.
 func (*GetSeatAvailabilityRequest) Descriptor() ([]byte, []int) {
-	return file_cinema_reservation_v1_reservation_proto_rawDescGZIP(), []int{9}
+	return file_cinema_reservation_v1_reservation_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetSeatAvailabilityRequest) GetScreeningId() string {
@@ -742,7 +871,7 @@ type GetSeatAvailabilityResponse struct {
 
 func (x *GetSeatAvailabilityResponse) Reset() {
 	*x = GetSeatAvailabilityResponse{}
-	mi := &file_cinema_reservation_v1_reservation_proto_msgTypes[10]
+	mi := &file_cinema_reservation_v1_reservation_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -754,7 +883,7 @@ func (x *GetSeatAvailabilityResponse) String() string {
 func (*GetSeatAvailabilityResponse) ProtoMessage() {}
 
 func (x *GetSeatAvailabilityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cinema_reservation_v1_reservation_proto_msgTypes[10]
+	mi := &file_cinema_reservation_v1_reservation_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -767,7 +896,7 @@ func (x *GetSeatAvailabilityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSeatAvailabilityResponse.ProtoReflect.Descriptor instead.
 func (*GetSeatAvailabilityResponse) Descriptor() ([]byte, []int) {
-	return file_cinema_reservation_v1_reservation_proto_rawDescGZIP(), []int{10}
+	return file_cinema_reservation_v1_reservation_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetSeatAvailabilityResponse) GetScreeningId() string {
@@ -858,6 +987,15 @@ const file_cinema_reservation_v1_reservation_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\x8a\x01\n" +
 	"\x18ListReservationsResponse\x12F\n" +
 	"\freservations\x18\x01 \x03(\v2\".cinema.reservation.v1.ReservationR\freservations\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xed\x01\n" +
+	" ListScreeningReservationsRequest\x12/\n" +
+	"\fscreening_id\x18\x01 \x01(\tB\f\xe2A\x01\x02\xbaH\x05r\x03\xb0\x01\x01R\vscreeningId\x12G\n" +
+	"\x05state\x18\x02 \x01(\x0e2'.cinema.reservation.v1.ReservationStateB\b\xbaH\x05\x82\x01\x02\x10\x01R\x05state\x12&\n" +
+	"\tpage_size\x18\x03 \x01(\x05B\t\xbaH\x06\x1a\x04\x18d(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\x93\x01\n" +
+	"!ListScreeningReservationsResponse\x12F\n" +
+	"\freservations\x18\x01 \x03(\v2\".cinema.reservation.v1.ReservationR\freservations\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"q\n" +
 	"\x18CancelReservationRequest\x123\n" +
 	"\x0ereservation_id\x18\x01 \x01(\tB\f\xe2A\x01\x02\xbaH\x05r\x03\xb0\x01\x01R\rreservationId\x12 \n" +
@@ -879,12 +1017,13 @@ const file_cinema_reservation_v1_reservation_proto_rawDesc = "" +
 	"\x19RESERVATION_STATE_PENDING\x10\x01\x12\x1f\n" +
 	"\x1bRESERVATION_STATE_CONFIRMED\x10\x02\x12\x1f\n" +
 	"\x1bRESERVATION_STATE_CANCELLED\x10\x03\x12\x1c\n" +
-	"\x18RESERVATION_STATE_FAILED\x10\x042\xb6\x06\n" +
+	"\x18RESERVATION_STATE_FAILED\x10\x042\xfb\a\n" +
 	"\x12ReservationService\x12\x93\x01\n" +
 	"\x11CreateReservation\x12/.cinema.reservation.v1.CreateReservationRequest\x1a0.cinema.reservation.v1.CreateReservationResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/reservations\x12\x98\x01\n" +
 	"\x0eGetReservation\x12,.cinema.reservation.v1.GetReservationRequest\x1a-.cinema.reservation.v1.GetReservationResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/reservations/{reservation_id}\x12\x8d\x01\n" +
 	"\x10ListReservations\x12..cinema.reservation.v1.ListReservationsRequest\x1a/.cinema.reservation.v1.ListReservationsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/reservations\x12\xab\x01\n" +
-	"\x11CancelReservation\x12/.cinema.reservation.v1.CancelReservationRequest\x1a0.cinema.reservation.v1.CancelReservationResponse\"3\x82\xd3\xe4\x93\x02-:\x01*\"(/v1/reservations/{reservation_id}:cancel\x12\xb0\x01\n" +
+	"\x11CancelReservation\x12/.cinema.reservation.v1.CancelReservationRequest\x1a0.cinema.reservation.v1.CancelReservationResponse\"3\x82\xd3\xe4\x93\x02-:\x01*\"(/v1/reservations/{reservation_id}:cancel\x12\xc2\x01\n" +
+	"\x19ListScreeningReservations\x127.cinema.reservation.v1.ListScreeningReservationsRequest\x1a8.cinema.reservation.v1.ListScreeningReservationsResponse\"2\x82\xd3\xe4\x93\x02,\x12*/v1/screenings/{screening_id}/reservations\x12\xb0\x01\n" +
 	"\x13GetSeatAvailability\x121.cinema.reservation.v1.GetSeatAvailabilityRequest\x1a2.cinema.reservation.v1.GetSeatAvailabilityResponse\"2\x82\xd3\xe4\x93\x02,\x12*/v1/screenings/{screening_id}/availabilityB\xe4\x01\n" +
 	"\x19com.cinema.reservation.v1B\x10ReservationProtoP\x01Z?cinema.local/gateway/gen/go/cinema/reservation/v1;reservationv1\xa2\x02\x03CRX\xaa\x02\x15Cinema.Reservation.V1\xca\x02\x15Cinema\\Reservation\\V1\xe2\x02!Cinema\\Reservation\\V1\\GPBMetadata\xea\x02\x17Cinema::Reservation::V1b\x06proto3"
 
@@ -901,53 +1040,59 @@ func file_cinema_reservation_v1_reservation_proto_rawDescGZIP() []byte {
 }
 
 var file_cinema_reservation_v1_reservation_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cinema_reservation_v1_reservation_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_cinema_reservation_v1_reservation_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_cinema_reservation_v1_reservation_proto_goTypes = []any{
-	(ReservationState)(0),               // 0: cinema.reservation.v1.ReservationState
-	(*Reservation)(nil),                 // 1: cinema.reservation.v1.Reservation
-	(*CreateReservationRequest)(nil),    // 2: cinema.reservation.v1.CreateReservationRequest
-	(*CreateReservationResponse)(nil),   // 3: cinema.reservation.v1.CreateReservationResponse
-	(*GetReservationRequest)(nil),       // 4: cinema.reservation.v1.GetReservationRequest
-	(*GetReservationResponse)(nil),      // 5: cinema.reservation.v1.GetReservationResponse
-	(*ListReservationsRequest)(nil),     // 6: cinema.reservation.v1.ListReservationsRequest
-	(*ListReservationsResponse)(nil),    // 7: cinema.reservation.v1.ListReservationsResponse
-	(*CancelReservationRequest)(nil),    // 8: cinema.reservation.v1.CancelReservationRequest
-	(*CancelReservationResponse)(nil),   // 9: cinema.reservation.v1.CancelReservationResponse
-	(*GetSeatAvailabilityRequest)(nil),  // 10: cinema.reservation.v1.GetSeatAvailabilityRequest
-	(*GetSeatAvailabilityResponse)(nil), // 11: cinema.reservation.v1.GetSeatAvailabilityResponse
-	(*v1.Money)(nil),                    // 12: cinema.common.v1.Money
-	(*timestamppb.Timestamp)(nil),       // 13: google.protobuf.Timestamp
-	(*v11.Card)(nil),                    // 14: cinema.payment.v1.Card
-	(*v1.SeatMap)(nil),                  // 15: cinema.common.v1.SeatMap
+	(ReservationState)(0),                     // 0: cinema.reservation.v1.ReservationState
+	(*Reservation)(nil),                       // 1: cinema.reservation.v1.Reservation
+	(*CreateReservationRequest)(nil),          // 2: cinema.reservation.v1.CreateReservationRequest
+	(*CreateReservationResponse)(nil),         // 3: cinema.reservation.v1.CreateReservationResponse
+	(*GetReservationRequest)(nil),             // 4: cinema.reservation.v1.GetReservationRequest
+	(*GetReservationResponse)(nil),            // 5: cinema.reservation.v1.GetReservationResponse
+	(*ListReservationsRequest)(nil),           // 6: cinema.reservation.v1.ListReservationsRequest
+	(*ListReservationsResponse)(nil),          // 7: cinema.reservation.v1.ListReservationsResponse
+	(*ListScreeningReservationsRequest)(nil),  // 8: cinema.reservation.v1.ListScreeningReservationsRequest
+	(*ListScreeningReservationsResponse)(nil), // 9: cinema.reservation.v1.ListScreeningReservationsResponse
+	(*CancelReservationRequest)(nil),          // 10: cinema.reservation.v1.CancelReservationRequest
+	(*CancelReservationResponse)(nil),         // 11: cinema.reservation.v1.CancelReservationResponse
+	(*GetSeatAvailabilityRequest)(nil),        // 12: cinema.reservation.v1.GetSeatAvailabilityRequest
+	(*GetSeatAvailabilityResponse)(nil),       // 13: cinema.reservation.v1.GetSeatAvailabilityResponse
+	(*v1.Money)(nil),                          // 14: cinema.common.v1.Money
+	(*timestamppb.Timestamp)(nil),             // 15: google.protobuf.Timestamp
+	(*v11.Card)(nil),                          // 16: cinema.payment.v1.Card
+	(*v1.SeatMap)(nil),                        // 17: cinema.common.v1.SeatMap
 }
 var file_cinema_reservation_v1_reservation_proto_depIdxs = []int32{
 	0,  // 0: cinema.reservation.v1.Reservation.state:type_name -> cinema.reservation.v1.ReservationState
-	12, // 1: cinema.reservation.v1.Reservation.amount:type_name -> cinema.common.v1.Money
-	13, // 2: cinema.reservation.v1.Reservation.start_time:type_name -> google.protobuf.Timestamp
-	13, // 3: cinema.reservation.v1.Reservation.create_time:type_name -> google.protobuf.Timestamp
-	13, // 4: cinema.reservation.v1.Reservation.update_time:type_name -> google.protobuf.Timestamp
-	14, // 5: cinema.reservation.v1.CreateReservationRequest.card:type_name -> cinema.payment.v1.Card
+	14, // 1: cinema.reservation.v1.Reservation.amount:type_name -> cinema.common.v1.Money
+	15, // 2: cinema.reservation.v1.Reservation.start_time:type_name -> google.protobuf.Timestamp
+	15, // 3: cinema.reservation.v1.Reservation.create_time:type_name -> google.protobuf.Timestamp
+	15, // 4: cinema.reservation.v1.Reservation.update_time:type_name -> google.protobuf.Timestamp
+	16, // 5: cinema.reservation.v1.CreateReservationRequest.card:type_name -> cinema.payment.v1.Card
 	1,  // 6: cinema.reservation.v1.CreateReservationResponse.reservation:type_name -> cinema.reservation.v1.Reservation
 	1,  // 7: cinema.reservation.v1.GetReservationResponse.reservation:type_name -> cinema.reservation.v1.Reservation
 	1,  // 8: cinema.reservation.v1.ListReservationsResponse.reservations:type_name -> cinema.reservation.v1.Reservation
-	1,  // 9: cinema.reservation.v1.CancelReservationResponse.reservation:type_name -> cinema.reservation.v1.Reservation
-	15, // 10: cinema.reservation.v1.GetSeatAvailabilityResponse.seat_map:type_name -> cinema.common.v1.SeatMap
-	12, // 11: cinema.reservation.v1.GetSeatAvailabilityResponse.price:type_name -> cinema.common.v1.Money
-	2,  // 12: cinema.reservation.v1.ReservationService.CreateReservation:input_type -> cinema.reservation.v1.CreateReservationRequest
-	4,  // 13: cinema.reservation.v1.ReservationService.GetReservation:input_type -> cinema.reservation.v1.GetReservationRequest
-	6,  // 14: cinema.reservation.v1.ReservationService.ListReservations:input_type -> cinema.reservation.v1.ListReservationsRequest
-	8,  // 15: cinema.reservation.v1.ReservationService.CancelReservation:input_type -> cinema.reservation.v1.CancelReservationRequest
-	10, // 16: cinema.reservation.v1.ReservationService.GetSeatAvailability:input_type -> cinema.reservation.v1.GetSeatAvailabilityRequest
-	3,  // 17: cinema.reservation.v1.ReservationService.CreateReservation:output_type -> cinema.reservation.v1.CreateReservationResponse
-	5,  // 18: cinema.reservation.v1.ReservationService.GetReservation:output_type -> cinema.reservation.v1.GetReservationResponse
-	7,  // 19: cinema.reservation.v1.ReservationService.ListReservations:output_type -> cinema.reservation.v1.ListReservationsResponse
-	9,  // 20: cinema.reservation.v1.ReservationService.CancelReservation:output_type -> cinema.reservation.v1.CancelReservationResponse
-	11, // 21: cinema.reservation.v1.ReservationService.GetSeatAvailability:output_type -> cinema.reservation.v1.GetSeatAvailabilityResponse
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	0,  // 9: cinema.reservation.v1.ListScreeningReservationsRequest.state:type_name -> cinema.reservation.v1.ReservationState
+	1,  // 10: cinema.reservation.v1.ListScreeningReservationsResponse.reservations:type_name -> cinema.reservation.v1.Reservation
+	1,  // 11: cinema.reservation.v1.CancelReservationResponse.reservation:type_name -> cinema.reservation.v1.Reservation
+	17, // 12: cinema.reservation.v1.GetSeatAvailabilityResponse.seat_map:type_name -> cinema.common.v1.SeatMap
+	14, // 13: cinema.reservation.v1.GetSeatAvailabilityResponse.price:type_name -> cinema.common.v1.Money
+	2,  // 14: cinema.reservation.v1.ReservationService.CreateReservation:input_type -> cinema.reservation.v1.CreateReservationRequest
+	4,  // 15: cinema.reservation.v1.ReservationService.GetReservation:input_type -> cinema.reservation.v1.GetReservationRequest
+	6,  // 16: cinema.reservation.v1.ReservationService.ListReservations:input_type -> cinema.reservation.v1.ListReservationsRequest
+	10, // 17: cinema.reservation.v1.ReservationService.CancelReservation:input_type -> cinema.reservation.v1.CancelReservationRequest
+	8,  // 18: cinema.reservation.v1.ReservationService.ListScreeningReservations:input_type -> cinema.reservation.v1.ListScreeningReservationsRequest
+	12, // 19: cinema.reservation.v1.ReservationService.GetSeatAvailability:input_type -> cinema.reservation.v1.GetSeatAvailabilityRequest
+	3,  // 20: cinema.reservation.v1.ReservationService.CreateReservation:output_type -> cinema.reservation.v1.CreateReservationResponse
+	5,  // 21: cinema.reservation.v1.ReservationService.GetReservation:output_type -> cinema.reservation.v1.GetReservationResponse
+	7,  // 22: cinema.reservation.v1.ReservationService.ListReservations:output_type -> cinema.reservation.v1.ListReservationsResponse
+	11, // 23: cinema.reservation.v1.ReservationService.CancelReservation:output_type -> cinema.reservation.v1.CancelReservationResponse
+	9,  // 24: cinema.reservation.v1.ReservationService.ListScreeningReservations:output_type -> cinema.reservation.v1.ListScreeningReservationsResponse
+	13, // 25: cinema.reservation.v1.ReservationService.GetSeatAvailability:output_type -> cinema.reservation.v1.GetSeatAvailabilityResponse
+	20, // [20:26] is the sub-list for method output_type
+	14, // [14:20] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_cinema_reservation_v1_reservation_proto_init() }
@@ -961,7 +1106,7 @@ func file_cinema_reservation_v1_reservation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cinema_reservation_v1_reservation_proto_rawDesc), len(file_cinema_reservation_v1_reservation_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

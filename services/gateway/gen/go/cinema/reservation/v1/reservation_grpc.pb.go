@@ -19,11 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ReservationService_CreateReservation_FullMethodName   = "/cinema.reservation.v1.ReservationService/CreateReservation"
-	ReservationService_GetReservation_FullMethodName      = "/cinema.reservation.v1.ReservationService/GetReservation"
-	ReservationService_ListReservations_FullMethodName    = "/cinema.reservation.v1.ReservationService/ListReservations"
-	ReservationService_CancelReservation_FullMethodName   = "/cinema.reservation.v1.ReservationService/CancelReservation"
-	ReservationService_GetSeatAvailability_FullMethodName = "/cinema.reservation.v1.ReservationService/GetSeatAvailability"
+	ReservationService_CreateReservation_FullMethodName         = "/cinema.reservation.v1.ReservationService/CreateReservation"
+	ReservationService_GetReservation_FullMethodName            = "/cinema.reservation.v1.ReservationService/GetReservation"
+	ReservationService_ListReservations_FullMethodName          = "/cinema.reservation.v1.ReservationService/ListReservations"
+	ReservationService_CancelReservation_FullMethodName         = "/cinema.reservation.v1.ReservationService/CancelReservation"
+	ReservationService_ListScreeningReservations_FullMethodName = "/cinema.reservation.v1.ReservationService/ListScreeningReservations"
+	ReservationService_GetSeatAvailability_FullMethodName       = "/cinema.reservation.v1.ReservationService/GetSeatAvailability"
 )
 
 // ReservationServiceClient is the client API for ReservationService service.
@@ -51,6 +52,11 @@ type ReservationServiceClient interface {
 	// follows asynchronously. Cancelling a cancelled reservation returns it unchanged.
 	// Emits ReservationCancelled.
 	CancelReservation(ctx context.Context, in *CancelReservationRequest, opts ...grpc.CallOption) (*CancelReservationResponse, error)
+	// Lists the reservations of one screening, newest first, for a manager (role `manager`):
+	// who booked which seats, in which state. Filterable by state. Errors: PERMISSION_DENIED for
+	// a customer; NOT_FOUND for a screening booking has never heard of; INVALID_ARGUMENT for a
+	// malformed id, state or page token.
+	ListScreeningReservations(ctx context.Context, in *ListScreeningReservationsRequest, opts ...grpc.CallOption) (*ListScreeningReservationsResponse, error)
 	// Returns which seats of a screening are free and which are taken.
 	GetSeatAvailability(ctx context.Context, in *GetSeatAvailabilityRequest, opts ...grpc.CallOption) (*GetSeatAvailabilityResponse, error)
 }
@@ -103,6 +109,16 @@ func (c *reservationServiceClient) CancelReservation(ctx context.Context, in *Ca
 	return out, nil
 }
 
+func (c *reservationServiceClient) ListScreeningReservations(ctx context.Context, in *ListScreeningReservationsRequest, opts ...grpc.CallOption) (*ListScreeningReservationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListScreeningReservationsResponse)
+	err := c.cc.Invoke(ctx, ReservationService_ListScreeningReservations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *reservationServiceClient) GetSeatAvailability(ctx context.Context, in *GetSeatAvailabilityRequest, opts ...grpc.CallOption) (*GetSeatAvailabilityResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetSeatAvailabilityResponse)
@@ -138,6 +154,11 @@ type ReservationServiceServer interface {
 	// follows asynchronously. Cancelling a cancelled reservation returns it unchanged.
 	// Emits ReservationCancelled.
 	CancelReservation(context.Context, *CancelReservationRequest) (*CancelReservationResponse, error)
+	// Lists the reservations of one screening, newest first, for a manager (role `manager`):
+	// who booked which seats, in which state. Filterable by state. Errors: PERMISSION_DENIED for
+	// a customer; NOT_FOUND for a screening booking has never heard of; INVALID_ARGUMENT for a
+	// malformed id, state or page token.
+	ListScreeningReservations(context.Context, *ListScreeningReservationsRequest) (*ListScreeningReservationsResponse, error)
 	// Returns which seats of a screening are free and which are taken.
 	GetSeatAvailability(context.Context, *GetSeatAvailabilityRequest) (*GetSeatAvailabilityResponse, error)
 	mustEmbedUnimplementedReservationServiceServer()
@@ -161,6 +182,9 @@ func (UnimplementedReservationServiceServer) ListReservations(context.Context, *
 }
 func (UnimplementedReservationServiceServer) CancelReservation(context.Context, *CancelReservationRequest) (*CancelReservationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelReservation not implemented")
+}
+func (UnimplementedReservationServiceServer) ListScreeningReservations(context.Context, *ListScreeningReservationsRequest) (*ListScreeningReservationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListScreeningReservations not implemented")
 }
 func (UnimplementedReservationServiceServer) GetSeatAvailability(context.Context, *GetSeatAvailabilityRequest) (*GetSeatAvailabilityResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSeatAvailability not implemented")
@@ -258,6 +282,24 @@ func _ReservationService_CancelReservation_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReservationService_ListScreeningReservations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListScreeningReservationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReservationServiceServer).ListScreeningReservations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReservationService_ListScreeningReservations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReservationServiceServer).ListScreeningReservations(ctx, req.(*ListScreeningReservationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ReservationService_GetSeatAvailability_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetSeatAvailabilityRequest)
 	if err := dec(in); err != nil {
@@ -298,6 +340,10 @@ var ReservationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelReservation",
 			Handler:    _ReservationService_CancelReservation_Handler,
+		},
+		{
+			MethodName: "ListScreeningReservations",
+			Handler:    _ReservationService_ListScreeningReservations_Handler,
 		},
 		{
 			MethodName: "GetSeatAvailability",

@@ -736,6 +736,526 @@ func (x *ListCustomerReservationsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// How many seats and how much money one hour brought.
+type SalesPoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Start of the hour.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Seats of reservations confirmed in that hour.
+	SeatsSold int32 `protobuf:"varint,2,opt,name=seats_sold,json=seatsSold,proto3" json:"seats_sold,omitempty"`
+	// Payments approved in that hour.
+	Revenue *v1.Money `protobuf:"bytes,3,opt,name=revenue,proto3" json:"revenue,omitempty"`
+	// Refunds made in that hour.
+	Refunds       *v1.Money `protobuf:"bytes,4,opt,name=refunds,proto3" json:"refunds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SalesPoint) Reset() {
+	*x = SalesPoint{}
+	mi := &file_cinema_viewpage_v1_board_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SalesPoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SalesPoint) ProtoMessage() {}
+
+func (x *SalesPoint) ProtoReflect() protoreflect.Message {
+	mi := &file_cinema_viewpage_v1_board_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SalesPoint.ProtoReflect.Descriptor instead.
+func (*SalesPoint) Descriptor() ([]byte, []int) {
+	return file_cinema_viewpage_v1_board_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SalesPoint) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *SalesPoint) GetSeatsSold() int32 {
+	if x != nil {
+		return x.SeatsSold
+	}
+	return 0
+}
+
+func (x *SalesPoint) GetRevenue() *v1.Money {
+	if x != nil {
+		return x.Revenue
+	}
+	return nil
+}
+
+func (x *SalesPoint) GetRefunds() *v1.Money {
+	if x != nil {
+		return x.Refunds
+	}
+	return nil
+}
+
+// The sales of a screening, or of a movie (summed over its screenings).
+type Sales struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Seats held by confirmed reservations now.
+	SeatsSold int32 `protobuf:"varint,1,opt,name=seats_sold,json=seatsSold,proto3" json:"seats_sold,omitempty"`
+	// Sellable seats not sold (sellable = rows x seats per row minus blocked).
+	SeatsFree int32 `protobuf:"varint,2,opt,name=seats_free,json=seatsFree,proto3" json:"seats_free,omitempty"`
+	// Seats that cannot be sold (the seat map's blocked seats).
+	SeatsBlocked int32 `protobuf:"varint,3,opt,name=seats_blocked,json=seatsBlocked,proto3" json:"seats_blocked,omitempty"`
+	// Reservations confirmed and still standing.
+	ReservationsConfirmed int32 `protobuf:"varint,4,opt,name=reservations_confirmed,json=reservationsConfirmed,proto3" json:"reservations_confirmed,omitempty"`
+	// Reservations cancelled (by the customer, a manager, or the screening's cancellation).
+	Cancellations int32 `protobuf:"varint,5,opt,name=cancellations,proto3" json:"cancellations,omitempty"`
+	// Sum of the approved payments (refunded ones included).
+	Revenue *v1.Money `protobuf:"bytes,6,opt,name=revenue,proto3" json:"revenue,omitempty"`
+	// Sum of the refunds.
+	Refunds *v1.Money `protobuf:"bytes,7,opt,name=refunds,proto3" json:"refunds,omitempty"`
+	// Revenue minus refunds.
+	NetRevenue *v1.Money `protobuf:"bytes,8,opt,name=net_revenue,json=netRevenue,proto3" json:"net_revenue,omitempty"`
+	// Number of refunds.
+	RefundCount int32 `protobuf:"varint,9,opt,name=refund_count,json=refundCount,proto3" json:"refund_count,omitempty"`
+	// Sales hour by hour, earliest first (hours with none left out).
+	Timeline      []*SalesPoint `protobuf:"bytes,10,rep,name=timeline,proto3" json:"timeline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Sales) Reset() {
+	*x = Sales{}
+	mi := &file_cinema_viewpage_v1_board_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Sales) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Sales) ProtoMessage() {}
+
+func (x *Sales) ProtoReflect() protoreflect.Message {
+	mi := &file_cinema_viewpage_v1_board_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Sales.ProtoReflect.Descriptor instead.
+func (*Sales) Descriptor() ([]byte, []int) {
+	return file_cinema_viewpage_v1_board_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Sales) GetSeatsSold() int32 {
+	if x != nil {
+		return x.SeatsSold
+	}
+	return 0
+}
+
+func (x *Sales) GetSeatsFree() int32 {
+	if x != nil {
+		return x.SeatsFree
+	}
+	return 0
+}
+
+func (x *Sales) GetSeatsBlocked() int32 {
+	if x != nil {
+		return x.SeatsBlocked
+	}
+	return 0
+}
+
+func (x *Sales) GetReservationsConfirmed() int32 {
+	if x != nil {
+		return x.ReservationsConfirmed
+	}
+	return 0
+}
+
+func (x *Sales) GetCancellations() int32 {
+	if x != nil {
+		return x.Cancellations
+	}
+	return 0
+}
+
+func (x *Sales) GetRevenue() *v1.Money {
+	if x != nil {
+		return x.Revenue
+	}
+	return nil
+}
+
+func (x *Sales) GetRefunds() *v1.Money {
+	if x != nil {
+		return x.Refunds
+	}
+	return nil
+}
+
+func (x *Sales) GetNetRevenue() *v1.Money {
+	if x != nil {
+		return x.NetRevenue
+	}
+	return nil
+}
+
+func (x *Sales) GetRefundCount() int32 {
+	if x != nil {
+		return x.RefundCount
+	}
+	return 0
+}
+
+func (x *Sales) GetTimeline() []*SalesPoint {
+	if x != nil {
+		return x.Timeline
+	}
+	return nil
+}
+
+// The sales of one screening.
+type ScreeningSales struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the screening.
+	ScreeningId string `protobuf:"bytes,1,opt,name=screening_id,json=screeningId,proto3" json:"screening_id,omitempty"`
+	// The movie shown.
+	MovieId string `protobuf:"bytes,2,opt,name=movie_id,json=movieId,proto3" json:"movie_id,omitempty"`
+	// Hall of the screening.
+	Hall string `protobuf:"bytes,3,opt,name=hall,proto3" json:"hall,omitempty"`
+	// Start of the screening.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Whether the screening was cancelled.
+	Cancelled bool `protobuf:"varint,5,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	// Its sales.
+	Sales         *Sales `protobuf:"bytes,6,opt,name=sales,proto3" json:"sales,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScreeningSales) Reset() {
+	*x = ScreeningSales{}
+	mi := &file_cinema_viewpage_v1_board_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScreeningSales) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScreeningSales) ProtoMessage() {}
+
+func (x *ScreeningSales) ProtoReflect() protoreflect.Message {
+	mi := &file_cinema_viewpage_v1_board_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScreeningSales.ProtoReflect.Descriptor instead.
+func (*ScreeningSales) Descriptor() ([]byte, []int) {
+	return file_cinema_viewpage_v1_board_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ScreeningSales) GetScreeningId() string {
+	if x != nil {
+		return x.ScreeningId
+	}
+	return ""
+}
+
+func (x *ScreeningSales) GetMovieId() string {
+	if x != nil {
+		return x.MovieId
+	}
+	return ""
+}
+
+func (x *ScreeningSales) GetHall() string {
+	if x != nil {
+		return x.Hall
+	}
+	return ""
+}
+
+func (x *ScreeningSales) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ScreeningSales) GetCancelled() bool {
+	if x != nil {
+		return x.Cancelled
+	}
+	return false
+}
+
+func (x *ScreeningSales) GetSales() *Sales {
+	if x != nil {
+		return x.Sales
+	}
+	return nil
+}
+
+// Request of BoardService.GetScreeningSales.
+type GetScreeningSalesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the screening.
+	ScreeningId   string `protobuf:"bytes,1,opt,name=screening_id,json=screeningId,proto3" json:"screening_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetScreeningSalesRequest) Reset() {
+	*x = GetScreeningSalesRequest{}
+	mi := &file_cinema_viewpage_v1_board_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetScreeningSalesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetScreeningSalesRequest) ProtoMessage() {}
+
+func (x *GetScreeningSalesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cinema_viewpage_v1_board_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetScreeningSalesRequest.ProtoReflect.Descriptor instead.
+func (*GetScreeningSalesRequest) Descriptor() ([]byte, []int) {
+	return file_cinema_viewpage_v1_board_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GetScreeningSalesRequest) GetScreeningId() string {
+	if x != nil {
+		return x.ScreeningId
+	}
+	return ""
+}
+
+// Response of BoardService.GetScreeningSales.
+type GetScreeningSalesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The screening and its sales.
+	Screening *ScreeningSales `protobuf:"bytes,1,opt,name=screening,proto3" json:"screening,omitempty"`
+	// Time of the newest event the board reflects.
+	AsOfTime      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=as_of_time,json=asOfTime,proto3" json:"as_of_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetScreeningSalesResponse) Reset() {
+	*x = GetScreeningSalesResponse{}
+	mi := &file_cinema_viewpage_v1_board_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetScreeningSalesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetScreeningSalesResponse) ProtoMessage() {}
+
+func (x *GetScreeningSalesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cinema_viewpage_v1_board_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetScreeningSalesResponse.ProtoReflect.Descriptor instead.
+func (*GetScreeningSalesResponse) Descriptor() ([]byte, []int) {
+	return file_cinema_viewpage_v1_board_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GetScreeningSalesResponse) GetScreening() *ScreeningSales {
+	if x != nil {
+		return x.Screening
+	}
+	return nil
+}
+
+func (x *GetScreeningSalesResponse) GetAsOfTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOfTime
+	}
+	return nil
+}
+
+// Request of BoardService.GetMovieSales.
+type GetMovieSalesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the movie.
+	MovieId       string `protobuf:"bytes,1,opt,name=movie_id,json=movieId,proto3" json:"movie_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMovieSalesRequest) Reset() {
+	*x = GetMovieSalesRequest{}
+	mi := &file_cinema_viewpage_v1_board_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMovieSalesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMovieSalesRequest) ProtoMessage() {}
+
+func (x *GetMovieSalesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cinema_viewpage_v1_board_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMovieSalesRequest.ProtoReflect.Descriptor instead.
+func (*GetMovieSalesRequest) Descriptor() ([]byte, []int) {
+	return file_cinema_viewpage_v1_board_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetMovieSalesRequest) GetMovieId() string {
+	if x != nil {
+		return x.MovieId
+	}
+	return ""
+}
+
+// Response of BoardService.GetMovieSales.
+type GetMovieSalesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the movie.
+	MovieId string `protobuf:"bytes,1,opt,name=movie_id,json=movieId,proto3" json:"movie_id,omitempty"`
+	// Its title.
+	Title string `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	// The sum over its screenings.
+	Sales *Sales `protobuf:"bytes,3,opt,name=sales,proto3" json:"sales,omitempty"`
+	// Each screening's sales, earliest first.
+	Screenings []*ScreeningSales `protobuf:"bytes,4,rep,name=screenings,proto3" json:"screenings,omitempty"`
+	// Time of the newest event the board reflects.
+	AsOfTime      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=as_of_time,json=asOfTime,proto3" json:"as_of_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMovieSalesResponse) Reset() {
+	*x = GetMovieSalesResponse{}
+	mi := &file_cinema_viewpage_v1_board_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMovieSalesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMovieSalesResponse) ProtoMessage() {}
+
+func (x *GetMovieSalesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cinema_viewpage_v1_board_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMovieSalesResponse.ProtoReflect.Descriptor instead.
+func (*GetMovieSalesResponse) Descriptor() ([]byte, []int) {
+	return file_cinema_viewpage_v1_board_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetMovieSalesResponse) GetMovieId() string {
+	if x != nil {
+		return x.MovieId
+	}
+	return ""
+}
+
+func (x *GetMovieSalesResponse) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *GetMovieSalesResponse) GetSales() *Sales {
+	if x != nil {
+		return x.Sales
+	}
+	return nil
+}
+
+func (x *GetMovieSalesResponse) GetScreenings() []*ScreeningSales {
+	if x != nil {
+		return x.Screenings
+	}
+	return nil
+}
+
+func (x *GetMovieSalesResponse) GetAsOfTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOfTime
+	}
+	return nil
+}
+
 var File_cinema_viewpage_v1_board_proto protoreflect.FileDescriptor
 
 const file_cinema_viewpage_v1_board_proto_rawDesc = "" +
@@ -805,11 +1325,61 @@ const file_cinema_viewpage_v1_board_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\x97\x01\n" +
 	" ListCustomerReservationsResponse\x12K\n" +
 	"\freservations\x18\x01 \x03(\v2'.cinema.viewpage.v1.CustomerReservationR\freservations\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xac\x03\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xcc\x01\n" +
+	"\n" +
+	"SalesPoint\x129\n" +
+	"\n" +
+	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\x1d\n" +
+	"\n" +
+	"seats_sold\x18\x02 \x01(\x05R\tseatsSold\x121\n" +
+	"\arevenue\x18\x03 \x01(\v2\x17.cinema.common.v1.MoneyR\arevenue\x121\n" +
+	"\arefunds\x18\x04 \x01(\v2\x17.cinema.common.v1.MoneyR\arefunds\"\xc6\x03\n" +
+	"\x05Sales\x12\x1d\n" +
+	"\n" +
+	"seats_sold\x18\x01 \x01(\x05R\tseatsSold\x12\x1d\n" +
+	"\n" +
+	"seats_free\x18\x02 \x01(\x05R\tseatsFree\x12#\n" +
+	"\rseats_blocked\x18\x03 \x01(\x05R\fseatsBlocked\x125\n" +
+	"\x16reservations_confirmed\x18\x04 \x01(\x05R\x15reservationsConfirmed\x12$\n" +
+	"\rcancellations\x18\x05 \x01(\x05R\rcancellations\x121\n" +
+	"\arevenue\x18\x06 \x01(\v2\x17.cinema.common.v1.MoneyR\arevenue\x121\n" +
+	"\arefunds\x18\a \x01(\v2\x17.cinema.common.v1.MoneyR\arefunds\x128\n" +
+	"\vnet_revenue\x18\b \x01(\v2\x17.cinema.common.v1.MoneyR\n" +
+	"netRevenue\x12!\n" +
+	"\frefund_count\x18\t \x01(\x05R\vrefundCount\x12:\n" +
+	"\btimeline\x18\n" +
+	" \x03(\v2\x1e.cinema.viewpage.v1.SalesPointR\btimeline\"\xec\x01\n" +
+	"\x0eScreeningSales\x12!\n" +
+	"\fscreening_id\x18\x01 \x01(\tR\vscreeningId\x12\x19\n" +
+	"\bmovie_id\x18\x02 \x01(\tR\amovieId\x12\x12\n" +
+	"\x04hall\x18\x03 \x01(\tR\x04hall\x129\n" +
+	"\n" +
+	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\x1c\n" +
+	"\tcancelled\x18\x05 \x01(\bR\tcancelled\x12/\n" +
+	"\x05sales\x18\x06 \x01(\v2\x19.cinema.viewpage.v1.SalesR\x05sales\"K\n" +
+	"\x18GetScreeningSalesRequest\x12/\n" +
+	"\fscreening_id\x18\x01 \x01(\tB\f\xe2A\x01\x02\xbaH\x05r\x03\xb0\x01\x01R\vscreeningId\"\x97\x01\n" +
+	"\x19GetScreeningSalesResponse\x12@\n" +
+	"\tscreening\x18\x01 \x01(\v2\".cinema.viewpage.v1.ScreeningSalesR\tscreening\x128\n" +
+	"\n" +
+	"as_of_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\basOfTime\"?\n" +
+	"\x14GetMovieSalesRequest\x12'\n" +
+	"\bmovie_id\x18\x01 \x01(\tB\f\xe2A\x01\x02\xbaH\x05r\x03\xb0\x01\x01R\amovieId\"\xf7\x01\n" +
+	"\x15GetMovieSalesResponse\x12\x19\n" +
+	"\bmovie_id\x18\x01 \x01(\tR\amovieId\x12\x14\n" +
+	"\x05title\x18\x02 \x01(\tR\x05title\x12/\n" +
+	"\x05sales\x18\x03 \x01(\v2\x19.cinema.viewpage.v1.SalesR\x05sales\x12B\n" +
+	"\n" +
+	"screenings\x18\x04 \x03(\v2\".cinema.viewpage.v1.ScreeningSalesR\n" +
+	"screenings\x128\n" +
+	"\n" +
+	"as_of_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\basOfTime2\xd8\x05\n" +
 	"\fBoardService\x12h\n" +
 	"\bGetBoard\x12#.cinema.viewpage.v1.GetBoardRequest\x1a$.cinema.viewpage.v1.GetBoardResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/board\x12\x89\x01\n" +
 	"\rGetMovieBoard\x12(.cinema.viewpage.v1.GetMovieBoardRequest\x1a).cinema.viewpage.v1.GetMovieBoardResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/board/movies/{movie_id}\x12\xa5\x01\n" +
-	"\x18ListCustomerReservations\x123.cinema.viewpage.v1.ListCustomerReservationsRequest\x1a4.cinema.viewpage.v1.ListCustomerReservationsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/board/reservationsB\xc9\x01\n" +
+	"\x18ListCustomerReservations\x123.cinema.viewpage.v1.ListCustomerReservationsRequest\x1a4.cinema.viewpage.v1.ListCustomerReservationsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/board/reservations\x12\x9d\x01\n" +
+	"\x11GetScreeningSales\x12,.cinema.viewpage.v1.GetScreeningSalesRequest\x1a-.cinema.viewpage.v1.GetScreeningSalesResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/sales/screenings/{screening_id}\x12\x89\x01\n" +
+	"\rGetMovieSales\x12(.cinema.viewpage.v1.GetMovieSalesRequest\x1a).cinema.viewpage.v1.GetMovieSalesResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/sales/movies/{movie_id}B\xc9\x01\n" +
 	"\x16com.cinema.viewpage.v1B\n" +
 	"BoardProtoP\x01Z9cinema.local/gateway/gen/go/cinema/viewpage/v1;viewpagev1\xa2\x02\x03CVX\xaa\x02\x12Cinema.Viewpage.V1\xca\x02\x12Cinema\\Viewpage\\V1\xe2\x02\x1eCinema\\Viewpage\\V1\\GPBMetadata\xea\x02\x14Cinema::Viewpage::V1b\x06proto3"
 
@@ -825,7 +1395,7 @@ func file_cinema_viewpage_v1_board_proto_rawDescGZIP() []byte {
 	return file_cinema_viewpage_v1_board_proto_rawDescData
 }
 
-var file_cinema_viewpage_v1_board_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_cinema_viewpage_v1_board_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_cinema_viewpage_v1_board_proto_goTypes = []any{
 	(*BoardScreening)(nil),                   // 0: cinema.viewpage.v1.BoardScreening
 	(*BoardMovie)(nil),                       // 1: cinema.viewpage.v1.BoardMovie
@@ -836,35 +1406,60 @@ var file_cinema_viewpage_v1_board_proto_goTypes = []any{
 	(*GetMovieBoardResponse)(nil),            // 6: cinema.viewpage.v1.GetMovieBoardResponse
 	(*ListCustomerReservationsRequest)(nil),  // 7: cinema.viewpage.v1.ListCustomerReservationsRequest
 	(*ListCustomerReservationsResponse)(nil), // 8: cinema.viewpage.v1.ListCustomerReservationsResponse
-	(*timestamppb.Timestamp)(nil),            // 9: google.protobuf.Timestamp
-	(*v1.Money)(nil),                         // 10: cinema.common.v1.Money
-	(v11.ReservationState)(0),                // 11: cinema.reservation.v1.ReservationState
-	(v12.PaymentState)(0),                    // 12: cinema.payment.v1.PaymentState
+	(*SalesPoint)(nil),                       // 9: cinema.viewpage.v1.SalesPoint
+	(*Sales)(nil),                            // 10: cinema.viewpage.v1.Sales
+	(*ScreeningSales)(nil),                   // 11: cinema.viewpage.v1.ScreeningSales
+	(*GetScreeningSalesRequest)(nil),         // 12: cinema.viewpage.v1.GetScreeningSalesRequest
+	(*GetScreeningSalesResponse)(nil),        // 13: cinema.viewpage.v1.GetScreeningSalesResponse
+	(*GetMovieSalesRequest)(nil),             // 14: cinema.viewpage.v1.GetMovieSalesRequest
+	(*GetMovieSalesResponse)(nil),            // 15: cinema.viewpage.v1.GetMovieSalesResponse
+	(*timestamppb.Timestamp)(nil),            // 16: google.protobuf.Timestamp
+	(*v1.Money)(nil),                         // 17: cinema.common.v1.Money
+	(v11.ReservationState)(0),                // 18: cinema.reservation.v1.ReservationState
+	(v12.PaymentState)(0),                    // 19: cinema.payment.v1.PaymentState
 }
 var file_cinema_viewpage_v1_board_proto_depIdxs = []int32{
-	9,  // 0: cinema.viewpage.v1.BoardScreening.start_time:type_name -> google.protobuf.Timestamp
-	10, // 1: cinema.viewpage.v1.BoardScreening.price:type_name -> cinema.common.v1.Money
+	16, // 0: cinema.viewpage.v1.BoardScreening.start_time:type_name -> google.protobuf.Timestamp
+	17, // 1: cinema.viewpage.v1.BoardScreening.price:type_name -> cinema.common.v1.Money
 	0,  // 2: cinema.viewpage.v1.BoardMovie.screenings:type_name -> cinema.viewpage.v1.BoardScreening
-	9,  // 3: cinema.viewpage.v1.CustomerReservation.start_time:type_name -> google.protobuf.Timestamp
-	10, // 4: cinema.viewpage.v1.CustomerReservation.amount:type_name -> cinema.common.v1.Money
-	11, // 5: cinema.viewpage.v1.CustomerReservation.state:type_name -> cinema.reservation.v1.ReservationState
-	12, // 6: cinema.viewpage.v1.CustomerReservation.payment_state:type_name -> cinema.payment.v1.PaymentState
-	9,  // 7: cinema.viewpage.v1.CustomerReservation.update_time:type_name -> google.protobuf.Timestamp
+	16, // 3: cinema.viewpage.v1.CustomerReservation.start_time:type_name -> google.protobuf.Timestamp
+	17, // 4: cinema.viewpage.v1.CustomerReservation.amount:type_name -> cinema.common.v1.Money
+	18, // 5: cinema.viewpage.v1.CustomerReservation.state:type_name -> cinema.reservation.v1.ReservationState
+	19, // 6: cinema.viewpage.v1.CustomerReservation.payment_state:type_name -> cinema.payment.v1.PaymentState
+	16, // 7: cinema.viewpage.v1.CustomerReservation.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 8: cinema.viewpage.v1.GetBoardResponse.movies:type_name -> cinema.viewpage.v1.BoardMovie
-	9,  // 9: cinema.viewpage.v1.GetBoardResponse.as_of_time:type_name -> google.protobuf.Timestamp
+	16, // 9: cinema.viewpage.v1.GetBoardResponse.as_of_time:type_name -> google.protobuf.Timestamp
 	1,  // 10: cinema.viewpage.v1.GetMovieBoardResponse.movie:type_name -> cinema.viewpage.v1.BoardMovie
 	2,  // 11: cinema.viewpage.v1.ListCustomerReservationsResponse.reservations:type_name -> cinema.viewpage.v1.CustomerReservation
-	3,  // 12: cinema.viewpage.v1.BoardService.GetBoard:input_type -> cinema.viewpage.v1.GetBoardRequest
-	5,  // 13: cinema.viewpage.v1.BoardService.GetMovieBoard:input_type -> cinema.viewpage.v1.GetMovieBoardRequest
-	7,  // 14: cinema.viewpage.v1.BoardService.ListCustomerReservations:input_type -> cinema.viewpage.v1.ListCustomerReservationsRequest
-	4,  // 15: cinema.viewpage.v1.BoardService.GetBoard:output_type -> cinema.viewpage.v1.GetBoardResponse
-	6,  // 16: cinema.viewpage.v1.BoardService.GetMovieBoard:output_type -> cinema.viewpage.v1.GetMovieBoardResponse
-	8,  // 17: cinema.viewpage.v1.BoardService.ListCustomerReservations:output_type -> cinema.viewpage.v1.ListCustomerReservationsResponse
-	15, // [15:18] is the sub-list for method output_type
-	12, // [12:15] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	16, // 12: cinema.viewpage.v1.SalesPoint.start_time:type_name -> google.protobuf.Timestamp
+	17, // 13: cinema.viewpage.v1.SalesPoint.revenue:type_name -> cinema.common.v1.Money
+	17, // 14: cinema.viewpage.v1.SalesPoint.refunds:type_name -> cinema.common.v1.Money
+	17, // 15: cinema.viewpage.v1.Sales.revenue:type_name -> cinema.common.v1.Money
+	17, // 16: cinema.viewpage.v1.Sales.refunds:type_name -> cinema.common.v1.Money
+	17, // 17: cinema.viewpage.v1.Sales.net_revenue:type_name -> cinema.common.v1.Money
+	9,  // 18: cinema.viewpage.v1.Sales.timeline:type_name -> cinema.viewpage.v1.SalesPoint
+	16, // 19: cinema.viewpage.v1.ScreeningSales.start_time:type_name -> google.protobuf.Timestamp
+	10, // 20: cinema.viewpage.v1.ScreeningSales.sales:type_name -> cinema.viewpage.v1.Sales
+	11, // 21: cinema.viewpage.v1.GetScreeningSalesResponse.screening:type_name -> cinema.viewpage.v1.ScreeningSales
+	16, // 22: cinema.viewpage.v1.GetScreeningSalesResponse.as_of_time:type_name -> google.protobuf.Timestamp
+	10, // 23: cinema.viewpage.v1.GetMovieSalesResponse.sales:type_name -> cinema.viewpage.v1.Sales
+	11, // 24: cinema.viewpage.v1.GetMovieSalesResponse.screenings:type_name -> cinema.viewpage.v1.ScreeningSales
+	16, // 25: cinema.viewpage.v1.GetMovieSalesResponse.as_of_time:type_name -> google.protobuf.Timestamp
+	3,  // 26: cinema.viewpage.v1.BoardService.GetBoard:input_type -> cinema.viewpage.v1.GetBoardRequest
+	5,  // 27: cinema.viewpage.v1.BoardService.GetMovieBoard:input_type -> cinema.viewpage.v1.GetMovieBoardRequest
+	7,  // 28: cinema.viewpage.v1.BoardService.ListCustomerReservations:input_type -> cinema.viewpage.v1.ListCustomerReservationsRequest
+	12, // 29: cinema.viewpage.v1.BoardService.GetScreeningSales:input_type -> cinema.viewpage.v1.GetScreeningSalesRequest
+	14, // 30: cinema.viewpage.v1.BoardService.GetMovieSales:input_type -> cinema.viewpage.v1.GetMovieSalesRequest
+	4,  // 31: cinema.viewpage.v1.BoardService.GetBoard:output_type -> cinema.viewpage.v1.GetBoardResponse
+	6,  // 32: cinema.viewpage.v1.BoardService.GetMovieBoard:output_type -> cinema.viewpage.v1.GetMovieBoardResponse
+	8,  // 33: cinema.viewpage.v1.BoardService.ListCustomerReservations:output_type -> cinema.viewpage.v1.ListCustomerReservationsResponse
+	13, // 34: cinema.viewpage.v1.BoardService.GetScreeningSales:output_type -> cinema.viewpage.v1.GetScreeningSalesResponse
+	15, // 35: cinema.viewpage.v1.BoardService.GetMovieSales:output_type -> cinema.viewpage.v1.GetMovieSalesResponse
+	31, // [31:36] is the sub-list for method output_type
+	26, // [26:31] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_cinema_viewpage_v1_board_proto_init() }
@@ -878,7 +1473,7 @@ func file_cinema_viewpage_v1_board_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cinema_viewpage_v1_board_proto_rawDesc), len(file_cinema_viewpage_v1_board_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

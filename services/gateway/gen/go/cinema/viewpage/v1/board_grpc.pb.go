@@ -22,6 +22,8 @@ const (
 	BoardService_GetBoard_FullMethodName                 = "/cinema.viewpage.v1.BoardService/GetBoard"
 	BoardService_GetMovieBoard_FullMethodName            = "/cinema.viewpage.v1.BoardService/GetMovieBoard"
 	BoardService_ListCustomerReservations_FullMethodName = "/cinema.viewpage.v1.BoardService/ListCustomerReservations"
+	BoardService_GetScreeningSales_FullMethodName        = "/cinema.viewpage.v1.BoardService/GetScreeningSales"
+	BoardService_GetMovieSales_FullMethodName            = "/cinema.viewpage.v1.BoardService/GetMovieSales"
 )
 
 // BoardServiceClient is the client API for BoardService service.
@@ -39,6 +41,14 @@ type BoardServiceClient interface {
 	GetMovieBoard(ctx context.Context, in *GetMovieBoardRequest, opts ...grpc.CallOption) (*GetMovieBoardResponse, error)
 	// Lists the caller's reservations with their live status, newest first.
 	ListCustomerReservations(ctx context.Context, in *ListCustomerReservationsRequest, opts ...grpc.CallOption) (*ListCustomerReservationsResponse, error)
+	// The sales of one screening, for a manager (role `manager`): seats sold, free and blocked,
+	// revenue, refunds, cancellations, and sales hour by hour. Built from the events of the
+	// catalog, booking and payment (eventually consistent with their stores). Errors:
+	// PERMISSION_DENIED for a customer; NOT_FOUND for a screening the board has not seen.
+	GetScreeningSales(ctx context.Context, in *GetScreeningSalesRequest, opts ...grpc.CallOption) (*GetScreeningSalesResponse, error)
+	// The sales of one movie (the sum over its screenings, each listed), for a manager. Errors:
+	// PERMISSION_DENIED for a customer; NOT_FOUND for a movie the board has not seen.
+	GetMovieSales(ctx context.Context, in *GetMovieSalesRequest, opts ...grpc.CallOption) (*GetMovieSalesResponse, error)
 }
 
 type boardServiceClient struct {
@@ -79,6 +89,26 @@ func (c *boardServiceClient) ListCustomerReservations(ctx context.Context, in *L
 	return out, nil
 }
 
+func (c *boardServiceClient) GetScreeningSales(ctx context.Context, in *GetScreeningSalesRequest, opts ...grpc.CallOption) (*GetScreeningSalesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetScreeningSalesResponse)
+	err := c.cc.Invoke(ctx, BoardService_GetScreeningSales_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *boardServiceClient) GetMovieSales(ctx context.Context, in *GetMovieSalesRequest, opts ...grpc.CallOption) (*GetMovieSalesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetMovieSalesResponse)
+	err := c.cc.Invoke(ctx, BoardService_GetMovieSales_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BoardServiceServer is the server API for BoardService service.
 // All implementations must embed UnimplementedBoardServiceServer
 // for forward compatibility.
@@ -94,6 +124,14 @@ type BoardServiceServer interface {
 	GetMovieBoard(context.Context, *GetMovieBoardRequest) (*GetMovieBoardResponse, error)
 	// Lists the caller's reservations with their live status, newest first.
 	ListCustomerReservations(context.Context, *ListCustomerReservationsRequest) (*ListCustomerReservationsResponse, error)
+	// The sales of one screening, for a manager (role `manager`): seats sold, free and blocked,
+	// revenue, refunds, cancellations, and sales hour by hour. Built from the events of the
+	// catalog, booking and payment (eventually consistent with their stores). Errors:
+	// PERMISSION_DENIED for a customer; NOT_FOUND for a screening the board has not seen.
+	GetScreeningSales(context.Context, *GetScreeningSalesRequest) (*GetScreeningSalesResponse, error)
+	// The sales of one movie (the sum over its screenings, each listed), for a manager. Errors:
+	// PERMISSION_DENIED for a customer; NOT_FOUND for a movie the board has not seen.
+	GetMovieSales(context.Context, *GetMovieSalesRequest) (*GetMovieSalesResponse, error)
 	mustEmbedUnimplementedBoardServiceServer()
 }
 
@@ -112,6 +150,12 @@ func (UnimplementedBoardServiceServer) GetMovieBoard(context.Context, *GetMovieB
 }
 func (UnimplementedBoardServiceServer) ListCustomerReservations(context.Context, *ListCustomerReservationsRequest) (*ListCustomerReservationsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListCustomerReservations not implemented")
+}
+func (UnimplementedBoardServiceServer) GetScreeningSales(context.Context, *GetScreeningSalesRequest) (*GetScreeningSalesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetScreeningSales not implemented")
+}
+func (UnimplementedBoardServiceServer) GetMovieSales(context.Context, *GetMovieSalesRequest) (*GetMovieSalesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetMovieSales not implemented")
 }
 func (UnimplementedBoardServiceServer) mustEmbedUnimplementedBoardServiceServer() {}
 func (UnimplementedBoardServiceServer) testEmbeddedByValue()                      {}
@@ -188,6 +232,42 @@ func _BoardService_ListCustomerReservations_Handler(srv interface{}, ctx context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BoardService_GetScreeningSales_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetScreeningSalesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BoardServiceServer).GetScreeningSales(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BoardService_GetScreeningSales_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BoardServiceServer).GetScreeningSales(ctx, req.(*GetScreeningSalesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BoardService_GetMovieSales_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetMovieSalesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BoardServiceServer).GetMovieSales(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BoardService_GetMovieSales_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BoardServiceServer).GetMovieSales(ctx, req.(*GetMovieSalesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BoardService_ServiceDesc is the grpc.ServiceDesc for BoardService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -206,6 +286,14 @@ var BoardService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListCustomerReservations",
 			Handler:    _BoardService_ListCustomerReservations_Handler,
+		},
+		{
+			MethodName: "GetScreeningSales",
+			Handler:    _BoardService_GetScreeningSales_Handler,
+		},
+		{
+			MethodName: "GetMovieSales",
+			Handler:    _BoardService_GetMovieSales_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
