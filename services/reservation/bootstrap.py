@@ -30,6 +30,7 @@ from services.kit.oauth_client import ClientCredentialsTokenSource
 from services.kit.server import ServiceHost
 from services.reservation.adapters import grpc_api
 from services.reservation.adapters.payment import BearerTokenSource, GrpcPaymentGateway, TokenFile
+from services.reservation.adapters.pg_views import PgScreeningReservations
 from services.reservation.adapters.postgres import MIGRATIONS, PgUnitOfWorkFactory
 from services.reservation.entrypoints.catalog_consumer import catalog_consumer
 from services.reservation.entrypoints.reconciler_loop import ReconcilerLoop
@@ -114,6 +115,7 @@ class ReservationApp:
             pending_window_s=s.pending_window_s,
             payment_work_limit_s=s.payment_work_limit_s,
             retry_after_s=s.retry_after_s,
+            screening_reservations=PgScreeningReservations(self._pool),
         )
         self._reconciler = ReconcilerLoop(
             self._deps, s.reconciler_interval_s, s.reconciler_window_s, s.reconciler_batch

@@ -37,6 +37,7 @@ from services.reservation.service_layer.commands import (
     ListReservations,
 )
 from services.reservation.service_layer.dependencies import BookingDependencies
+from services.reservation.service_layer.manager_view import ListScreeningReservations, list_screening_reservations
 from services.reservation.service_layer.ports import PaymentCard
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ReservationService"].full_name
@@ -50,6 +51,8 @@ _STATES = {
     ReservationState.CANCELLED: pb.RESERVATION_STATE_CANCELLED,
     ReservationState.FAILED: pb.RESERVATION_STATE_FAILED,
 }
+# ListScreeningReservations' `state` filter: UNSPECIFIED (absent here) lists every state.
+_STATE_FILTERS = {number: state for state, number in _STATES.items()}
 
 
 def booking_caller() -> Caller:
@@ -147,6 +150,28 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
             self._deps,
         )
         return pb.CancelReservationResponse(reservation=reservation_proto(reservation))
+
+    @_store_outage_is_unavailable
+    async def ListScreeningReservations(self, request: pb.ListScreeningReservationsRequest, context: Context) -> Any:
+        validate(request)
+        caller = booking_caller()
+        view = self._deps.screening_reservations
+        assert view is not None, "bootstrap wires the manager's view"
+        page = await list_screening_reservations(
+            ListScreeningReservations(
+                caller=caller,
+                screening_id=request.screening_id,
+                state=_STATE_FILTERS.get(request.state),
+                page_size=request.page_size,
+                page_token=request.page_token,
+            ),
+            view,
+            default_page_size=self._deps.default_page_size,
+            max_page_size=self._deps.max_page_size,
+        )
+        return pb.ListScreeningReservationsResponse(
+            reservations=[reservation_proto(r) for r in page.reservations], next_page_token=page.next_page_token
+        )
 
     @_store_outage_is_unavailable
     async def GetSeatAvailability(self, request: pb.GetSeatAvailabilityRequest, context: Context) -> Any:

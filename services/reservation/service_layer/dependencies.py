@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from services.reservation.service_layer.in_progress import PaymentsInProgress
+from services.reservation.service_layer.manager_view import ScreeningReservationsView
 from services.reservation.service_layer.ports import Clock, PaymentGateway, UnitOfWorkFactory
 
 
@@ -50,3 +51,5 @@ class BookingDependencies:
     # The authorizations running in the background (one registry per process).
     payments_in_progress: PaymentsInProgress = field(default_factory=PaymentsInProgress)
     max_page_size: int = 100
+    # The manager's view (read-only queries); None where a test does not need it.
+    screening_reservations: ScreeningReservationsView | None = None
