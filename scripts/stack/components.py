@@ -331,6 +331,25 @@ def tracing_env(prefix: str) -> dict[str, str]:
     }
 
 
+def mesh_page_env() -> dict[str, str]:
+    """What the web service's mesh page samples (services/web/settings.py): this stack's Envoy
+    admin, NATS monitoring, Jaeger query API and each service's metrics endpoint."""
+    metrics = {
+        "reservation": RESERVATION_METRICS_PORT,
+        "payment": PAYMENT_METRICS_PORT,
+        "movie": MOVIE_METRICS_PORT,
+        "review": REVIEW_METRICS_PORT,
+        "notification": NOTIFICATION_METRICS_PORT,
+        "viewpage": VIEWPAGE_METRICS_PORT,
+    }
+    return {
+        "WEB_MESH_ENVOY_ADMIN_URL": f"http://127.0.0.1:{ENVOY_ADMIN_PORT}",
+        "WEB_MESH_NATS_MONITOR_URL": f"http://127.0.0.1:{NATS_MONITOR_PORT}",
+        "WEB_MESH_JAEGER_URL": jaeger_spec().ui_url,
+        "WEB_MESH_SERVICE_METRICS": ",".join(f"{n}=http://127.0.0.1:{port}/metrics" for n, port in metrics.items()),
+    }
+
+
 def edge_components(stores_: list[Component]) -> list[Component]:
     """identity, Envoy, the gateway and the web screen."""
     from scripts.stack import edge
@@ -358,6 +377,8 @@ def edge_components(stores_: list[Component]) -> list[Component]:
             "WEB_HTTP_PORT": str(WEB_PORT),
             "WEB_REDIS_URL": urls["redis"],  # viewpage's: its change channel feeds the live updates
             "WEB_LOG_LEVEL": os.environ.get("CINEMA_LOG_LEVEL", "INFO"),
+            **mesh_page_env(),
+            **identity.auth_env("WEB"),  # the mesh page's data is for managers
         }
         argv = [sys.executable, "-m", "services.web"]
         return ManagedProcess("web", argv, _log("web"), lambda: edge.http_ok(web_health), env=env, cwd=REPO)

@@ -32,10 +32,11 @@ def _sha256(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
-def build_page() -> Page:
-    template, style, script = _asset("index.html"), _asset("app.css"), _asset("app.js")
+def build_page(template_name: str = "index.html", style_name: str = "app.css", script_name: str = "app.js") -> Page:
+    """A page of the web screen: the board (the defaults), or another one from its own assets."""
+    template, style, script = _asset(template_name), _asset(style_name), _asset(script_name)
     if template.count(STYLE_SLOT) != 1 or template.count(SCRIPT_SLOT) != 1:
-        raise RuntimeError("static/index.html must hold one style slot and one script slot")
+        raise RuntimeError(f"static/{template_name} must hold one style slot and one script slot")
     if "</script" in script.lower() or "</style" in style.lower():
         raise RuntimeError("an inlined asset must not close its own element")
     html = template.replace(STYLE_SLOT, style).replace(SCRIPT_SLOT, script)

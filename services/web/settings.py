@@ -15,11 +15,22 @@ public; the API calls it makes carry the user's token to the ingress, which chec
 - `WEB_MAX_STREAMS` (default 1000): open streams at most; more get 503 and retry later.
 - `WEB_STREAM_QUEUE` (default 64): changes buffered per stream; a page that falls behind is told
   to refetch everything instead of receiving an unbounded backlog.
+
+The mesh page (`/mesh`, managers; services.web.service_layer.mesh) samples, from this process only:
+- `WEB_MESH_ENVOY_ADMIN_URL` (default `http://127.0.0.1:19901`): Envoy's admin (`/stats`);
+- `WEB_MESH_NATS_MONITOR_URL` (default `http://127.0.0.1:18222`): NATS monitoring (`/jsz`, `/healthz`);
+- `WEB_MESH_JAEGER_URL` (default `http://127.0.0.1:16686`): Jaeger's query API (traces);
+- `WEB_MESH_SERVICE_METRICS` (default `make up`'s metrics ports): `name=url` pairs, comma-separated,
+  of each service's `/metrics`;
+- `WEB_MESH_SAMPLE_S` (default 3): one sampling round this often while a mesh page is open;
+  `WEB_MESH_IDLE_AFTER_S` (default 30): no page asked for this long, and sampling stops.
+The data endpoints demand a manager's token, verified with the kit's `WEB_JWKS_SOURCE`,
+`WEB_JWT_ISSUER`, `WEB_JWT_AUDIENCE` (no JWKS = every token refused).
 """
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.kit.settings import KitSettings
@@ -41,3 +52,34 @@ class WebSettings(KitSettings):
     heartbeat_s: float = Field(default=10.0, gt=0)
     max_streams: int = Field(default=1000, ge=1)
     stream_queue: int = Field(default=64, ge=1)
+
+    mesh_envoy_admin_url: str = "http://127.0.0.1:19901"
+    mesh_nats_monitor_url: str = "http://127.0.0.1:18222"
+    mesh_jaeger_url: str = "http://127.0.0.1:16686"
+    mesh_service_metrics: str = ",".join(
+        f"{name}=http://127.0.0.1:{port}/metrics"
+        for name, port in (
+            ("reservation", 19101),
+            ("payment", 19102),
+            ("movie", 19103),
+            ("review", 19104),
+            ("notification", 19105),
+            ("viewpage", 19106),
+        )
+    )
+    mesh_sample_s: float = Field(default=3.0, ge=0.5, le=60)
+    mesh_idle_after_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("mesh_service_metrics")
+    @classmethod
+    def _metrics_pairs(cls, value: str) -> str:
+        for pair in filter(None, (p.strip() for p in value.split(","))):
+            name, sep, url = pair.partition("=")
+            if not sep or not name.strip() or not url.strip().startswith(("http://", "https://")):
+                raise ValueError(f"WEB_MESH_SERVICE_METRICS: {pair!r} is not name=http(s)://url")
+        return value
+
+    @property
+    def mesh_metrics_urls(self) -> dict[str, str]:
+        pairs = (p.strip().partition("=") for p in self.mesh_service_metrics.split(",") if p.strip())
+        return {name.strip(): url.strip() for name, _, url in pairs}

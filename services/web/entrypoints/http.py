@@ -8,6 +8,10 @@
   (`retry:` 1 s) sending `Last-Event-ID`, and gets what it missed meanwhile. One path
   for both keeps the page to ONE public path at the ingress (no JWT there; every API call the
   page makes carries the user's token).
+- `GET /mesh`: the mesh page (public HTML, like `/`); its data, for managers only (a manager's
+  bearer token, else 401/403): `GET /mesh/state` (the latest sample of the one sampler),
+  `GET /mesh/trace?reservation=ID` (the reservation's trace as a waterfall, from Jaeger) and
+  `GET /mesh/recent` (reservations with a recorded trace, newest first).
 - `GET /healthz` (200 `serving`, with `live` telling whether changes are followed; 503 while
   draining) and `GET /metrics` (Prometheus).
 """
@@ -17,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,7 +33,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.kit import errors
 from services.web.bootstrap import WebApp
+from services.web.service_layer import mesh_traces
 from services.web.service_layer.fanout import END, RESYNC, BoardChange, ChangeFanout, Sequenced, TooManyStreams
 
 log = logging.getLogger(__name__)
@@ -123,6 +131,65 @@ def build_app(state: HttpState) -> Starlette:
         headers = {**_SECURITY_HEADERS, "Cache-Control": "no-store", "Vary": "Accept", "X-Accel-Buffering": "no"}
         return StreamingResponse(notices(), media_type=EVENT_STREAM, headers=headers)
 
+    def mesh_page(request: Request) -> Response:
+        page = app.mesh_page
+        headers = {
+            **_SECURITY_HEADERS,
+            "Content-Security-Policy": page.content_security_policy,
+            "Cache-Control": "no-cache",
+            "ETag": page.etag,
+        }
+        if request.headers.get("if-none-match") == page.etag:
+            return Response(status_code=304, headers=headers)
+        return Response(page.html, media_type="text/html; charset=utf-8", headers=headers)
+
+    async def refused_unless_manager(request: Request) -> Response | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return JSONResponse({"error": "sign in as a manager"}, 401, headers={"WWW-Authenticate": "Bearer"})
+        try:
+            caller = await app.verifier.verify(token.strip())
+        except errors.Unauthenticated as error:
+            return JSONResponse({"error": str(error)}, 401, headers={"WWW-Authenticate": "Bearer"})
+        if not caller.has_role("manager"):
+            return JSONResponse({"error": "the mesh is for managers"}, 403)
+        return None
+
+    def private_json(body: object, status: int = 200) -> Response:
+        return JSONResponse(body, status, headers={**_SECURITY_HEADERS, "Cache-Control": "no-store"})
+
+    async def mesh_state(request: Request) -> Response:
+        if refused := await refused_unless_manager(request):
+            return refused
+        view = await app.mesh.latest()
+        if view is None:
+            return private_json({"error": "no sample yet"}, 503)
+        return private_json({**view.as_dict(), "sampled_at_unix": time.time() - (time.monotonic() - view.at)})
+
+    async def mesh_trace(request: Request) -> Response:
+        if refused := await refused_unless_manager(request):
+            return refused
+        reservation = request.query_params.get("reservation", "").strip()
+        if not mesh_traces.RESERVATION_ID.match(reservation):
+            return private_json({"error": "give a reservation id (letters, digits, - and _)"}, 400)
+        try:
+            trace = mesh_traces.best_trace(await app.traces.of_reservation(reservation))
+        except httpx.HTTPError as error:
+            return private_json({"error": f"Jaeger does not answer: {type(error).__name__}"}, 503)
+        if trace is None:
+            return private_json({"error": "no trace of this reservation (traces are sampled, kept in memory)"}, 404)
+        rows = mesh_traces.waterfall(trace)
+        return private_json({"trace_id": trace.get("traceID", ""), "spans": [r.as_dict() for r in rows]})
+
+    async def mesh_recent(request: Request) -> Response:
+        if refused := await refused_unless_manager(request):
+            return refused
+        try:
+            ids = mesh_traces.reservation_ids(await app.traces.recent_reservations())
+        except httpx.HTTPError as error:
+            return private_json({"error": f"Jaeger does not answer: {type(error).__name__}"}, 503)
+        return private_json({"reservations": ids})
+
     async def healthz(request: Request) -> Response:
         if state.draining:
             return JSONResponse({"status": "draining"}, 503)
@@ -134,6 +201,10 @@ def build_app(state: HttpState) -> Starlette:
     starlette = Starlette(
         routes=[
             Route("/", page_or_stream, methods=["GET", "HEAD"]),
+            Route("/mesh", mesh_page, methods=["GET", "HEAD"]),
+            Route("/mesh/state", mesh_state, methods=["GET"]),
+            Route("/mesh/trace", mesh_trace, methods=["GET"]),
+            Route("/mesh/recent", mesh_recent, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
             Route("/metrics", metrics, methods=["GET"]),
         ]
@@ -145,7 +216,7 @@ def build_app(state: HttpState) -> Starlette:
 class CountedRequests:
     """A request counter; labels use the path only when it is one of ours (bounded series)."""
 
-    _KNOWN = frozenset({"/", "/healthz", "/metrics"})
+    _KNOWN = frozenset({"/", "/healthz", "/metrics", "/mesh", "/mesh/state", "/mesh/trace", "/mesh/recent"})
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -1,0 +1,149 @@
+"""Where the mesh page's numbers come from, over HTTP on the loopback (or the cluster network):
+Envoy's admin `/stats`, each service's `/metrics`, NATS' monitoring (`/jsz`, `/healthz`) and
+Jaeger's query API (`/api/traces`, the one its UI uses; scripts/observability/jaeger.py reads
+the same). Thin: fetch and parse, nothing else; every call has a short timeout so one stuck
+source (a SIGSTOPped service) costs a round at most that long.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.web.service_layer.mesh import EnvoyStats, Sample
+
+# Only what the graph shows: Envoy has thousands of statistics, this keeps a round small.
+ENVOY_FILTER = (
+    r"^(cluster\.[a-z_]+\.(upstream_rq_total|upstream_rq_5xx|upstream_rq_retry|upstream_rq_retry_overflow"
+    r"|upstream_rq_pending_overflow|upstream_cx_overflow|upstream_rq_timeout|membership_healthy|membership_total"
+    r"|outlier_detection\.ejections_enforced_total|outlier_detection\.ejections_active|upstream_rq_time)"
+    r"|http\.(ingress|egress_[a-z_]+)\.downstream_rq_(total|5xx|time))$"
+)
+# The metric families the graph reads from a service (the rest of its exposition is dropped).
+SERVICE_FAMILIES = frozenset(
+    {
+        "grpc_server_handled",
+        "grpc_server_handling_seconds",
+        "process_start_time_seconds",
+        "cinema_events_consumed",
+        "cinema_events_dead_lettered",
+        "cinema_outbox_backlog",
+        "cinema_outbox_oldest_age_seconds",
+        "cinema_outbox_published",
+    }
+)
+
+
+def parse_envoy_stats(document: Mapping[str, Any]) -> EnvoyStats:
+    """Envoy's `/stats?format=json`: plain stats, and the p99 of each histogram (the last flush
+    interval's when there was traffic in it, else the cumulative one)."""
+    counters: dict[str, float] = {}
+    p99: dict[str, float] = {}
+    for item in document.get("stats") or []:
+        if "name" in item and isinstance(item.get("value"), int | float):
+            counters[str(item["name"])] = float(item["value"])
+        histograms = item.get("histograms")
+        if isinstance(histograms, dict):
+            quantiles = [float(q) for q in histograms.get("supported_quantiles") or []]
+            if 99.0 not in quantiles:
+                continue
+            index = quantiles.index(99.0)
+            for computed in histograms.get("computed_quantiles") or []:
+                values = computed.get("values") or []
+                if index < len(values):
+                    chosen = values[index].get("interval")
+                    if chosen is None:
+                        chosen = values[index].get("cumulative")
+                    if isinstance(chosen, int | float):
+                        p99[str(computed.get("name"))] = float(chosen)
+    return EnvoyStats(counters, p99)
+
+
+def parse_exposition(text: str) -> list[Sample]:
+    samples: list[Sample] = []
+    for family in text_string_to_metric_families(text):
+        if family.name not in SERVICE_FAMILIES:
+            continue
+        for s in family.samples:
+            samples.append(Sample(s.name, dict(s.labels), float(s.value)))
+    return samples
+
+
+class HttpMeshSources:
+    """The sources of one deployment, by their addresses (services.web.settings)."""
+
+    def __init__(
+        self,
+        envoy_admin_url: str,
+        nats_monitor_url: str,
+        service_metrics: Mapping[str, str],
+        timeout_s: float = 1.5,
+    ) -> None:
+        self._envoy = envoy_admin_url.rstrip("/")
+        self._nats = nats_monitor_url.rstrip("/")
+        self._metrics = dict(service_metrics)
+        self._client = httpx.AsyncClient(timeout=timeout_s)
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        return tuple(self._metrics)
+
+    async def envoy_stats(self) -> EnvoyStats:
+        reply = await self._client.get(f"{self._envoy}/stats", params={"format": "json", "filter": ENVOY_FILTER})
+        reply.raise_for_status()
+        return parse_envoy_stats(reply.json())
+
+    async def service_metrics(self, name: str) -> list[Sample]:
+        reply = await self._client.get(self._metrics[name])
+        reply.raise_for_status()
+        return parse_exposition(reply.text)
+
+    async def jetstream(self) -> dict[str, Any]:
+        reply = await self._client.get(f"{self._nats}/jsz", params={"streams": "true", "consumers": "true"})
+        reply.raise_for_status()
+        document: dict[str, Any] = reply.json()
+        return document
+
+    async def nats_healthy(self) -> bool:
+        reply = await self._client.get(f"{self._nats}/healthz", params={"js-enabled-only": "true"})
+        return reply.status_code == 200
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class JaegerTraces:
+    """Traces from Jaeger's query API, reduced to what a waterfall needs."""
+
+    def __init__(self, query_url: str, timeout_s: float = 3.0) -> None:
+        self._base = query_url.rstrip("/")
+        self._client = httpx.AsyncClient(timeout=timeout_s)
+
+    async def _get(self, path: str, params: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        reply = await self._client.get(f"{self._base}{path}", params=params)
+        if reply.status_code == 404:
+            return []
+        reply.raise_for_status()
+        return list(reply.json().get("data") or [])
+
+    async def of_reservation(self, reservation_id: str) -> list[dict[str, Any]]:
+        """The traces whose spans carry `cinema.reservation_id` = the id (as scripts.observability.trace)."""
+        params = {
+            "service": "reservation",
+            "tags": json.dumps({"cinema.reservation_id": reservation_id}),
+            "lookback": "6h",
+            "limit": "5",
+        }
+        return await self._get("/api/traces", params)
+
+    async def recent_reservations(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The newest traces of the reservation service that name a reservation."""
+        params = {"service": "reservation", "lookback": "1h", "limit": str(limit * 3)}
+        return await self._get("/api/traces", params)
+
+    async def close(self) -> None:
+        await self._client.aclose()
