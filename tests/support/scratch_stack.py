@@ -89,7 +89,7 @@ def scratch_stack(name: str, kind: type[S], extra_env: dict[str, str] | None = N
     env = {**scratch_env(data), **(extra_env or {})}
     started = time.monotonic()
     try:
-        up = run_stack(env, "up", timeout=300)
+        up = run_stack(env, "up", timeout=420)
         assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
         assert "demo catalog" in up.stdout, up.stdout[-3000:] + up.stderr[-3000:]
         print(f"\nscratch stack {name} up in {time.monotonic() - started:.1f} s")
