@@ -33,6 +33,10 @@ def sellable_seats(seat_map: SeatMap) -> int:
     return max(0, seat_map.rows * seat_map.seats_per_row - len(set(seat_map.blocked_seats)))
 
 
+def blocked_seats(seat_map: SeatMap) -> int:
+    return min(seat_map.rows * seat_map.seats_per_row, len(set(seat_map.blocked_seats)))
+
+
 def to_domain(event: Message) -> ev.BoardEvent | None:
     match event:
         case movie.MovieRegistered() | movie.MovieUpdated():
@@ -52,6 +56,7 @@ def to_domain(event: Message) -> ev.BoardEvent | None:
                 total_seats=sellable_seats(event.seat_map),
                 price_minor=event.price.minor_units,
                 currency=event.price.currency_code,
+                blocked_seats=blocked_seats(event.seat_map),
             )
         case movie.ScreeningRescheduled():
             return ev.ScreeningRescheduled(event.screening_id, event.movie_id, event.hall, _ms(event.start_time))
@@ -93,11 +98,23 @@ def to_domain(event: Message) -> ev.BoardEvent | None:
                 seats=tuple(event.seats),
             )
         case payment.PaymentAuthorized():
-            return ev.PaymentChanged(event.payment_id, event.reservation_id, ev.PAYMENT_APPROVED)
+            return ev.PaymentChanged(
+                event.payment_id,
+                event.reservation_id,
+                ev.PAYMENT_APPROVED,
+                event.amount.minor_units if event.HasField("amount") else None,
+                event.amount.currency_code if event.HasField("amount") else None,
+            )
         case payment.PaymentDeclined():
             return ev.PaymentChanged(event.payment_id, event.reservation_id, ev.PAYMENT_DECLINED)
         case payment.PaymentRefunded():
-            return ev.PaymentChanged(event.payment_id, event.reservation_id, ev.PAYMENT_REFUNDED)
+            return ev.PaymentChanged(
+                event.payment_id,
+                event.reservation_id,
+                ev.PAYMENT_REFUNDED,
+                event.amount.minor_units if event.HasField("amount") else None,
+                event.amount.currency_code if event.HasField("amount") else None,
+            )
         case review.ReviewPosted():
             return ev.ReviewPosted(event.review_id, event.movie_id, event.rating)
         case review.ReviewDeleted():

@@ -29,7 +29,8 @@ from services.kit.auth import current_caller
 from services.kit.validation import validate
 from services.viewpage.domain import board as views
 from services.viewpage.domain import events as ev
-from services.viewpage.service_layer import queries
+from services.viewpage.domain import sales as sales_views
+from services.viewpage.service_layer import queries, sales
 from services.viewpage.service_layer.ports import ReadModelStore
 
 SERVICE_NAME = board_pb2.DESCRIPTOR.services_by_name["BoardService"].full_name
@@ -124,6 +125,47 @@ def reservation_message(view: views.ReservationView) -> board_pb2.CustomerReserv
     return message
 
 
+def _money(minor: int, currency: str) -> Money:
+    return Money(minor_units=minor, currency_code=currency)
+
+
+def sales_message(view: sales_views.Sales) -> board_pb2.Sales:
+    currency = view.currency
+    return board_pb2.Sales(
+        seats_sold=view.seats_sold,
+        seats_free=view.seats_free,
+        seats_blocked=view.seats_blocked,
+        reservations_confirmed=view.reservations_confirmed,
+        cancellations=view.cancellations,
+        revenue=_money(view.revenue_minor, currency),
+        refunds=_money(view.refunds_minor, currency),
+        net_revenue=_money(view.net_revenue_minor, currency),
+        refund_count=view.refund_count,
+        timeline=[
+            board_pb2.SalesPoint(
+                start_time=_timestamp(point.start_ms),
+                seats_sold=point.seats_sold,
+                revenue=_money(point.revenue_minor, currency),
+                refunds=_money(point.refunds_minor, currency),
+            )
+            for point in view.timeline
+        ],
+    )
+
+
+def screening_sales_message(view: sales_views.ScreeningSales) -> board_pb2.ScreeningSales:
+    message = board_pb2.ScreeningSales(
+        screening_id=view.screening_id,
+        movie_id=view.movie_id,
+        hall=view.hall,
+        cancelled=view.cancelled,
+        sales=sales_message(view.sales),
+    )
+    if view.start_time_ms:
+        message.start_time.CopyFrom(_timestamp(view.start_time_ms))
+    return message
+
+
 class BoardServicer(board_pb2_grpc.BoardServiceServicer):
     def __init__(self, store: ReadModelStore, time_zone: str = "UTC") -> None:
         self._store = store
@@ -160,6 +202,34 @@ class BoardServicer(board_pb2_grpc.BoardServiceServicer):
             reservations=[reservation_message(r) for r in page.reservations], next_page_token=page.next_page_token
         )
 
+    async def GetScreeningSales(
+        self, request: board_pb2.GetScreeningSalesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> board_pb2.GetScreeningSalesResponse:
+        caller = current_caller()
+        validate(request)
+        answer = await sales.get_screening_sales(self._store, caller, request.screening_id)
+        response = board_pb2.GetScreeningSalesResponse(screening=screening_sales_message(answer.screening))
+        if answer.as_of_ms:
+            response.as_of_time.CopyFrom(_timestamp(answer.as_of_ms))
+        return response
+
+    async def GetMovieSales(
+        self, request: board_pb2.GetMovieSalesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> board_pb2.GetMovieSalesResponse:
+        caller = current_caller()
+        validate(request)
+        answer = await sales.get_movie_sales(self._store, caller, request.movie_id)
+        movie = answer.movie
+        response = board_pb2.GetMovieSalesResponse(
+            movie_id=movie.movie_id,
+            title=movie.title,
+            sales=sales_message(movie.sales),
+            screenings=[screening_sales_message(s) for s in movie.screenings],
+        )
+        if answer.as_of_ms:
+            response.as_of_time.CopyFrom(_timestamp(answer.as_of_ms))
+        return response
+
 
 def register(server: grpc.aio.Server, store: ReadModelStore, time_zone: str = "UTC") -> list[str]:
     """Add the servicer to `server`; returns the service names for health and reflection.
@@ -183,6 +253,16 @@ def register(server: grpc.aio.Server, store: ReadModelStore, time_zone: str = "U
             servicer.ListCustomerReservations,
             request_deserializer=board_pb2.ListCustomerReservationsRequest.FromString,
             response_serializer=board_pb2.ListCustomerReservationsResponse.SerializeToString,
+        ),
+        "GetScreeningSales": grpc.unary_unary_rpc_method_handler(
+            servicer.GetScreeningSales,
+            request_deserializer=board_pb2.GetScreeningSalesRequest.FromString,
+            response_serializer=board_pb2.GetScreeningSalesResponse.SerializeToString,
+        ),
+        "GetMovieSales": grpc.unary_unary_rpc_method_handler(
+            servicer.GetMovieSales,
+            request_deserializer=board_pb2.GetMovieSalesRequest.FromString,
+            response_serializer=board_pb2.GetMovieSalesResponse.SerializeToString,
         ),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

@@ -51,6 +51,7 @@ from services.viewpage.service_layer.ports import (
     Document,
     MovieDocuments,
     Outcome,
+    SalesDocuments,
 )
 
 log = logging.getLogger(__name__)
@@ -539,6 +540,37 @@ return {ids, docs}
 """
 )
 
+# The manager's sales: ARGV[2] 'movie' or 'screening', ARGV[3] its id. Returns the movie document
+# ('' when not asked for or unknown), then per screening [id, document, reservation documents],
+# and `as_of`. A screening's reservations are read in chunks (Lua's unpack has a bounded stack).
+READ_SALES = (
+    _LIVE
+    + """
+local movie, ids = '', {}
+if ARGV[2] == 'movie' then
+  movie = redis.call('HGET', g .. 'movies', ARGV[3]) or ''
+  ids = redis.call('SMEMBERS', g .. 'movie_screenings:' .. ARGV[3])
+else
+  ids = {ARGV[3]}
+end
+local out = {}
+for _, sid in ipairs(ids) do
+  local doc = redis.call('HGET', g .. 'screenings', sid)
+  if doc then
+    local rids = redis.call('SMEMBERS', g .. 'screening_reservations:' .. sid)
+    local docs = {}
+    for first = 1, #rids, 500 do
+      local last = math.min(first + 499, #rids)
+      local part = redis.call('HMGET', g .. 'reservations', unpack(rids, first, last))
+      for i = 1, #part do docs[#docs + 1] = part[i] or '' end
+    end
+    out[#out + 1] = {sid, doc, docs}
+  end
+end
+return {movie, out, redis.call('HGET', g .. 'meta', 'as_of') or '0'}
+"""
+)
+
 BEGIN = """
 local prefix = ARGV[1]
 local building = redis.call('GET', prefix .. ':building')
@@ -610,6 +642,7 @@ class RedisReadModel:
         self._read_customer: AsyncScript = client.register_script(READ_CUSTOMER)
         self._read_page: AsyncScript = client.register_script(READ_PAGE)
         self._read_entry: AsyncScript = client.register_script(READ_ENTRY)
+        self._read_sales: AsyncScript = client.register_script(READ_SALES)
         self._prune: AsyncScript = client.register_script(PRUNE)
         self._begin: AsyncScript = client.register_script(BEGIN)
         self._switch: AsyncScript = client.register_script(SWITCH)
@@ -714,6 +747,16 @@ class RedisReadModel:
         entries = [(rid.decode(), _document(raw) or {}) for rid, raw in zip(ids, docs, strict=True)]
         return CustomerPage(entries[:limit], more=len(entries) > limit)
 
+    async def sales_documents(self, *, screening_id: str = "", movie_id: str = "") -> SalesDocuments:
+        kind, key = ("movie", movie_id) if movie_id else ("screening", screening_id)
+        movie, found, as_of = await self._call(self._read_sales, kind, key)
+        screenings: dict[str, Document] = {}
+        reservations: dict[str, list[Document]] = {}
+        for sid, raw, docs in found:
+            screenings[sid.decode()] = _document(raw) or {}
+            reservations[sid.decode()] = [d for raw_doc in docs if (d := _document(raw_doc)) is not None]
+        return SalesDocuments(_document(movie), screenings, reservations, int(as_of))
+
     async def live_generation(self) -> int:
         return int(await self._r.get(f"{self.prefix}:live") or 1)
 
@@ -776,7 +819,7 @@ class RedisReadModel:
 
 # What the applies write, for `ensure_initialised`'s shape: bump it whenever a change of the
 # scripts makes a generation written by the old ones unreadable or incomplete for the new ones.
-LAYOUT = "entries-4"
+LAYOUT = "entries-5"  # 5: blocked seats, payment amounts and per-screening reservations (sales)
 
 
 def board_index(genre: str, day: str) -> str:

@@ -45,6 +45,7 @@ class ScreeningScheduled:
     total_seats: int
     price_minor: int
     currency: str
+    blocked_seats: int = 0  # seats the seat map blocks (not in total_seats): the manager's sales
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,9 @@ class PaymentChanged:
     payment_id: str
     reservation_id: str
     state: str
+    # The amount taken (APPROVED) or given back (REFUNDED): the manager's sales; None when unknown.
+    amount_minor: int | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,9 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from services.viewpage.domain.events import (
+    PAYMENT_APPROVED,
+    PAYMENT_REFUNDED,
+    RESERVATION_CONFIRMED,
     BoardEvent,
     EventMeta,
     MovieDetailsChanged,
@@ -85,6 +88,11 @@ def customer_index(customer_id: str) -> str:
 
 def movie_screenings_index(movie_id: str) -> str:
     return f"movie_screenings:{movie_id}"
+
+
+def screening_reservations_index(screening_id: str) -> str:
+    """The set of a screening's reservation ids (the manager's sales read their documents)."""
+    return f"screening_reservations:{screening_id}"
 
 
 def review_count_field(movie_id: str) -> str:
@@ -238,6 +246,7 @@ def plan_for(event: BoardEvent, meta: EventMeta, zone: tzinfo = UTC) -> Plan:
                             "currency": event.currency,
                             "cancelled": False,
                             "day": day_of(event.start_time_ms, zone),
+                            "blocked_seats": event.blocked_seats,
                         },
                     ),
                     _movie_hint(event.movie_id, event.movie_title, event.duration_minutes),
@@ -281,13 +290,13 @@ def plan_for(event: BoardEvent, meta: EventMeta, zone: tzinfo = UTC) -> Plan:
             return _reservation_plan(event, meta)
         case PaymentChanged():
             # The payment state is a field of the reservation's entry that only payment events
-            # write, ordered by the payment's own version.
+            # write, ordered by the payment's own version; so are the amounts the sales add up.
             return Plan(
                 f"payment:{event.payment_id}",
                 version,
                 meta.time_ms,
                 merges=(
-                    Merge(RESERVATIONS, event.reservation_id, version, {"payment_state": event.state}),
+                    Merge(RESERVATIONS, event.reservation_id, version, _payment_fields(event, meta.time_ms)),
                     _touched(event.reservation_id, meta.time_ms),
                 ),
             )
@@ -311,6 +320,20 @@ def plan_for(event: BoardEvent, meta: EventMeta, zone: tzinfo = UTC) -> Plan:
                 touches=(("movie", event.movie_id),),
             )
     raise TypeError(f"not a board event: {event!r}")
+
+
+def _payment_fields(event: PaymentChanged, time_ms: int) -> dict[str, Any]:
+    fields: dict[str, Any] = {"payment_state": event.state}
+    if event.amount_minor is not None:
+        # Each amount is written by one kind of payment event only, with the time it happened
+        # (the manager's sales over time): a refund never overwrites what was taken.
+        if event.state == PAYMENT_APPROVED:
+            fields.update(paid_minor=event.amount_minor, paid_currency=event.currency or "", paid_at_ms=time_ms)
+        elif event.state == PAYMENT_REFUNDED:
+            fields.update(
+                refunded_minor=event.amount_minor, refunded_currency=event.currency or "", refunded_at_ms=time_ms
+            )
+    return fields
 
 
 def _movie_hint(movie_id: str, title: str, duration_minutes: int) -> Merge:
@@ -344,6 +367,8 @@ def _reservation_plan(event: ReservationChanged, meta: EventMeta) -> Plan:
         "currency": event.currency,
     }
     fields.update({name: value for name, value in optional.items() if value not in (None, "")})
+    if event.state == RESERVATION_CONFIRMED:
+        fields["confirmed_at_ms"] = meta.time_ms  # when the seats were sold: the sales over time
     shares = (Share(TAKEN, event.screening_id, len(event.seats)),) if event.holds_seats else ()
     return Plan(
         f"reservation:{event.reservation_id}",
@@ -354,7 +379,10 @@ def _reservation_plan(event: ReservationChanged, meta: EventMeta) -> Plan:
             _touched(event.reservation_id, meta.time_ms),
         ),
         contribution=shares,
-        members=(RankedMember(customer_index(event.customer_id), event.reservation_id, meta.time_ms),),
+        members=(
+            RankedMember(customer_index(event.customer_id), event.reservation_id, meta.time_ms),
+            SetMember(screening_reservations_index(event.screening_id), event.reservation_id),
+        ),
         # Seats taken change the free seats its movie's entry shows.
         touches=(("screening", event.screening_id),),
     )

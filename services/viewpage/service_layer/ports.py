@@ -29,6 +29,18 @@ class BoardDocuments:
 
 
 @dataclass(frozen=True)
+class SalesDocuments:
+    """What the manager's sales add up, read in one round trip: the screenings asked for (one, or a
+    movie's), each with the documents of its reservations; `movie` is None when not asked for or
+    unknown, and a screening the board has not seen is left out."""
+
+    movie: Document | None
+    screenings: dict[str, Document]
+    reservations: dict[str, list[Document]]  # screening id -> its reservations' documents
+    as_of_ms: int
+
+
+@dataclass(frozen=True)
 class MovieDocuments:
     movie: Document
     screenings: dict[str, Document]
@@ -102,6 +114,10 @@ class ReadModelStore(Protocol):
     async def movie_documents(self, movie_id: str) -> MovieDocuments | None: ...
 
     async def customer_page(self, customer_id: str, offset: int, limit: int) -> CustomerPage: ...
+
+    async def sales_documents(self, *, screening_id: str = "", movie_id: str = "") -> SalesDocuments:
+        """The documents of one screening's sales, or of every screening of a movie."""
+        ...
 
     async def live_generation(self) -> int: ...
 
