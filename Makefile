@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap up down status test lint typecheck proto proto-check bench chaos clean
+.PHONY: help bootstrap up down status test lint typecheck proto proto-check bench chaos audit clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ chaos: bootstrap ## every chaos scenario under a steady reservation load, invari
 
 bench: bootstrap ## the whole system under an open-loop mixed load, next to the raw limits (BENCH_ARGS="--rate 30"); report in .data/bench/
 	@$(PY) -m scripts.bench $(BENCH_ARGS)
+
+audit: bootstrap ## Lighthouse on the web screen (board, seat map): performance, accessibility, best practices >= 95 (AUDIT_ARGS="--url http://127.0.0.1:18080 --form-factor mobile"); reports in .data/audit/
+	@$(PY) -m scripts.audit.lighthouse $(AUDIT_ARGS)
 
 clean: down ## remove local data, caches and built tools (keeps nothing of `make up`)
 	rm -rf .data .tools .venv .pytest_cache .mypy_cache .ruff_cache
