@@ -32,9 +32,14 @@ def _sha256(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
-def build_page(template_name: str = "index.html", style_name: str = "app.css", script_name: str = "app.js") -> Page:
-    """A page of the web screen: the board (the defaults), or another one from its own assets."""
+def build_page(
+    template_name: str = "index.html", style_name: str = "app.css", script_name: str = "app.js", extra_style: str = ""
+) -> Page:
+    """A page of the web screen: the board (the defaults), or another one from its own assets
+    (`extra_style`: a second style sheet inlined after the first, e.g. app.css + its own)."""
     template, style, script = _asset(template_name), _asset(style_name), _asset(script_name)
+    if extra_style:
+        style += "\n" + _asset(extra_style)
     if template.count(STYLE_SLOT) != 1 or template.count(SCRIPT_SLOT) != 1:
         raise RuntimeError(f"static/{template_name} must hold one style slot and one script slot")
     if "</script" in script.lower() or "</style" in style.lower():

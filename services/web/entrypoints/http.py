@@ -8,6 +8,8 @@
   (`retry:` 1 s) sending `Last-Event-ID`, and gets what it missed meanwhile. One path
   for both keeps the page to ONE public path at the ingress (no JWT there; every API call the
   page makes carries the user's token).
+- `GET /manager`: the manager's page (public HTML, like `/`): sales per screening and movie, a chart
+  of sales over time, and who booked each screening, from the REST API with a manager's token.
 - `GET /mesh`: the mesh page (public HTML, like `/`); its data, for managers only (a manager's
   bearer token, else 401/403): `GET /mesh/state` (the latest sample of the one sampler),
   `GET /mesh/trace?reservation=ID` (the reservation's trace as a waterfall, from Jaeger) and
@@ -35,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.kit import errors
 from services.web.bootstrap import WebApp
+from services.web.page import Page, build_page
 from services.web.service_layer import mesh_traces
 from services.web.service_layer.fanout import END, RESYNC, BoardChange, ChangeFanout, Sequenced, TooManyStreams
 
@@ -143,6 +146,13 @@ def build_app(state: HttpState) -> Starlette:
             return Response(status_code=304, headers=headers)
         return Response(page.html, media_type="text/html; charset=utf-8", headers=headers)
 
+    manager = build_page("manager.html", "app.css", "manager.js", extra_style="manager.css")
+
+    def manager_page(request: Request) -> Response:
+        # The manager's page (static/manager.html): public like `/`; the API calls it makes carry
+        # the manager's token, and the sales and reservations it shows are for role `manager`.
+        return static_page(request, manager)
+
     async def refused_unless_manager(request: Request) -> Response | None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -205,6 +215,7 @@ def build_app(state: HttpState) -> Starlette:
             Route("/mesh/state", mesh_state, methods=["GET"]),
             Route("/mesh/trace", mesh_trace, methods=["GET"]),
             Route("/mesh/recent", mesh_recent, methods=["GET"]),
+            Route("/manager", manager_page, methods=["GET", "HEAD"]),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
             Route("/metrics", metrics, methods=["GET"]),
         ]
@@ -213,10 +224,23 @@ def build_app(state: HttpState) -> Starlette:
     return starlette
 
 
+def static_page(request: Request, page: Page) -> Response:
+    """A page built at start-up, with its CSP, revalidated by its ETag."""
+    headers = {
+        **_SECURITY_HEADERS,
+        "Content-Security-Policy": page.content_security_policy,
+        "Cache-Control": "no-cache",
+        "ETag": page.etag,
+    }
+    if request.headers.get("if-none-match") == page.etag:
+        return Response(status_code=304, headers=headers)
+    return Response(page.html, media_type="text/html; charset=utf-8", headers=headers)
+
+
 class CountedRequests:
     """A request counter; labels use the path only when it is one of ours (bounded series)."""
 
-    _KNOWN = frozenset({"/", "/healthz", "/metrics", "/mesh", "/mesh/state", "/mesh/trace", "/mesh/recent"})
+    _KNOWN = frozenset({"/", "/manager", "/healthz", "/metrics", "/mesh", "/mesh/state", "/mesh/trace", "/mesh/recent"})
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
