@@ -3,6 +3,7 @@
     python -m mesh.envoy render --values helm/cinema/values.yaml --out .data/envoy/envoy.yaml
     python -m mesh.envoy validate .data/envoy/envoy.yaml      # envoy --mode validate
     python -m mesh.envoy public-rest                          # the REST twins of the public methods
+    python -m mesh.envoy rest-paths                           # every REST path the ingress routes
 
 One static bootstrap, every listener on 127.0.0.1:
 - admin (127.0.0.1:19901 only);
@@ -128,7 +129,7 @@ class LocalOptions:
     # Share of the traces the ingress starts that are recorded; inside the mesh every hop follows
     # the caller's sampled flag (the services are parent-based too), so a trace is whole or absent.
     trace_sample_percent: float = 100.0
-    rate_limit: policy.RateLimit | None = None  # None: mesh.ingress.rateLimit of the values
+    rate_limit: policy.EdgeRateLimit | None = None  # None: mesh.ingress.rateLimit of the values
     access_log: bool = True
 
     def instances(self, service: MeshService) -> list[Address]:
@@ -250,9 +251,11 @@ def service_cluster(service: MeshService, instances: Sequence[Address]) -> Confi
     return cluster
 
 
-def service_route_action(service: MeshService) -> Config:
-    """Route to a service with its policy: what Istio's VirtualService says, in Envoy's words."""
+def service_route_action(service: MeshService, *, reads: bool = False) -> Config:
+    """Route to a service with its policy: what Istio's VirtualService says, in Envoy's words
+    (`reads`: the route of its idempotent reads, with their retry conditions)."""
     t: TrafficPolicy = service.traffic
+    retries = t.read_retries if reads else t.retries
     action: Config = {"cluster": service.name, "timeout": seconds(t.timeout_ms)}
     if service.is_grpc:
         # The caller's grpc-timeout is the deadline here, capped at the route's timeout (Istio
@@ -263,11 +266,11 @@ def service_route_action(service: MeshService) -> Config:
             "max_stream_duration": seconds(t.timeout_ms),
             "grpc_timeout_header_max": seconds(t.timeout_ms),
         }
-    if t.retries.attempts > 0:
+    if retries.attempts > 0:
         action["retry_policy"] = {
-            "retry_on": ",".join(t.retries.retry_on),
-            "num_retries": t.retries.attempts,
-            "per_try_timeout": seconds(t.retries.per_try_timeout_ms),
+            "retry_on": ",".join(retries.retry_on),
+            "num_retries": retries.attempts,
+            "per_try_timeout": seconds(retries.per_try_timeout_ms),
             "retry_host_predicate": [
                 {
                     "name": "envoy.retry_host_predicates.previous_hosts",
@@ -403,6 +406,9 @@ def _jwt_filter(mesh: MeshPolicy, options: LocalOptions, rest: Sequence[RestRout
         # the services read the token again for the caller's roles
         "forward": True,
         "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],
+        # the verified claims, for the rate limit's per-subject buckets; under the issuer's name,
+        # where Istio's ingress gateway puts them too
+        "payload_in_metadata": options.issuer or mesh.issuer,
     }
     if isinstance(jwks, JwksFile):
         provider["local_jwks"] = {"filename": str(jwks.path)}
@@ -432,18 +438,85 @@ def _jwt_filter(mesh: MeshPolicy, options: LocalOptions, rest: Sequence[RestRout
     }
 
 
-def _rate_limit_filter(rate: policy.RateLimit) -> Config:
+def _bucket(rate: policy.RateLimit) -> Config:
+    return {
+        "max_tokens": rate.max_tokens,
+        "tokens_per_fill": rate.tokens_per_fill,
+        "fill_interval": seconds(rate.fill_interval_ms),
+    }
+
+
+# The classes of request, as header matches: a read is a GET or HEAD (REST), or a gRPC call of a
+# Get*/List* method (the protos name their reads so, after AIP-131/132, and bind exactly those to
+# GET; gRPC is always POST). A header_value_match ANDs its
+# headers, so the two kinds of read are two descriptors with the same entries (one bucket), and a
+# write is "not GET/HEAD" and "not a public method", two entries.
+READ_RPC_REGEX = r"/[a-z][a-z0-9_.]*\.[A-Z][A-Za-z0-9]*/(?:Get|List)[A-Za-z0-9]*"
+CLASS_READ: tuple[tuple[str, str], ...] = (("read", "yes"),)
+CLASS_WRITE: tuple[tuple[str, str], ...] = (("write", "yes"), ("rpc", "not-a-read"))
+
+
+def _header_regex(name: str, regex: str) -> Config:
+    return {"name": name, "string_match": {"safe_regex": {"regex": regex}}}
+
+
+def _is(key: str, value: str, header: Config, *, expect: bool = True) -> Config:
+    return {
+        "header_value_match": {
+            "descriptor_key": key,
+            "descriptor_value": value,
+            "expect_match": expect,
+            "headers": [header],
+        }
+    }
+
+
+def rate_limit_actions(issuer: str) -> list[Config]:
+    """What identifies a request's client and class: the class entries and then the subject of a
+    signed-in caller, or `anonymous` and the client address for one without a token. A token that
+    is present was verified by jwt_authn before (an invalid one never gets here), so "no
+    Authorization header" means anonymous, and the subject comes from the verified claims, never
+    from a header a client could set."""
+    method = _header_regex(":method", "GET|HEAD")
+    public = _header_regex(":path", READ_RPC_REGEX)
+    classes = [
+        [_is("read", "yes", method)],
+        [_is("read", "yes", public)],
+        [_is("write", "yes", method, expect=False), _is("rpc", "not-a-read", public, expect=False)],
+    ]
+    subject = {
+        "metadata": {
+            "descriptor_key": "subject",
+            "metadata_key": {"key": "envoy.filters.http.jwt_authn", "path": [{"key": issuer}, {"key": "sub"}]},
+            "source": "DYNAMIC",
+        }
+    }
+    anonymous = _is("anonymous", "yes", {"name": "authorization", "present_match": True}, expect=False)
+    out: list[Config] = []
+    for actions in classes:
+        out.append({"actions": [*actions, subject]})
+        out.append({"actions": [*actions, anonymous, {"remote_address": {}}]})
+    return out
+
+
+def _rate_limit_filter(rate: policy.EdgeRateLimit, issuer: str) -> Config:
     always = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}
+    descriptors = []
+    for klass, bucket in ((CLASS_READ, rate.reads), (CLASS_WRITE, rate.writes)):
+        entries = [{"key": k, "value": v} for k, v in klass]
+        # a key without a value: one bucket per value seen (a "dynamic descriptor")
+        for client in ([{"key": "subject"}], [{"key": "anonymous", "value": "yes"}, {"key": "remote_address"}]):
+            descriptors.append({"entries": [*entries, *client], "token_bucket": _bucket(bucket)})
     return {
         "name": "envoy.filters.http.local_ratelimit",
         "typed_config": _typed(
             "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
             stat_prefix="ingress_rate_limit",
-            token_bucket={
-                "max_tokens": rate.max_tokens,
-                "tokens_per_fill": rate.tokens_per_fill,
-                "fill_interval": seconds(rate.fill_interval_ms),
-            },
+            # the ceiling of this instance, drawn on once the client's own bucket allowed the request
+            token_bucket=_bucket(rate.total),
+            descriptors=descriptors,
+            rate_limits=rate_limit_actions(issuer),
+            max_dynamic_descriptors=rate.max_clients,
             # without these two the filter limits nothing
             filter_enabled={**always, "runtime_key": "ingress_rate_limit_enabled"},
             filter_enforced={**always, "runtime_key": "ingress_rate_limit_enforced"},
@@ -462,24 +535,126 @@ def _identity_jwks_url(mesh: MeshPolicy, options: LocalOptions) -> str:
     return f"http://{host}:{port}/.well-known/jwks.json"
 
 
+def _read_routes(mesh: MeshPolicy, service: MeshService) -> list[Config]:
+    """One route per public method of the service (its idempotent reads), with the read retries."""
+    return [
+        {"name": service.name, "match": {"path": method}, "route": service_route_action(service, reads=True)}
+        for method in mesh.public_methods_of(service)
+    ]
+
+
+def rest_path_regexes(mesh: MeshPolicy) -> list[str]:
+    """Every REST path of the exposed gRPC services as regexes (derived from the descriptors)."""
+    return [policy.path_regex(p) for p in policy.rest_paths(mesh.exposed_grpc_services())]
+
+
+# The edge's own refusals (Envoy local replies: JWT, rate limit, no route, no healthy upstream,
+# upstream timeout, too large), from mesh.ingress.errors: REST callers get the google.rpc.Status
+# JSON every other error of the system has; gRPC callers the status code Envoy derives from the
+# HTTP one, with the plain message in grpc-message.
+ERROR_DOMAIN = "cinema"
+GRPC_CONTENT_TYPE = "application/grpc"
+
+
+def local_reply_config(refusals: Sequence[policy.EdgeRefusal]) -> Config:
+    mappers: list[Config] = [
+        {
+            # gRPC: no body rewrite (Envoy sends the status in trailers: grpc-status from the
+            # HTTP status, grpc-message the plain text)
+            "filter": {
+                "header_filter": {"header": {"name": "content-type", "string_match": {"prefix": GRPC_CONTENT_TYPE}}}
+            },
+        }
+    ]
+    for refusal in refusals:
+        status, code, reason, message, retry_s = (
+            refusal.status, refusal.code, refusal.reason, refusal.message, refusal.retry_after_s,
+        )  # fmt: skip
+        details: list[Config] = [
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": ERROR_DOMAIN}
+        ]
+        headers: list[Config] = []
+        if retry_s is not None:
+            details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_s}s"})
+            headers.append(_header("retry-after", str(retry_s)))
+        if status == 401:
+            # RFC 6750: which scheme, and for a token that was refused, why
+            headers.append(_header("www-authenticate", 'Bearer realm="cinema"'))
+        mappers.append(
+            {
+                "filter": {
+                    "status_code_filter": {
+                        "comparison": {"op": "EQ", "value": {"default_value": status, "runtime_key": f"edge_{status}"}}
+                    }
+                },
+                **({"headers_to_add": headers} if headers else {}),
+                "body_format_override": {
+                    "content_type": "application/json",
+                    "json_format": {"code": code, "message": message or "%LOCAL_REPLY_BODY%", "details": details},
+                },
+            }
+        )
+    return {"mappers": mappers}
+
+
+def _header(key: str, value: str) -> Config:
+    return {"append_action": "OVERWRITE_IF_EXISTS_OR_ADD", "header": {"key": key, "value": value}}
+
+
+NOT_FOUND_ROUTE = "not_found"
+
+
+def _not_found_route() -> Config:
+    """What no service serves: 404 (gRPC: UNIMPLEMENTED), without asking for a token first."""
+    return {
+        "name": NOT_FOUND_ROUTE,
+        "match": {"prefix": "/"},
+        "direct_response": {"status": 404, "body": {"inline_string": "no such path at this API"}},
+        "typed_per_filter_config": {
+            "envoy.filters.http.jwt_authn": _typed("envoy.config.route.v3.FilterConfig", disabled=True)
+        },
+    }
+
+
 def _ingress(mesh: MeshPolicy, options: LocalOptions, rest: Sequence[RestRoute]) -> Config:
     routes: list[Config] = []
     for service in mesh.services.values():
         if not service.ingress:
             continue
+        routes += _read_routes(mesh, service)
         for prefix in service.route_prefixes:
             routes.append({"name": service.name, "match": {"prefix": prefix}, "route": service_route_action(service)})
+        for path in service.ingress_paths:
+            routes.append({"name": service.name, "match": {"path": path}, "route": service_route_action(service)})
+        if service.ingress_rest:
+            routes += [
+                {
+                    "name": service.name,
+                    "match": {"safe_regex": {"regex": regex}},
+                    "route": service_route_action(service),
+                }
+                for regex in rest_path_regexes(mesh)
+            ]
+    routes.append(_not_found_route())
+    issuer = options.issuer or mesh.issuer
     # JWT first, then the rate limit: the order Istio's ingress gateway has (its JWT filters come
-    # before the EnvoyFilter inserted ahead of the router), so both edges behave alike
-    filters = [_jwt_filter(mesh, options, rest), _rate_limit_filter(options.rate_limit or mesh.rate_limit)]
-    return _listener(
-        "ingress", options.ingress_port, _connection_manager("ingress", routes, filters, options, edge=True)
-    )
+    # before the EnvoyFilter inserted ahead of the router), so both edges behave alike; and the
+    # rate limit needs the verified subject
+    filters = [
+        _jwt_filter(mesh, options, rest),
+        _rate_limit_filter(options.rate_limit or mesh.rate_limit, issuer),
+    ]
+    hcm = _connection_manager("ingress", routes, filters, options, edge=True)
+    hcm["local_reply_config"] = local_reply_config(mesh.errors)
+    return _listener("ingress", options.ingress_port, hcm)
 
 
-def _egress(service: MeshService, port: int, options: LocalOptions) -> Config:
+def _egress(mesh: MeshPolicy, service: MeshService, port: int, options: LocalOptions) -> Config:
     name = f"egress_{service.name}"
-    routes = [{"name": service.name, "match": {"prefix": "/"}, "route": service_route_action(service)}]
+    routes = [
+        *_read_routes(mesh, service),
+        {"name": service.name, "match": {"prefix": "/"}, "route": service_route_action(service)},
+    ]
     return _listener(name, port, _connection_manager(name, routes, [], options, edge=False))
 
 
@@ -509,7 +684,7 @@ def render(mesh: MeshPolicy, options: LocalOptions | None = None) -> Config:
     listeners = [_ingress(mesh, options, rest)]
     for name, port in options.egress_ports.items():
         if name in mesh.services:
-            listeners.append(_egress(mesh.services[name], port, options))
+            listeners.append(_egress(mesh, mesh.services[name], port, options))
     return {
         "node": {"id": "cinema-local", "cluster": "cinema"},
         "admin": {"address": _socket(LOOPBACK, options.admin_port)},
@@ -614,6 +789,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     v.add_argument("file", type=Path)
     p = sub.add_parser("public-rest", help="print the REST twins of mesh.ingress.publicPaths (values YAML)")
     p.add_argument("--values", type=Path, default=policy.DEFAULT_VALUES)
+    rp = sub.add_parser("rest-paths", help="print every REST path of the exposed services (mesh.ingress.restPaths)")
+    rp.add_argument("--values", type=Path, default=policy.DEFAULT_VALUES)
     args = parser.parse_args(argv)
 
     if args.command == "validate":
@@ -624,6 +801,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         mesh = policy.load(args.values)
         routes = policy.public_rest_routes(mesh.public_grpc_methods)
         sys.stdout.write(_public_rest_yaml(routes))
+        return 0
+    if args.command == "rest-paths":
+        paths = policy.rest_paths(policy.load(args.values).exposed_grpc_services())
+        sys.stdout.write("restPaths:\n" + "".join(f'  - "{p}"\n' for p in paths))
         return 0
     text = dump(render(policy.load(args.values), options_from_args(args)))
     if str(args.out) == "-":

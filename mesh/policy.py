@@ -48,6 +48,14 @@ class Retries:
     # ones (unavailable, cancelled) mixed in one list.
     retry_on: tuple[str, ...]
 
+    @classmethod
+    def from_values(cls, retries: Mapping[str, Any]) -> Retries:
+        return cls(
+            attempts=int(retries["attempts"]),
+            per_try_timeout_ms=duration_ms(retries["perTryTimeout"]),
+            retry_on=tuple(c.strip() for c in str(retries["retryOn"]).split(",") if c.strip()),
+        )
+
 
 @dataclass(frozen=True)
 class OutlierDetection:
@@ -61,6 +69,9 @@ class OutlierDetection:
 class TrafficPolicy:
     timeout_ms: int
     retries: Retries
+    # the service's idempotent reads (its public methods): also retried on a reset and on a
+    # per-try timeout (Envoy's `reset`), so a short stall of one instance is not a 503 on a GET
+    read_retries: Retries
     http2_max_requests: int
     max_retries: int  # retries outstanding at once: retries cannot multiply an overload
     outlier_detection: OutlierDetection
@@ -70,11 +81,8 @@ class TrafficPolicy:
         retries, outlier = traffic["retries"], traffic["outlierDetection"]
         return cls(
             timeout_ms=duration_ms(traffic["timeout"]),
-            retries=Retries(
-                attempts=int(retries["attempts"]),
-                per_try_timeout_ms=duration_ms(retries["perTryTimeout"]),
-                retry_on=tuple(c.strip() for c in str(retries["retryOn"]).split(",") if c.strip()),
-            ),
+            retries=Retries.from_values(retries),
+            read_retries=Retries.from_values(traffic.get("readRetries", retries)),
             http2_max_requests=int(traffic["connectionPool"]["http2MaxRequests"]),
             max_retries=int(traffic["connectionPool"]["maxRetries"]),
             outlier_detection=OutlierDetection(
@@ -97,6 +105,8 @@ class MeshService:
     health_path: str | None  # HTTP services: their health endpoint
     ingress: bool
     ingress_prefixes: tuple[str, ...]  # HTTP services: URL prefixes the ingress routes to them
+    ingress_paths: tuple[str, ...]  # HTTP services: exact paths the ingress routes to them
+    ingress_rest: bool  # the gateway: the REST paths of every exposed gRPC service go to it
     traffic: TrafficPolicy
 
     @property
@@ -113,11 +123,46 @@ class MeshService:
 
 @dataclass(frozen=True)
 class RateLimit:
-    """A token bucket over every request through the ingress."""
+    """A token bucket."""
 
     max_tokens: int
     tokens_per_fill: int
     fill_interval_ms: int
+
+    @classmethod
+    def per_second(cls, rate: int) -> RateLimit:
+        """A bucket one second's worth deep, refilled every second."""
+        return cls(max_tokens=rate, tokens_per_fill=rate, fill_interval_ms=1000)
+
+    @classmethod
+    def from_values(cls, bucket: Mapping[str, Any]) -> RateLimit:
+        return cls(
+            max_tokens=int(bucket["maxTokens"]),
+            tokens_per_fill=int(bucket["tokensPerFill"]),
+            fill_interval_ms=duration_ms(bucket["fillInterval"]),
+        )
+
+
+@dataclass(frozen=True)
+class EdgeRateLimit:
+    """The ingress's limits: one bucket per client and class of request, and a ceiling over all.
+
+    A client is the token's subject when the caller signed in, its address otherwise. Public
+    reads (GET and HEAD, and the public gRPC methods, which are all reads) draw on a larger
+    bucket than everything else (writes, a caller's own data, the token endpoint): a client that
+    floods spends its own buckets, not its neighbours'. `total` bounds what one ingress instance
+    lets through at all (it protects the services; a request refused by its client's bucket
+    costs nothing there)."""
+
+    total: RateLimit
+    reads: RateLimit
+    writes: RateLimit
+    max_clients: int  # buckets kept per class (least recently used ones are dropped beyond it)
+
+    @classmethod
+    def uniform(cls, rate_per_s: int) -> EdgeRateLimit:
+        bucket = RateLimit.per_second(rate_per_s)
+        return cls(total=bucket, reads=bucket, writes=bucket, max_clients=10_000)
 
 
 @dataclass(frozen=True)
@@ -141,6 +186,28 @@ class RestRoute:
 
 
 @dataclass(frozen=True)
+class EdgeRefusal:
+    """How the edge answers one of its own refusals (an Envoy local reply) to a REST caller."""
+
+    status: int  # HTTP
+    code: int  # google.rpc.Code in the body
+    reason: str  # ErrorInfo.reason (domain "cinema")
+    message: str | None  # None: the filter's own words (`Jwt is missing`, `no healthy upstream`)
+    retry_after_s: int | None  # RetryInfo and Retry-After
+
+    @classmethod
+    def from_values(cls, item: Mapping[str, Any]) -> EdgeRefusal:
+        retry = item.get("retryAfter")
+        return cls(
+            status=int(item["status"]),
+            code=int(item["code"]),
+            reason=str(item["reason"]),
+            message=str(item["message"]) if item.get("message") else None,
+            retry_after_s=int(retry) if retry else None,
+        )
+
+
+@dataclass(frozen=True)
 class MeshPolicy:
     services: dict[str, MeshService]
     issuer: str
@@ -149,7 +216,18 @@ class MeshPolicy:
     public_grpc_methods: tuple[str, ...]  # `/pkg.Service/Method`
     public_rest_routes: tuple[RestRoute, ...]  # as committed in the values (for Istio)
     public_edge_paths: tuple[str, ...]  # Istio path syntax: exact, or a prefix ending in `*`
-    rate_limit: RateLimit
+    rest_paths: tuple[str, ...]  # every REST path of the exposed gRPC services (for Istio)
+    errors: tuple[EdgeRefusal, ...]
+    rate_limit: EdgeRateLimit
+
+    def public_methods_of(self, service: MeshService) -> tuple[str, ...]:
+        """The public gRPC methods of one service: its idempotent reads."""
+        if service.grpc_service is None:
+            return ()
+        return tuple(m for m in self.public_grpc_methods if m.startswith(f"/{service.grpc_service}/"))
+
+    def exposed_grpc_services(self) -> tuple[str, ...]:
+        return tuple(s.grpc_service for s in self.services.values() if s.ingress and s.grpc_service is not None)
 
 
 def _service(name: str, svc: Mapping[str, Any]) -> MeshService:
@@ -165,6 +243,8 @@ def _service(name: str, svc: Mapping[str, Any]) -> MeshService:
         health_path=None if grpc else str(svc.get("healthPath", "/healthz")),
         ingress=bool(svc.get("ingress", False)),
         ingress_prefixes=tuple(svc.get("ingressPrefixes", ())),
+        ingress_paths=tuple(svc.get("ingressPaths", ())),
+        ingress_rest=bool(svc.get("ingressRest", False)),
         traffic=TrafficPolicy.from_values(svc["traffic"]),
     )
 
@@ -180,10 +260,13 @@ def from_values(values: Mapping[str, Any]) -> MeshPolicy:
         public_grpc_methods=tuple(ingress.get("publicPaths", ())),
         public_rest_routes=tuple(RestRoute(r["method"], r["path"]) for r in ingress.get("publicRestPaths", ())),
         public_edge_paths=tuple(ingress.get("publicEdgePaths", ())),
-        rate_limit=RateLimit(
-            max_tokens=int(rate["maxTokens"]),
-            tokens_per_fill=int(rate["tokensPerFill"]),
-            fill_interval_ms=duration_ms(rate["fillInterval"]),
+        rest_paths=tuple(ingress.get("restPaths", ())),
+        errors=tuple(EdgeRefusal.from_values(item) for item in ingress.get("errors", ())),
+        rate_limit=EdgeRateLimit(
+            total=RateLimit.from_values(rate["total"]),
+            reads=RateLimit.from_values(rate["perClient"]["reads"]),
+            writes=RateLimit.from_values(rate["perClient"]["writes"]),
+            max_clients=int(rate["perClient"]["maxClients"]),
         ),
     )
 
@@ -210,15 +293,16 @@ def _import_generated() -> None:
             importlib.import_module(module.name)
 
 
-def _template(path: str) -> str:
-    """A google.api.http path (`/v1/movies/{movie_id}`, `{name=shelves/*}`) as an Istio template."""
+def _template(path: str, *, custom_verb: bool = False) -> str:
+    """A google.api.http path (`/v1/movies/{movie_id}`, `{name=shelves/*}`) as an Istio template
+    (with `custom_verb`, `/v1/screenings/{*}:cancel` too: a routing pattern, not an Istio path)."""
 
     def variable(match: re.Match[str]) -> str:
         _, _, pattern = match[1].partition("=")
         segments = (pattern or "*").split("/")
         return "/".join("{**}" if s == "**" else "{*}" if s == "*" else s for s in segments)
 
-    if ":" in path.rsplit("/", 1)[-1].split("}")[-1]:
+    if not custom_verb and ":" in path.rsplit("/", 1)[-1].split("}")[-1]:
         raise PolicyError(f"{path}: a custom verb cannot be expressed as a public path template")
     return re.sub(r"\{([^}]*)\}", variable, path)
 
@@ -251,3 +335,32 @@ def public_rest_routes(public_grpc_methods: Iterable[str]) -> tuple[RestRoute, .
         if options.HasExtension(annotations_pb2.http):
             routes.extend(_bindings(options.Extensions[annotations_pb2.http]))
     return tuple(routes)
+
+
+def _every_path(rule: http_pb2.HttpRule) -> Iterable[str]:
+    for method in ("get", "put", "post", "delete", "patch"):
+        if rule.HasField(method):
+            yield _template(getattr(rule, method), custom_verb=True)
+    if rule.HasField("custom"):
+        yield _template(rule.custom.path, custom_verb=True)
+    for extra in rule.additional_bindings:
+        yield from _every_path(extra)
+
+
+def rest_paths(grpc_services: Iterable[str]) -> tuple[str, ...]:
+    """Every REST path (any method) of the given gRPC services, in the order of their methods:
+    what the ingress routes to the gateway (anything else under /v1/ is 404 at the edge)."""
+    _import_generated()
+    pool = descriptor_pool.Default()
+    paths: list[str] = []
+    for name in grpc_services:
+        for method in pool.FindServiceByName(name).methods:
+            options = method.GetOptions()
+            if options.HasExtension(annotations_pb2.http):
+                paths += [p for p in _every_path(options.Extensions[annotations_pb2.http]) if p not in paths]
+    return tuple(paths)
+
+
+def path_regex(template: str) -> str:
+    """An Istio-style template (`{*}`, `{**}`) as an RE2 regex over the path."""
+    return RestRoute("GET", template).regex()

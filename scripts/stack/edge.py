@@ -190,10 +190,9 @@ def render_envoy(
         audience="cinema",
         otlp_endpoint=otlp,
         trace_sample_percent=trace_sample_ratio * 100,
-        # One bucket a second's worth deep: a benchmark measures the stack's capacity, not the limit.
-        rate_limit=None
-        if rate_limit_per_s is None
-        else policy.RateLimit(max_tokens=rate_limit_per_s, tokens_per_fill=rate_limit_per_s, fill_interval_ms=1000),
+        # Every bucket (each client's and the total) a second's worth deep: a benchmark measures the
+        # stack's capacity from one client, not the limit.
+        rate_limit=None if rate_limit_per_s is None else policy.EdgeRateLimit.uniform(rate_limit_per_s),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(envoy.dump(envoy.render(mesh, options)))

@@ -12,6 +12,7 @@ template and an edited renderer are each reported.
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import shutil
 import subprocess
@@ -101,16 +102,25 @@ def istio_route_policy(route: Doc) -> Policy:
     }
 
 
+def _istio_match(match: Doc) -> str:
+    ((kind, value),) = match["uri"].items()
+    return f"{kind}:{value}"
+
+
 def istio_side(docs: list[Doc]) -> dict[str, Policy]:
     out: dict[str, Policy] = {}
     ingress_routes = {r["name"]: r for r in _named(docs, "VirtualService", f"{FULL}-ingress")["spec"]["http"]}
     for vs in (d for d in docs if d["kind"] == "VirtualService" and d["metadata"]["name"] != f"{FULL}-ingress"):
         name = vs["metadata"]["name"].removeprefix(f"{FULL}-")
-        (route,) = vs["spec"]["http"]
+        routes = {r["name"]: r for r in vs["spec"]["http"]}
+        assert set(routes) <= {name, f"{name}-reads"}, routes
         dr = _named(docs, "DestinationRule", f"{FULL}-{name}")["spec"]["trafficPolicy"]
         od = dr["outlierDetection"]
+        reads = routes.get(f"{name}-reads")
         out[name] = {
-            "route": istio_route_policy(route),
+            "route": istio_route_policy(routes[name]),
+            "reads": None if reads is None else istio_route_policy(reads),
+            "read_paths": frozenset() if reads is None else frozenset(_istio_match(m) for m in reads["match"]),
             "max_requests": dr["connectionPool"]["http"]["http2MaxRequests"],
             "max_retries": dr["connectionPool"]["http"]["maxRetries"],
             "outlier": {
@@ -123,9 +133,12 @@ def istio_side(docs: list[Doc]) -> dict[str, Policy]:
         }
         if name in ingress_routes:
             ingress = ingress_routes[name]
+            ingress_reads = ingress_routes.get(f"{name}-reads")
             out[name]["ingress"] = {
                 "route": istio_route_policy(ingress),
-                "prefixes": frozenset(m["uri"]["prefix"] for m in ingress["match"]),
+                "reads": None if ingress_reads is None else istio_route_policy(ingress_reads),
+                "matches": frozenset(_istio_match(m) for m in ingress["match"])
+                | frozenset(_istio_match(m) for m in (ingress_reads or {}).get("match", [])),
             }
     return out
 
@@ -153,11 +166,36 @@ def envoy_route_policy(action: Doc) -> Policy:
     }
 
 
+def _envoy_match(match: Doc) -> str:
+    if "safe_regex" in match:
+        return f"regex:{match['safe_regex']['regex']}"
+    ((kind, value),) = ((k, v) for k, v in match.items() if k in ("prefix", "path"))
+    return f"{'exact' if kind == 'path' else kind}:{value}"
+
+
+GRPC_METHOD = re.compile(r"/[a-z][\w.]*\.[A-Z]\w*/[A-Z]\w*")
+
+
+def _split_reads(routes: list[Doc]) -> tuple[list[Doc], list[Doc]]:
+    """The routes of single gRPC methods (the public reads) and the others."""
+    reads = [r for r in routes if GRPC_METHOD.fullmatch(r["match"].get("path", ""))]
+    return reads, [r for r in routes if r not in reads]
+
+
+def _one_policy(routes: list[Doc], what: str) -> Policy | None:
+    if not routes:
+        return None
+    shapes = {frozenset(envoy_route_policy(r["route"]).items()) for r in routes}
+    assert len(shapes) == 1, f"{what}: the routes of Envoy disagree: {shapes}"
+    return envoy_route_policy(routes[-1]["route"])
+
+
 def envoy_side(config: Doc) -> dict[str, Policy]:
     listeners = _listeners(config)
     ingress_routes: dict[str, list[Doc]] = {}
     for route in _hcm(listeners["ingress"])["route_config"]["virtual_hosts"][0]["routes"]:
-        ingress_routes.setdefault(route["route"]["cluster"], []).append(route)
+        if "route" in route:
+            ingress_routes.setdefault(route["route"]["cluster"], []).append(route)
     out: dict[str, Policy] = {}
     for cluster in config["static_resources"]["clusters"]:
         name = cluster["name"]
@@ -166,14 +204,18 @@ def envoy_side(config: Doc) -> dict[str, Policy]:
         (threshold,) = cluster["circuit_breakers"]["thresholds"]
         od = cluster["outlier_detection"]
         assert od["enforcing_consecutive_gateway_failure"] == 100, name  # Istio enforces it always
-        routes = [r["route"] for r in ingress_routes.get(name, [])]
+        in_reads, in_rest = _split_reads(ingress_routes.get(name, []))
         egress = listeners.get(f"egress_{name}")
-        if egress is not None:
-            routes.append(_hcm(egress)["route_config"]["virtual_hosts"][0]["routes"][0]["route"])
-        shapes = {frozenset(envoy_route_policy(r).items()) for r in routes}
-        assert len(shapes) == 1, f"{name}: the ingress and egress routes of Envoy disagree: {shapes}"
+        e_reads, e_rest = _split_reads(
+            _hcm(egress)["route_config"]["virtual_hosts"][0]["routes"] if egress is not None else []
+        )
+        route = _one_policy(in_rest + e_rest, name)
+        reads = _one_policy(in_reads + e_reads, f"{name} reads")
+        assert route is not None, name
         out[name] = {
-            "route": envoy_route_policy(routes[-1]),
+            "route": route,
+            "reads": reads,
+            "read_paths": frozenset(_envoy_match(r["match"]) for r in e_reads),
             "max_requests": threshold["max_requests"],
             "max_retries": threshold["max_retries"],
             "outlier": {
@@ -186,8 +228,9 @@ def envoy_side(config: Doc) -> dict[str, Policy]:
         }
         if name in ingress_routes:
             out[name]["ingress"] = {
-                "route": envoy_route_policy(ingress_routes[name][0]["route"]),
-                "prefixes": frozenset(r["match"]["prefix"] for r in ingress_routes[name]),
+                "route": _one_policy(in_rest, f"{name} ingress"),
+                "reads": _one_policy(in_reads, f"{name} ingress reads"),
+                "matches": frozenset(_envoy_match(r["match"]) for r in ingress_routes[name]),
             }
     return out
 
@@ -199,7 +242,35 @@ class Edge:
     public_edge: frozenset[tuple[str, str]]  # ("path"|"prefix", value)
     issuer: str
     audiences: frozenset[str]
-    rate_limit: tuple[int, int, int]
+    rate_limit: str  # the local_ratelimit filter's buckets, descriptors and actions (canonical JSON)
+    errors: str  # the local reply mappers (canonical JSON)
+    not_found: tuple[int, str]  # the last route: what nobody serves
+
+
+def _canonical(value: Any) -> Any:
+    """Durations in milliseconds (`1.000s` and `1s` alike), mappings sorted: one spelling for both sides."""
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    if isinstance(value, str) and re.fullmatch(r"\d+(?:\.\d+)?s", value):
+        return envoy_ms(value)
+    return value
+
+
+def _rate_limit_shape(typed: Doc) -> str:
+    keys = (
+        "token_bucket",
+        "descriptors",
+        "rate_limits",
+        "max_dynamic_descriptors",
+        "rate_limited_as_resource_exhausted",
+    )
+    return json.dumps(_canonical({k: typed.get(k) for k in keys}), sort_keys=True)
+
+
+def _errors_shape(local_reply: Doc) -> str:
+    return json.dumps(_canonical(local_reply), sort_keys=True)
 
 
 def istio_edge(docs: list[Doc]) -> Edge:
@@ -222,15 +293,19 @@ def istio_edge(docs: list[Doc]) -> Edge:
                     edge.add(("prefix", path[:-1]) if path.endswith("*") else ("path", path))
     ra = _named(docs, "RequestAuthentication", f"{FULL}-jwt-ingress")["spec"]["jwtRules"][0]
     bucket = _named(docs, "EnvoyFilter", f"{FULL}-ingress-rate-limit")["spec"]["configPatches"][0]["patch"]["value"]
-    tb = bucket["typed_config"]["token_bucket"]
+    errors = _named(docs, "EnvoyFilter", f"{FULL}-ingress-errors")["spec"]["configPatches"][0]["patch"]["value"]
+    last = _named(docs, "VirtualService", f"{FULL}-ingress")["spec"]["http"][-1]
+    assert "match" not in last, "the not-found route must take whatever no route before it did"
     return Edge(
         frozenset(grpc), frozenset(rest), frozenset(edge), ra["issuer"], frozenset(ra["audiences"]),
-        (tb["max_tokens"], tb["tokens_per_fill"], istio_ms(tb["fill_interval"])),
+        _rate_limit_shape(bucket["typed_config"]), _errors_shape(errors["typed_config"]["local_reply_config"]),
+        (last["directResponse"]["status"], last["directResponse"]["body"]["string"]),
     )  # fmt: skip
 
 
 def envoy_edge(config: Doc) -> Edge:
-    filters = {f["name"]: f["typed_config"] for f in _hcm(_listeners(config)["ingress"])["http_filters"]}
+    hcm = _hcm(_listeners(config)["ingress"])
+    filters = {f["name"]: f["typed_config"] for f in hcm["http_filters"]}
     jwt = filters["envoy.filters.http.jwt_authn"]
     (provider,) = jwt["providers"].values()
     grpc: set[str] = set()
@@ -251,10 +326,14 @@ def envoy_edge(config: Doc) -> Edge:
             rest.add((method, match["safe_regex"]["regex"]))
         else:
             grpc.add(match["path"])
-    tb = filters["envoy.filters.http.local_ratelimit"]["token_bucket"]
+    last = hcm["route_config"]["virtual_hosts"][0]["routes"][-1]
+    assert last["match"] == {"prefix": "/"}, "the not-found route must take whatever no route before it did"
+    # the token is asked for by the routes that lead somewhere, not by the one that does not
+    assert last["typed_per_filter_config"]["envoy.filters.http.jwt_authn"]["disabled"] is True
     return Edge(
         frozenset(grpc), frozenset(rest), frozenset(edge), provider["issuer"], frozenset(provider["audiences"]),
-        (tb["max_tokens"], tb["tokens_per_fill"], envoy_ms(tb["fill_interval"])),
+        _rate_limit_shape(filters["envoy.filters.http.local_ratelimit"]), _errors_shape(hcm["local_reply_config"]),
+        (last["direct_response"]["status"], last["direct_response"]["body"]["inline_string"]),
     )  # fmt: skip
 
 
@@ -294,7 +373,17 @@ def test_every_service_route_carries_the_same_policy_in_envoy_and_istio(local: D
         "retry_on": frozenset({"connect-failure", "refused-stream"}),
     }  # fmt: skip
     assert compared["payment"]["ingress"] is None  # payment is not exposed
-    assert compared["gateway"]["ingress"]["prefixes"] == frozenset({"/v1/", "/openapi.json", "/docs"})
+    gateway = compared["gateway"]["ingress"]["matches"]
+    assert {"prefix:/openapi.json", "prefix:/docs", "regex:/v1/board", "regex:/v1/screenings/[^/]+:cancel"} <= gateway
+    assert not [m for m in gateway if m.startswith("prefix:/v1")]  # exactly the REST paths: others are 404
+    assert compared["web"]["ingress"]["matches"] == frozenset({"exact:/"})
+    # public reads are retried on a reset and a per-try timeout too; writes are not
+    assert "reset" in compared["viewpage"]["reads"]["retry_on"] and "reset" in compared["movie"]["reads"]["retry_on"]
+    assert "reset" not in compared["movie"]["route"]["retry_on"]
+    assert "reset" not in compared["reservation"]["route"]["retry_on"]
+    assert compared["movie"]["read_paths"] == frozenset(
+        f"exact:{m}" for m in policy.load().public_grpc_methods if m.startswith("/cinema.movie.v1.")
+    )
 
 
 def test_the_edge_agrees(local: Doc, istio: list[Doc]) -> None:
@@ -309,6 +398,8 @@ def test_the_committed_rest_paths_are_the_ones_the_protos_derive() -> None:
     mesh = policy.load()
     derived = policy.public_rest_routes(mesh.public_grpc_methods)
     assert mesh.public_rest_routes == derived, "stale: run `python -m mesh.envoy public-rest` and update values"
+    every = policy.rest_paths(mesh.exposed_grpc_services())
+    assert mesh.rest_paths == every, "stale: run `python -m mesh.envoy rest-paths` and update mesh.ingress.restPaths"
 
 
 def _http_rules() -> Iterator[tuple[str, RestRoute]]:
@@ -370,7 +461,11 @@ CHANGES = [
     ("services.identity.traffic.outlierDetection.baseEjectionTime=5s", "identity.outlier.base_ejection_ms"),
     ("services.gateway.traffic.outlierDetection.maxEjectionPercent=10", "gateway.outlier.max_ejection_percent"),
     ("services.reservation.traffic.timeout=1s", "reservation.ingress.route.timeout_ms"),
-    ("mesh.ingress.rateLimit.maxTokens=1", "edge rate_limit"),
+    ("mesh.ingress.rateLimit.total.maxTokens=1", "edge rate_limit"),
+    ("mesh.ingress.rateLimit.perClient.reads.tokensPerFill=1", "edge rate_limit"),
+    ("mesh.ingress.rateLimit.perClient.maxClients=5", "edge rate_limit"),
+    ("services.viewpage.traffic.readRetries.retryOn=connect-failure", "viewpage.reads.retry_on"),
+    ("services.movie.traffic.readRetries.perTryTimeout=3s", "movie.ingress.reads.per_try_timeout_ms"),
     ("mesh.ingress.publicEdgePaths={/openapi.json}", "edge public_edge"),
     ("auth.audience=other", "edge audiences"),
 ]  # fmt: skip
@@ -393,6 +488,14 @@ def test_a_public_method_added_on_one_side_only_is_reported(helm_env: dict[str, 
     problems = differences(envoy_config(values), istio)
     assert any(p.startswith("edge public_grpc") for p in problems), problems
     assert any(p.startswith("edge public_rest") for p in problems), problems
+
+
+def test_an_edge_refusal_changed_on_one_side_only_is_reported(istio: list[Doc]) -> None:
+    values = policy.load_values()
+    (rate_limited,) = [e for e in values["mesh"]["ingress"]["errors"] if e["status"] == 429]
+    rate_limited["retryAfter"] = 5
+    problems = differences(envoy_config(values), istio)
+    assert [p for p in problems if p.startswith("edge errors")], problems
 
 
 def test_an_edited_template_is_reported(helm_env: dict[str, str], local: Doc, tmp_path: Path) -> None:

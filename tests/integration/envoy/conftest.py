@@ -36,7 +36,7 @@ from cinema.movie.v1.events_pb2 import MovieRegistered, ScreeningScheduled
 from cinema.payment.v1 import payment_pb2, payment_pb2_grpc
 from cinema.reservation.v1 import reservation_pb2, reservation_pb2_grpc
 from mesh.envoy import Address, JwksUrl
-from mesh.policy import RateLimit
+from mesh.policy import EdgeRateLimit
 from scripts.stack.process import free_port
 from scripts.stack.services import Identity, ServiceProcess, payment_process, reservation_process
 from scripts.stack.stores import scratch_dir
@@ -152,7 +152,7 @@ class Edge:
         self,
         name: str,
         upstreams: Mapping[str, list[Address]] | None = None,
-        rate_limit: RateLimit | None = None,
+        rate_limit: EdgeRateLimit | None = None,
         jwks: JwksUrl | None = None,
     ) -> EnvoyProxy:
         """Another Envoy on the same services (its own ports and log), e.g. with a small rate limit."""

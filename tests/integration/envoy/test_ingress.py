@@ -126,7 +126,8 @@ async def test_rest_paths_follow_the_public_methods(edge: Edge) -> None:
         ):
             reply = await client.request(method, path)
             assert reply.status_code == 401, (method, path, reply.status_code)
-            assert reply.text == "Jwt is missing"
+            assert reply.json()["message"] == "Jwt is missing" and reply.json()["code"] == 16
+            assert reply.headers["www-authenticate"].startswith("Bearer")
         # the edge's own public paths: the API documents and the OAuth2 endpoints, even with Basic auth
         for path in ("/openapi.json", "/docs", "/oauth2/token", "/.well-known/jwks.json"):
             reply = await client.get(path, headers={"authorization": "Basic Y2xpZW50OnNlY3JldA=="})
@@ -134,18 +135,21 @@ async def test_rest_paths_follow_the_public_methods(edge: Edge) -> None:
 
 
 async def test_over_the_rate_limit_grpc_gets_resource_exhausted_and_rest_429(edge: Edge) -> None:
-    small = policy.RateLimit(max_tokens=4, tokens_per_fill=4, fill_interval_ms=60_000)
+    # one anonymous client (this address) and one signed-in one: each its own buckets
+    bucket = policy.RateLimit(max_tokens=4, tokens_per_fill=4, fill_interval_ms=60_000)
+    small = policy.EdgeRateLimit(total=bucket, reads=bucket, writes=bucket, max_clients=100)
     proxy = edge.new_envoy("envoy-rate-limit", rate_limit=small)
     await proxy.start()
     try:
         async with grpc.aio.insecure_channel(proxy.ingress) as ch:
             movies = movie_pb2_grpc.MovieServiceStub(ch)
-            for _ in range(small.max_tokens):
+            for _ in range(bucket.max_tokens):
                 await movies.ListMovies(movie_pb2.ListMoviesRequest(), timeout=5)
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await movies.ListMovies(movie_pb2.ListMoviesRequest(), timeout=5)
             assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            # authenticated callers share the bucket; a request the JWT filter refuses costs no token
+            # the ingress's total bucket (4) is spent too now: a request the client's own bucket
+            # allows is refused by the total; a request the JWT filter refuses costs no token
             # (the JWT filters come first, as on Istio's ingress gateway)
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await reservation_pb2_grpc.ReservationServiceStub(ch).ListReservations(
@@ -161,6 +165,9 @@ async def test_over_the_rate_limit_grpc_gets_resource_exhausted_and_rest_429(edg
             reply = await client.get(f"http://{proxy.ingress}/v1/movies")
         assert reply.status_code == 429
         assert reply.headers["x-rate-limited"] == "ingress"
+        body = reply.json()
+        assert body["code"] == 8 and body["details"][0]["reason"] == "RATE_LIMITED"
+        assert body["details"][1] == {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"}
         assert await proxy.stat("ingress_rate_limit.http_local_rate_limit.rate_limited") >= 2
     finally:
         await proxy.stop()
