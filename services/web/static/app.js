@@ -12,7 +12,14 @@
     token: null,
     claims: null,
     movies: new Map(), // movie id -> board movie (the pages loaded so far)
-    day: "", // the day picked (YYYY-MM-DD in the cinema's time zone), "" for every day
+    day: null, // the day picked (YYYY-MM-DD in the cinema's time zone), "" for every day, null before the first answer
+    days: [], // the days with screenings to come (the board's answer)
+    timeZone: "", // the cinema's time zone (the board's answer)
+    genre: "", // the genre picked, "" for all
+    genres: new Set(), // the genres seen on the board so far (what the genre filter offers)
+    search: "", // a title search (lower case), "" for none
+    view: {}, // what the address shows: {movieId} or {screeningId} or neither (the board)
+    returnTo: null, // the screening whose seat map was open (focus goes back to its chip)
     nextToken: "", // the board's next page, "" when everything is loaded
     screeningMovie: new Map(), // screening id -> movie id
     booking: null, // the open seat map: {screeningId, movieId, title, startTime, hall, price, seatMap, taken, chosen, requestId}
@@ -199,29 +206,54 @@
     $("manage").hidden = !hasRole("manager");
     if (hasRole("customer")) loadMine();
     if (hasRole("manager")) loadCatalog();
+    if (state.booking) renderPayer();
     renderBoard();
   }
 
   // --- the board ------------------------------------------------------------------------------
 
   let boardAsked = 0;
+  const MAX_SEARCH_PAGES = 20; // a title search loads the remaining pages of the day, this many at most
 
-  // The board comes in pages (by title) of the day picked: GET /v1/board?pageSize&showingOn&pageToken.
+  // The board comes in pages (by title) of the day picked: GET /v1/board?pageSize&showingOn&genre&pageToken.
   function boardPath(extra = {}) {
     const query = new URLSearchParams({ pageSize: String(PAGE_SIZE), ...extra });
     if (state.day) query.set("showingOn", state.day);
+    if (state.genre) query.set("genre", state.genre);
     return `/v1/board?${query}`;
+  }
+
+  function learnGenres(movies) {
+    let added = false;
+    for (const movie of movies) {
+      for (const genre of movie.genres || []) {
+        if (!state.genres.has(genre)) { state.genres.add(genre); added = true; }
+      }
+    }
+    if (added) renderGenres();
   }
 
   async function loadBoard() {
     const asked = ++boardAsked;
     try {
-      const board = await api("GET", boardPath());
+      let board = await api("GET", boardPath());
       if (asked !== boardAsked) return; // a newer answer is on its way
+      state.timeZone = board.timeZone || state.timeZone;
+      if (state.day === null) {
+        // the first visit: the earliest day with screenings (today when there are any left today)
+        state.day = (board.days || [])[0] || "";
+        if (state.day) {
+          board = await api("GET", boardPath());
+          if (asked !== boardAsked) return;
+        }
+      }
       state.movies = new Map((board.movies || []).map((m) => [m.movieId, m]));
       state.nextToken = board.nextPageToken || "";
-      renderDays(board.days || []);
+      state.days = board.days || [];
+      learnGenres(board.movies || []);
+      renderDays();
       renderBoard();
+      if (state.search) await loadEverything();
     } catch (error) {
       say(`The board could not be loaded: ${error.message}`);
     }
@@ -233,30 +265,78 @@
     button.disabled = true;
     try {
       const board = await api("GET", boardPath({ pageToken: state.nextToken }));
-      if (asked !== boardAsked) return; // the day changed meanwhile
+      if (asked !== boardAsked) return false; // the day changed meanwhile
       for (const movie of board.movies || []) state.movies.set(movie.movieId, movie);
       state.nextToken = board.nextPageToken || "";
+      learnGenres(board.movies || []);
       renderBoard();
+      return true;
     } catch (error) {
       say(`More movies could not be loaded: ${error.message}`);
+      return false;
     } finally {
       button.disabled = false;
     }
   }
 
-  function dayLabel(day) {
-    // A date of the cinema's calendar: shown as that date, whatever the browser's time zone.
-    return new Date(`${day}T12:00:00Z`).toLocaleDateString(undefined, {
-      timeZone: "UTC", weekday: "short", day: "numeric", month: "short",
-    });
+  async function loadEverything() {
+    // a title search looks through every movie of the day, not only the pages loaded
+    for (let pages = 0; state.nextToken && pages < MAX_SEARCH_PAGES; pages++) {
+      if (!(await loadMore())) return;
+    }
   }
 
-  function renderDays(days) {
-    const select = $("day");
-    const offered = state.day && !days.includes(state.day) ? [state.day, ...days] : days;
-    select.replaceChildren(el("option", { value: "", text: "All days" }),
-      ...offered.map((day) => el("option", { value: day, text: dayLabel(day) })));
-    select.value = state.day;
+  function isoDay(date, timeZone) {
+    // YYYY-MM-DD of `date` in the cinema's time zone (en-CA formats dates that way)
+    try {
+      return new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit" }).format(date);
+    } catch {
+      return date.toISOString().slice(0, 10);
+    }
+  }
+
+  function dayLabel(day) {
+    // A date of the cinema's calendar: shown as that date, whatever the browser's time zone.
+    const today = isoDay(new Date(), state.timeZone || "UTC");
+    const tomorrow = isoDay(new Date(Date.now() + 86400000), state.timeZone || "UTC");
+    const date = new Date(`${day}T12:00:00Z`).toLocaleDateString(undefined, {
+      timeZone: "UTC", weekday: "short", day: "numeric", month: "short",
+    });
+    if (day === today) return { short: "Today", long: `Today, ${date}` };
+    if (day === tomorrow) return { short: "Tomorrow", long: `Tomorrow, ${date}` };
+    return { short: date, long: date };
+  }
+
+  function renderDays() {
+    const offered = state.day && !state.days.includes(state.day) ? [state.day, ...state.days] : state.days;
+    const choice = (day, label, title) => {
+      const button = el("button", {
+        type: "button", class: "day", "aria-pressed": String(state.day === day), title,
+        dataset: { day }, text: label,
+      });
+      button.addEventListener("click", () => pickDay(day));
+      return button;
+    };
+    $("days").replaceChildren(
+      ...offered.map((day) => { const label = dayLabel(day); return choice(day, label.short, label.long); }),
+      choice("", "All days", "Every day to come"));
+  }
+
+  function renderGenres() {
+    const select = $("genre");
+    const genres = [...state.genres].sort((a, b) => a.localeCompare(b));
+    select.replaceChildren(el("option", { value: "", text: "All genres" }),
+      ...genres.map((genre) => el("option", { value: genre, text: genre[0].toUpperCase() + genre.slice(1) })));
+    select.value = state.genre;
+  }
+
+  function pickDay(day) {
+    if (state.day === day) return;
+    state.day = day;
+    renderDays();
+    const picked = $("days").querySelector(`[data-day="${day}"]`);
+    if (picked) picked.focus();
+    loadBoard();
   }
 
   function lastLoadedTitle() {
@@ -266,6 +346,7 @@
   }
 
   async function refreshMovie(movieId) {
+    if (state.view.movieId === movieId) showMovie(movieId, { quiet: true });
     // The movie as the board shows it now (that day's screenings when a day is picked).
     const reply = await api("GET", boardPath({ movieId }));
     const movie = (reply.movies || [])[0];
@@ -278,47 +359,66 @@
     if (!known && state.nextToken && movie.title.localeCompare(lastLoadedTitle()) > 0) return;
     const before = state.movies.get(movieId);
     state.movies.set(movieId, movie);
+    learnGenres([movie]);
     if (!known) { renderBoard(); return; }
     replaceMovie(movie, before);
+  }
+
+  function metaLine(movie) {
+    const count = movie.reviewCount || 0;
+    const rating = count ? el("span", { class: "rating", text: `★ ${Number(movie.averageRating || 0).toFixed(1)}` }) : null;
+    return el("p", { class: "meta" },
+      [(movie.genres || []).join(", "), movie.durationMinutes ? `${movie.durationMinutes} min` : ""].filter(Boolean).join(" · "),
+      " · ", rating, rating ? " " : "", `${count} review${count === 1 ? "" : "s"}`);
+  }
+
+  function clock(timestamp) {
+    return new Date(timestamp).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  }
+
+  // One screening as a compact chip: time (with its day when every day is shown), hall, free seats, price.
+  function showtime(movie, s, previous, withDay) {
+    state.screeningMovie.set(s.screeningId, movie.movieId);
+    const free = s.freeSeats || 0;
+    const total = s.totalSeats || 0;
+    const changed = previous.has(s.screeningId) && previous.get(s.screeningId) !== free;
+    const label = `Choose seats for ${movie.title}, ${when(s.startTime)}, hall ${s.hall}, ${free} of ${total} seats free, ${money(s.price)}`;
+    const start = withDay ? when(s.startTime) : clock(s.startTime);
+    const chip = el("a", {
+      href: `#screening=${encodeURIComponent(s.screeningId)}`, role: "button",
+      class: `showtime${free ? "" : " sold-out"}${changed ? " flash" : ""}`,
+      "aria-label": label, dataset: { screeningId: s.screeningId },
+    },
+    el("strong", { class: "time", text: start }),
+    el("span", { class: "hall", text: `Hall ${s.hall}` }),
+    el("span", { class: "seats" }, el("span", { class: "free", dataset: { free }, text: `${free} of ${total}` }), " free"),
+    el("span", { class: "price", text: money(s.price) }));
+    chip.addEventListener("keydown", (event) => { if (event.key === " ") { event.preventDefault(); chip.click(); } });
+    return el("li", {}, chip);
   }
 
   function movieCard(movie, before) {
     const id = movie.movieId;
     const previous = new Map(((before && before.screenings) || []).map((s) => [s.screeningId, s.freeSeats || 0]));
-    const count = movie.reviewCount || 0;
-    const rating = count ? el("span", { class: "rating", text: `★ ${Number(movie.averageRating || 0).toFixed(1)}` }) : null;
-    const meta = el("p", { class: "meta" },
-      [(movie.genres || []).join(", "), movie.durationMinutes ? `${movie.durationMinutes} min` : ""].filter(Boolean).join(" · "),
-      " · ", rating, rating ? " " : "", `${count} review${count === 1 ? "" : "s"}`);
-    const rows = (movie.screenings || []).map((s) => {
-      state.screeningMovie.set(s.screeningId, id);
-      const free = s.freeSeats || 0;
-      const changed = previous.has(s.screeningId) && previous.get(s.screeningId) !== free;
-      const label = `Choose seats for ${movie.title}, ${when(s.startTime)}, hall ${s.hall}`;
-      const button = el("button", { type: "button", class: "secondary", "aria-label": label, text: "Seats", dataset: { screeningId: s.screeningId } });
-      button.addEventListener("click", () => openBooking(s.screeningId));
-      return el("tr", { class: changed ? "flash" : null, dataset: { screeningId: s.screeningId } },
-        el("td", { text: when(s.startTime) }),
-        el("td", { text: s.hall }),
-        el("td", { text: money(s.price) }),
-        el("td", { class: "free", dataset: { free }, text: `${free} of ${s.totalSeats || 0}` }),
-        el("td", {}, button));
-    });
-    const table = el("table", {},
-      el("caption", { class: "sr-only", text: `Screenings of ${movie.title}` }),
-      el("thead", {}, el("tr", {}, ...["Starts", "Hall", "Price", "Free seats"].map((h) => el("th", { scope: "col", text: h })),
-        el("th", { scope: "col" }, el("span", { class: "sr-only", text: "Book" })))),
-      el("tbody", {}, ...rows));
+    const times = el("ul", { class: "times", "aria-label": `Showtimes of ${movie.title}` },
+      ...(movie.screenings || []).map((s) => showtime(movie, s, previous, !state.day)));
+    const title = el("h3", { id: `title-${id}` },
+      el("a", { href: `#movie=${encodeURIComponent(id)}`, text: movie.title }));
     return el("article", { class: "movie", id: `movie-${id}`, "aria-labelledby": `title-${id}`, dataset: { movieId: id } },
-      el("h3", { id: `title-${id}`, text: movie.title }), meta, table);
+      title, metaLine(movie), times);
+  }
+
+  function matches(movie) {
+    return !state.search || movie.title.toLocaleLowerCase().includes(state.search);
   }
 
   function renderBoard() {
     const list = $("movies");
-    const movies = [...state.movies.values()].filter((m) => (m.screenings || []).length);
+    const movies = [...state.movies.values()].filter((m) => (m.screenings || []).length && matches(m));
     movies.sort((a, b) => a.title.localeCompare(b.title));
     list.replaceChildren(...movies.map((m) => movieCard(m)));
-    $("board-empty").textContent = state.day ? "Nothing is scheduled on that day." : "Nothing is scheduled yet.";
+    $("board-empty").textContent = state.search || state.genre ? "No movie on the board matches." :
+      state.day ? "Nothing is scheduled on that day." : "Nothing is scheduled yet.";
     $("board-empty").hidden = movies.length > 0;
     $("more").hidden = !state.nextToken;
   }
@@ -326,11 +426,80 @@
   function replaceMovie(movie, before) {
     const old = document.getElementById(`movie-${movie.movieId}`);
     if (!old || !(movie.screenings || []).length) { renderBoard(); return; }
-    // keep the keyboard focus on the same screening's button across the update
+    // keep the keyboard focus on the same screening's chip across the update
     const focused = document.activeElement && old.contains(document.activeElement) ? document.activeElement.dataset.screeningId : null;
     const card = movieCard(movie, before);
     old.replaceWith(card);
-    if (focused) { const again = card.querySelector(`button[data-screening-id="${focused}"]`); if (again) again.focus(); }
+    if (focused) { const again = card.querySelector(`[data-screening-id="${focused}"]`); if (again) again.focus(); }
+  }
+
+  // --- the movie page (#movie=<id>) ----------------------------------------------------------------
+
+  let movieAsked = 0;
+
+  async function showMovie(movieId, { quiet = false } = {}) {
+    const asked = ++movieAsked;
+    const id = encodeURIComponent(movieId);
+    try {
+      const [details, board, reviews] = await Promise.all([
+        api("GET", `/v1/movies/${id}`),
+        api("GET", `/v1/board?movieId=${id}`),
+        api("GET", `/v1/movies/${id}/reviews?pageSize=20`).catch(() => ({ reviews: [] })),
+      ]);
+      if (asked !== movieAsked || state.view.movieId !== movieId) return;
+      const movie = details.movie;
+      const entry = (board.movies || [])[0] || { movieId, title: movie.title, genres: movie.genres, durationMinutes: movie.durationMinutes, screenings: [] };
+      $("movie-view-title").textContent = movie.title;
+      $("movie-view-meta").replaceWith(Object.assign(metaLine(entry), { id: "movie-view-meta" }));
+      $("movie-view-description").textContent = movie.description || "";
+      const byDay = new Map();
+      for (const s of entry.screenings || []) {
+        const day = isoDay(new Date(s.startTime), board.timeZone || state.timeZone || "UTC");
+        if (!byDay.has(day)) byDay.set(day, []);
+        byDay.get(day).push(s);
+      }
+      $("movie-view-times").replaceChildren(...[...byDay.entries()].map(([day, screenings]) =>
+        el("div", { class: "day-group" },
+          el("h4", { text: dayLabel(day).long }),
+          el("ul", { class: "times", "aria-label": `Showtimes on ${dayLabel(day).long}` },
+            ...screenings.map((s) => showtime(entry, s, new Map(), false))))));
+      $("movie-view-none").hidden = byDay.size > 0;
+      const list = (reviews && reviews.reviews) || [];
+      $("movie-view-reviews").replaceChildren(...list.map((r) =>
+        el("li", { class: "review" },
+          el("p", { class: "review-head" },
+            el("span", { class: "rating", text: `${"★".repeat(r.rating || 0)}${"☆".repeat(5 - (r.rating || 0))}`, "aria-label": `${r.rating} of 5` }),
+            " ", el("span", { text: r.authorName || "A customer" }), " · ",
+            el("span", { class: "muted", text: when(r.createTime) })),
+          r.text ? el("p", { text: r.text }) : null)));
+      $("movie-view-no-reviews").hidden = list.length > 0;
+      if (!quiet) $("movie-view-title").focus();
+    } catch (error) {
+      if (asked !== movieAsked) return;
+      say(error.status === 404 ? "That movie is not in the catalog." : `The movie could not be loaded: ${error.message}`);
+      if (error.status === 404) location.hash = "";
+    }
+  }
+
+  // --- views: the board, a movie, a screening's seat map (the address says which) ------------------
+
+  function route() {
+    const hash = new URLSearchParams(location.hash.slice(1));
+    const movieId = hash.get("movie");
+    const screeningId = hash.get("screening");
+    state.view = { movieId, screeningId };
+    $("board").hidden = !!(movieId || screeningId);
+    $("movie-view").hidden = !movieId;
+    if (movieId) showMovie(movieId);
+    if (screeningId) {
+      if (!state.booking || state.booking.screeningId !== screeningId) openBooking(screeningId);
+    } else if (state.booking) {
+      closeBooking();
+    }
+    if (!movieId && !screeningId && state.returnTo) {
+      const back = document.querySelector(`[data-screening-id="${state.returnTo}"]`);
+      if (back) back.focus();
+    }
   }
 
   // --- live updates ------------------------------------------------------------------------------
@@ -386,31 +555,57 @@
   // --- seats and payment ------------------------------------------------------------------------
 
   async function openBooking(screeningId) {
-    if (!hasRole("customer")) {
-      say("Sign in as a customer to reserve seats.");
-      $("username").focus();
-      return;
-    }
+    // Everybody sees the seats (availability is public); paying needs a customer's sign-in.
     const movieId = state.screeningMovie.get(screeningId);
     const movie = state.movies.get(movieId);
     const screening = movie && movie.screenings.find((s) => s.screeningId === screeningId);
+    state.returnTo = screeningId;
     state.booking = {
       screeningId, movieId, title: movie ? movie.title : "", startTime: screening && screening.startTime,
       hall: screening && screening.hall, price: screening && screening.price,
       seatMap: null, taken: new Set(), chosen: new Set(), requestId: null,
     };
-    $("booking-what").textContent = `${state.booking.title}, ${when(state.booking.startTime)}, hall ${state.booking.hall}`;
+    const booking = state.booking;
     $("booking").hidden = false;
+    $("booking-what").textContent = booking.title ? `${booking.title}, ${when(booking.startTime)}, hall ${booking.hall}` : "";
+    renderPayer();
+    if (!screening) {
+      // reached by its address: what the screening is comes from the catalog
+      try {
+        const reply = await api("GET", `/v1/screenings/${encodeURIComponent(screeningId)}`);
+        const s = reply.screening;
+        Object.assign(booking, { movieId: s.movieId, title: s.movieTitle, startTime: s.startTime, hall: s.hall, price: s.price });
+        $("booking-what").textContent = `${booking.title}, ${when(booking.startTime)}, hall ${booking.hall}`;
+      } catch (error) {
+        if (state.booking !== booking) return;
+        say(error.status === 404 || error.status === 400 ? "That screening is not in the catalog." : `The screening could not be loaded: ${error.message}`);
+        location.hash = "";
+        return;
+      }
+    }
     await refreshAvailability();
+    if (state.booking !== booking) return;
     const first = $("seatmap").querySelector("button:not(:disabled)");
     $("booking").scrollIntoView({ block: "start" });
     if (first) first.focus();
+  }
+
+  function renderPayer() {
+    const customer = hasRole("customer");
+    const card = $("pay").querySelector("fieldset");
+    card.hidden = !customer;
+    card.disabled = !customer; // its required inputs must not block a visitor's form
+    $("pay-button").textContent = customer ? "Pay and reserve" : "Sign in to reserve";
   }
 
   function closeBooking() {
     state.booking = null;
     $("booking").hidden = true;
     $("seatmap").replaceChildren();
+    if (new URLSearchParams(location.hash.slice(1)).get("screening")) {
+      history.pushState(null, "", location.pathname + location.search);
+      route();
+    }
   }
 
   async function refreshAvailability() {
@@ -487,6 +682,11 @@
     const booking = state.booking;
     const form = event.target;
     if (!booking || !booking.chosen.size) return;
+    if (!hasRole("customer")) {
+      say("Sign in as a customer to reserve seats: your choice stays while you do.");
+      $("username").focus();
+      return;
+    }
     booking.requestId = booking.requestId || uuid4(); // a retry after a timeout books once
     const button = $("pay-button");
     button.disabled = true;
@@ -545,11 +745,11 @@
       }
       return el("tr", { dataset: { reservationId: r.id } },
         el("td", { text: r.movieTitle }),
-        el("td", { text: when(r.startTime) }),
-        el("td", { text: r.hall }),
-        el("td", { class: "seats", text: (r.seats || []).join(", ") }),
-        el("td", { text: money(r.amount) }),
-        el("td", { class: "state", text: humanState(r.state) }),
+        el("td", { "data-label": "Starts", text: when(r.startTime) }),
+        el("td", { "data-label": "Hall", text: r.hall }),
+        el("td", { class: "seats", "data-label": "Seats", text: (r.seats || []).join(", ") }),
+        el("td", { "data-label": "Amount", text: money(r.amount) }),
+        el("td", { class: "state", "data-label": "State", text: humanState(r.state) }),
         el("td", {}, action));
     });
     $("mine-table").querySelector("tbody").replaceChildren(...rows);
@@ -637,12 +837,20 @@
   $("booking-close").addEventListener("click", closeBooking);
   $("movie-form").addEventListener("submit", registerMovie);
   $("screening-form").addEventListener("submit", scheduleScreening);
-  $("day").addEventListener("change", (event) => { state.day = event.target.value; loadBoard(); });
+  $("genre").addEventListener("change", (event) => { state.genre = event.target.value; loadBoard(); });
+  const searchFor = debounce(() => {
+    state.search = $("search").value.trim().toLocaleLowerCase();
+    renderBoard();
+    if (state.search) loadEverything();
+  }, 200);
+  $("search").addEventListener("input", () => searchFor("search"));
   $("board-filter").addEventListener("submit", (event) => event.preventDefault());
+  window.addEventListener("hashchange", route);
   $("more").addEventListener("click", loadMore);
   const saved = sessionStorage.getItem(TOKEN_KEY);
   if (saved && !adopt(saved)) sessionStorage.removeItem(TOKEN_KEY);
   renderAccount();
   connectLive();
   loadBoard();
+  route();
 })();
