@@ -18,6 +18,7 @@ from cinema.common.v1.seat_pb2 import SeatMap as SeatMapProto
 from cinema.events.v1.envelope_pb2 import EventEnvelope
 from cinema.movie.v1 import events_pb2 as pb
 from services.kit.events import envelope as env
+from services.kit.events.attribution import actor_message
 from services.movie.domain import events as domain
 from services.movie.domain.values import Money, SeatMap
 
@@ -88,6 +89,7 @@ def message_of(event: domain.CatalogEvent) -> Message:
             movie_title=event.movie_title,
             start_time=timestamp(event.starts_at),
             reason=event.reason,
+            cancelled_by=actor_message(event.cancelled_by),
         )
     raise TypeError(f"no contract for {type(event).__name__}")
 

@@ -19,6 +19,7 @@ import grpc.aio
 
 from cinema.movie.v1 import movie_pb2 as pb
 from cinema.movie.v1 import movie_pb2_grpc as pb_grpc
+from services.kit.actor import Actor
 from services.kit.auth import current_caller, require_role
 from services.kit.validation import validate
 from services.movie.adapters.events import money_proto, seat_map_proto, timestamp
@@ -169,8 +170,10 @@ class MovieServicer(pb_grpc.MovieServiceServicer):
 
     async def CancelScreening(self, request: pb.CancelScreeningRequest, context: Context) -> Any:
         validate(request)
-        require_role(current_caller(), MANAGER)
-        screening = await scheduling.cancel_screening(request.screening_id, request.reason, self._deps)
+        manager = require_role(current_caller(), MANAGER)
+        screening = await scheduling.cancel_screening(
+            request.screening_id, request.reason, self._deps, by=Actor.manager(manager.subject or "")
+        )
         return pb.CancelScreeningResponse(screening=screening_proto(screening))
 
 

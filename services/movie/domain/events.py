@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from services.kit.actor import Actor
 from services.movie.domain.values import Money, SeatMap
 
 
@@ -64,3 +65,4 @@ class ScreeningCancelled(CatalogEvent):
     movie_title: str
     starts_at: datetime
     reason: str
+    cancelled_by: Actor  # a manager, or the system (MOVIE_WITHDRAWN: its movie was deleted)

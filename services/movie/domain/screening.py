@@ -20,6 +20,7 @@ import enum
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from services.kit.actor import Actor
 from services.kit.errors import FailedPrecondition, InvalidArgument
 from services.movie.domain.events import CatalogEvent, ScreeningCancelled, ScreeningRescheduled, ScreeningScheduled
 from services.movie.domain.values import Money, SeatMap
@@ -284,8 +285,8 @@ class Screening:
         )
         return True
 
-    def cancel(self, reason: str, now: datetime) -> bool:
-        """Cancel; returns False when it already was (a repeated cancel changes nothing)."""
+    def cancel(self, reason: str, now: datetime, by: Actor) -> bool:
+        """Cancel (`by` whom); returns False when it already was (a repeated cancel changes nothing)."""
         if self.state is ScreeningState.CANCELLED:
             return False
         self._require_scheduled(now)
@@ -302,6 +303,7 @@ class Screening:
                 movie_title=self.movie_title,
                 starts_at=self.starts_at,
                 reason=reason,
+                cancelled_by=by,
             )
         )
         return True

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
+from services.kit.actor import Actor
 from services.kit.errors import InvalidArgument, NotFound, Unavailable
 from services.movie.domain.movie import Movie, MovieDetails
 from services.movie.service_layer import pages
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 WRITE_ATTEMPTS = 5
 MOVIE_WITHDRAWN = "the movie was withdrawn from the catalog"
+# Who cancels the screenings of a deleted movie: the system, following the deletion.
+WITHDRAWN_BY = Actor.system("MOVIE_WITHDRAWN")
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ async def cancel_screenings_of_deleted_movie(movie_id: str, deps: CatalogDepende
 
     cancelled = 0
     for screening in await deps.screenings.scheduled_after(movie_id, deps.clock.now()):
-        if await cancel_screening(screening.id, MOVIE_WITHDRAWN, deps, changed_only=True) is not None:
+        if await cancel_screening(screening.id, MOVIE_WITHDRAWN, deps, by=WITHDRAWN_BY, changed_only=True) is not None:
             cancelled += 1
     await deps.movies.screenings_cancelled(movie_id)
     return cancelled

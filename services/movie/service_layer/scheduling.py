@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, overload
 
+from services.kit.actor import Actor
 from services.kit.errors import InvalidArgument, NotFound, Unavailable
 from services.movie.domain.screening import (
     Booking,
@@ -30,7 +31,7 @@ from services.movie.domain.screening import (
 )
 from services.movie.domain.values import Money, SeatMap
 from services.movie.service_layer import pages
-from services.movie.service_layer.catalog import MOVIE_WITHDRAWN, WRITE_ATTEMPTS, get_movie
+from services.movie.service_layer.catalog import MOVIE_WITHDRAWN, WITHDRAWN_BY, WRITE_ATTEMPTS, get_movie
 from services.movie.service_layer.dependencies import CatalogDependencies, id_for_request, new_id
 from services.movie.service_layer.ports import ScreeningQuery
 
@@ -130,7 +131,7 @@ async def schedule_screening(
     # A delete of the movie may have run while we booked: it could not see this screening yet.
     current = await deps.movies.get(movie_id)
     if current is None or current.deleted:
-        cancelled = await cancel_screening(screening.id, MOVIE_WITHDRAWN, deps, changed_only=True)
+        cancelled = await cancel_screening(screening.id, MOVIE_WITHDRAWN, deps, by=WITHDRAWN_BY, changed_only=True)
         return cancelled or await get_screening(screening.id, deps)
     return screening
 
@@ -164,21 +165,24 @@ async def reschedule_screening(
 
 @overload
 async def cancel_screening(
-    screening_id: str, reason: str, deps: CatalogDependencies, *, changed_only: Literal[True]
+    screening_id: str, reason: str, deps: CatalogDependencies, *, by: Actor, changed_only: Literal[True]
 ) -> Screening | None: ...
 @overload
 async def cancel_screening(
-    screening_id: str, reason: str, deps: CatalogDependencies, *, changed_only: Literal[False] = False
+    screening_id: str, reason: str, deps: CatalogDependencies, *, by: Actor, changed_only: Literal[False] = False
 ) -> Screening: ...
 async def cancel_screening(
-    screening_id: str, reason: str, deps: CatalogDependencies, *, changed_only: bool = False
+    screening_id: str, reason: str, deps: CatalogDependencies, *, by: Actor, changed_only: bool = False
 ) -> Screening | None:
     """Cancel (idempotent: cancelling a cancelled screening returns it unchanged, or None with
-    `changed_only`, as the deletion sweep wants to count only its own cancellations)."""
+    `changed_only`, as the deletion sweep wants to count only its own cancellations).
+
+    `by` is who cancels: the manager calling, or the system when the movie was withdrawn; the
+    event says so, and booking's notices follow from it."""
     for _ in range(WRITE_ATTEMPTS):
         screening = await get_screening(screening_id, deps)
         claim = (screening.hall, screening.claim_id)
-        if not screening.cancel(reason, deps.clock.now()):
+        if not screening.cancel(reason, deps.clock.now(), by):
             return None if changed_only else screening
         if await deps.screenings.save(screening):
             deps.events_written()

@@ -15,6 +15,7 @@ from cinema.common.v1 import money_pb2
 from cinema.payment.v1 import events_pb2
 from services.kit.events import envelope as env
 from services.kit.events import outbox
+from services.kit.events.attribution import actor_message
 from services.payment.domain.events import DomainEvent, PaymentAuthorized, PaymentDeclined, PaymentRefunded
 from services.payment.domain.values import Money
 from services.payment.service_layer.ports import PaymentRepository
@@ -45,13 +46,16 @@ def event_message(event: DomainEvent) -> Message:
             decline_reason=event.decline_reason,
         )
     if isinstance(event, PaymentRefunded):
-        return events_pb2.PaymentRefunded(
+        message = events_pb2.PaymentRefunded(
             payment_id=event.payment_id,
             reservation_id=event.reservation_id,
             customer_id=event.customer_id,
             customer_email=event.customer_email,
             amount=money_message(event.amount),
         )
+        if event.cancelled_by is not None:
+            message.cancelled_by.CopyFrom(actor_message(event.cancelled_by))
+        return message
     raise TypeError(f"no contract for {type(event).__name__}")
 
 

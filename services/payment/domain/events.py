@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from services.kit.actor import Actor
 from services.payment.domain.values import Money
 
 
@@ -38,6 +39,7 @@ class PaymentRefunded:
     customer_email: str
     amount: Money
     occurred_at: datetime
+    cancelled_by: Actor | None = None  # who cancelled the reservation; None when not known
 
 
 DomainEvent = PaymentAuthorized | PaymentDeclined | PaymentRefunded

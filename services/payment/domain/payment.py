@@ -12,6 +12,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from services.kit.actor import Actor
 from services.kit.errors import InvalidArgument
 from services.payment.domain.card import Card
 from services.payment.domain.events import DomainEvent, PaymentAuthorized, PaymentDeclined, PaymentRefunded
@@ -107,8 +108,12 @@ class Payment:
         payment.events.append(PaymentDeclined(payment_id, reservation_id, customer_id, amount, reason, at))
         return payment
 
-    def refund(self, at: datetime, customer_email: str = "") -> RefundOutcome:
-        """Give the money back, once. A repeat, or a declined payment, changes nothing."""
+    def refund(self, at: datetime, customer_email: str = "", cancelled_by: Actor | None = None) -> RefundOutcome:
+        """Give the money back, once. A repeat, or a declined payment, changes nothing.
+
+        `cancelled_by` is who cancelled the reservation (the refund follows by rule); the
+        event passes it on so the refund notice can be worded for them.
+        """
         if self.state is PaymentState.REFUNDED:
             return RefundOutcome.ALREADY_REFUNDED
         if self.state is PaymentState.DECLINED:
@@ -124,6 +129,7 @@ class Payment:
                 customer_email=self.customer_email or customer_email,
                 amount=self.amount,
                 occurred_at=at,
+                cancelled_by=cancelled_by,
             )
         )
         return RefundOutcome.REFUNDED

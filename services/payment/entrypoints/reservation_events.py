@@ -18,6 +18,7 @@ from nats.js.client import JetStreamContext
 from cinema.events.v1.envelope_pb2 import EventEnvelope
 from cinema.reservation.v1.events_pb2 import ReservationCancelled
 from services.kit.events import inbox
+from services.kit.events.attribution import actor_of
 from services.kit.events.consumer import ConsumerSettings, EventConsumer
 from services.payment.adapters.store import PgUnitOfWork
 from services.payment.service_layer.payments import (
@@ -55,7 +56,7 @@ class ReservationCancelledHandler:
                 return PgUnitOfWork(connection=conn)
 
             result = await refund_for_cancelled_reservation(
-                RefundForCancelledReservation(event.reservation_id, event.customer_email),
+                RefundForCancelledReservation(event.reservation_id, event.customer_email, actor_of(event.cancelled_by)),
                 dataclasses.replace(self._deps, uow=in_this_transaction),
             )
         log.info(

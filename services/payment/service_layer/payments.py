@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from services.kit.actor import Actor
 from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.payment.domain.card import Card
 from services.payment.domain.payment import Payment, RefundOutcome
@@ -93,6 +94,7 @@ class RefundForCancelledReservation:
 
     reservation_id: str
     customer_email: str = ""
+    cancelled_by: Actor | None = None  # who cancelled the reservation; None in events before attribution
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,7 @@ async def refund_for_cancelled_reservation(
         payment = await uow.payments.get_by_reservation(cmd.reservation_id, lock=True)
         if payment is None:
             return RefundResult(RefundOutcome.NO_PAYMENT, None)
-        outcome = payment.refund(deps.clock.now(), cmd.customer_email)
+        outcome = payment.refund(deps.clock.now(), cmd.customer_email, cmd.cancelled_by)
         if outcome is RefundOutcome.REFUNDED:
             await uow.commit()
         return RefundResult(outcome, payment)

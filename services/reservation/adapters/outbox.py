@@ -21,6 +21,7 @@ from cinema.events.v1.envelope_pb2 import EventEnvelope
 from cinema.reservation.v1 import events_pb2
 from services.kit.events import envelope as kit_envelope
 from services.kit.events import outbox as kit_outbox
+from services.kit.events.attribution import actor_message
 from services.reservation.domain.events import (
     DomainEvent,
     ReservationCancelled,
@@ -68,7 +69,7 @@ def event_message(event: DomainEvent) -> Message:
         )
     if isinstance(event, ReservationCancelled):
         # A refund-only cancellation (late payment voided) has no field of its own on the wire:
-        # its reason (PAYMENT_APPROVED_AFTER_RESERVATION_ENDED) tells it apart.
+        # its actor (the system, cause PAYMENT_APPROVED_AFTER_RESERVATION_ENDED) and reason tell it apart.
         return events_pb2.ReservationCancelled(
             reservation_id=event.reservation_id,
             customer_id=event.customer_id,
@@ -81,6 +82,7 @@ def event_message(event: DomainEvent) -> Message:
             amount=money_proto(event.amount),
             payment_id=event.payment_id or "",
             reason=event.reason,
+            cancelled_by=actor_message(event.cancelled_by),
         )
     if isinstance(event, ReservationFailed):
         return events_pb2.ReservationFailed(
@@ -90,6 +92,7 @@ def event_message(event: DomainEvent) -> Message:
             screening_id=event.screening_id,
             seats=_labels(event.seats),
             reason=event.reason,
+            failed_by=actor_message(event.failed_by),
         )
     raise TypeError(f"not a booking event: {event!r}")
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 
+from services.kit.actor import Actor, ActorKind
 from services.kit.errors import InvalidArgument, Unavailable
 from services.reservation.adapters import metrics as booking_metrics
 from services.reservation.adapters.outbox import PgOutbox
@@ -86,6 +87,12 @@ def _as_uuid(value: str) -> uuid.UUID | None:
         return None
 
 
+def _cancelled_by(row: asyncpg.Record) -> Actor | None:
+    if row["cancelled_by"] is None:
+        return None
+    return Actor(ActorKind(row["cancelled_by_kind"]), row["cancelled_by"], row["cancel_cause"])
+
+
 def _reservation_from(row: asyncpg.Record) -> Reservation:
     if row["s_movie_id"] is not None:
         details = ScreeningDetails(row["s_movie_id"], row["s_movie_title"], row["s_hall"], row["s_starts_at"])
@@ -104,11 +111,22 @@ def _reservation_from(row: asyncpg.Record) -> Reservation:
         state=ReservationState(row["state"]),
         payment_id=row["payment_id"],
         failure_reason=row["failure_reason"],
-        cancelled_by=row["cancelled_by"],
+        cancelled_by=_cancelled_by(row),
         cancel_reason=row["cancel_reason"],
         updated_at=row["updated_at"],
         version=row["version"],
     )
+
+
+def _canceller_id(reservation: Reservation) -> str | None:
+    """`cancelled_by`: the canceller's id, as before attribution."""
+    return None if reservation.cancelled_by is None else reservation.cancelled_by.id
+
+
+def _cancelled_by_kind_and_cause(reservation: Reservation) -> tuple[str | None, str]:
+    """`cancelled_by_kind` and `cancel_cause` (migrations/002_cancellation_attribution.sql)."""
+    actor = reservation.cancelled_by
+    return (None, "") if actor is None else (actor.kind.value, actor.cause)
 
 
 # ------------------------------------------------------------------------------ page tokens
@@ -153,8 +171,10 @@ class PgReservationRepository(ReservationRepository):
                 """
                 INSERT INTO reservations (id, customer_id, customer_email, request_id, screening_id, movie_id,
                     movie_title, hall, starts_at, seats, amount_minor, currency, state, payment_id,
-                    failure_reason, cancelled_by, cancel_reason, created_at, updated_at, version)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+                    failure_reason, cancelled_by, cancel_reason, created_at, updated_at, version,
+                    cancelled_by_kind, cancel_cause)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+                    $21, $22)
                 """,
                 uuid.UUID(reservation.id),
                 reservation.customer_id,
@@ -171,11 +191,12 @@ class PgReservationRepository(ReservationRepository):
                 reservation.state.value,
                 reservation.payment_id,
                 reservation.failure_reason,
-                reservation.cancelled_by,
+                _canceller_id(reservation),
                 reservation.cancel_reason,
                 reservation.created_at,
                 reservation.updated_at,
                 reservation.version,
+                *_cancelled_by_kind_and_cause(reservation),
             )
         except asyncpg.UniqueViolationError as error:
             if error.constraint_name == _REQUEST_ONCE:
@@ -239,7 +260,7 @@ class PgReservationRepository(ReservationRepository):
         status = await self._conn.execute(
             """
             UPDATE reservations SET state = $3, payment_id = $4, failure_reason = $5, cancelled_by = $6,
-                cancel_reason = $7, updated_at = $8, version = $9
+                cancel_reason = $7, updated_at = $8, version = $9, cancelled_by_kind = $10, cancel_cause = $11
             WHERE id = $1 AND version = $2
             """,
             uuid.UUID(reservation.id),
@@ -247,10 +268,11 @@ class PgReservationRepository(ReservationRepository):
             reservation.state.value,
             reservation.payment_id,
             reservation.failure_reason,
-            reservation.cancelled_by,
+            _canceller_id(reservation),
             reservation.cancel_reason,
             reservation.updated_at,
             reservation.version,
+            *_cancelled_by_kind_and_cause(reservation),
         )
         if status != "UPDATE 1":
             # Changed by someone else since it was read without a lock: the whole unit of work

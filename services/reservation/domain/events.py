@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from services.kit.actor import Actor
 from services.reservation.domain.screening import ScreeningDetails
 from services.reservation.domain.values import Money, SeatLabel
 
@@ -32,11 +33,12 @@ class ReservationConfirmed:
 class ReservationCancelled:
     """The reservation no longer stands; payment refunds its payment if there is one.
 
-    `cancelled_by` is the customer or manager id, or `system` (screening cancelled, late
-    payment). `refund_only` is set when the reservation had already ended (FAILED or
-    CANCELLED) and a payment was approved afterwards: the event exists only so that payment
-    refunds it, and notification should not tell the customer about a cancellation twice
-    (the wire message has no such field: its `reason` is then LATE_PAYMENT).
+    `cancelled_by` is the customer (their own reservation), a manager (someone else's), or the
+    system with its cause (SCREENING_CANCELLED, or LATE_PAYMENT for a refund only).
+    `refund_only` is set when the reservation had already ended (FAILED or CANCELLED) and a
+    payment was approved afterwards: the event exists only so that payment refunds it, and
+    notification should not tell the customer about a cancellation twice (on the wire, the
+    actor's cause and the reason are then LATE_PAYMENT).
     """
 
     reservation_id: str
@@ -47,7 +49,7 @@ class ReservationCancelled:
     seats: tuple[SeatLabel, ...]
     amount: Money
     payment_id: str | None
-    cancelled_by: str
+    cancelled_by: Actor
     reason: str
     occurred_at: datetime
     refund_only: bool = False
@@ -55,7 +57,7 @@ class ReservationCancelled:
 
 @dataclass(frozen=True)
 class ReservationFailed:
-    """Payment declined or never completed: the seats were released."""
+    """Payment declined or never completed: the seats were released (always the system's doing)."""
 
     reservation_id: str
     customer_id: str
@@ -64,6 +66,7 @@ class ReservationFailed:
     seats: tuple[SeatLabel, ...]
     reason: str
     occurred_at: datetime
+    failed_by: Actor
 
 
 DomainEvent = ReservationConfirmed | ReservationCancelled | ReservationFailed

@@ -6,6 +6,9 @@
 
 A reservation is *active* (holds its seats) while PENDING or CONFIRMED. Every transition
 records a domain event in `events`; the unit of work moves them to the outbox on commit.
+Every ending says who caused it (services.kit.actor.Actor): the customer or a manager who
+cancelled, or the system with its cause (screening cancelled, payment never completed or
+declined, a late approval voided).
 Illegal transitions raise FailedPrecondition; repeating a transition that already happened
 the same way is a no-op, because retries and redeliveries repeat them.
 """
@@ -17,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from services.kit.actor import Actor
 from services.kit.errors import FailedPrecondition
 from services.reservation.domain.events import (
     DomainEvent,
@@ -61,7 +65,7 @@ class Reservation:
     state: ReservationState = ReservationState.PENDING
     payment_id: str | None = None
     failure_reason: str | None = None
-    cancelled_by: str | None = None
+    cancelled_by: Actor | None = None
     cancel_reason: str | None = None
     updated_at: datetime | None = None
     # Bumped by every transition: the repository writes back what changed, and may use it
@@ -137,10 +141,12 @@ class Reservation:
                 seats=self.seats,
                 reason=reason,
                 occurred_at=at,
+                failed_by=Actor.system(reason),
             )
         )
 
-    def cancel(self, by: str, reason: str, at: datetime) -> None:
+    def cancel(self, by: Actor, reason: str, at: datetime) -> None:
+        """Cancel, freeing the seats; `by` is who did it, `reason` their words (or the cause's)."""
         if self.state is ReservationState.CANCELLED:
             return
         if self.state is ReservationState.FAILED:
@@ -155,7 +161,7 @@ class Reservation:
         self._touch(at)
         self.events.append(self._cancelled_event(by, reason, at, refund_only=False))
 
-    def void_late_payment(self, payment_id: str, by: str, at: datetime) -> None:
+    def void_late_payment(self, payment_id: str, at: datetime) -> None:
         """A payment was approved after this reservation had ended: ask payment to refund it.
 
         Happens when the reservation was cancelled (or failed by the reconciler) while its
@@ -172,9 +178,9 @@ class Reservation:
             return  # already voided once
         self.payment_id = payment_id
         self._touch(at)
-        self.events.append(self._cancelled_event(by, LATE_PAYMENT, at, refund_only=True))
+        self.events.append(self._cancelled_event(Actor.system(LATE_PAYMENT), LATE_PAYMENT, at, refund_only=True))
 
-    def _cancelled_event(self, by: str, reason: str, at: datetime, *, refund_only: bool) -> ReservationCancelled:
+    def _cancelled_event(self, by: Actor, reason: str, at: datetime, *, refund_only: bool) -> ReservationCancelled:
         return ReservationCancelled(
             reservation_id=self.id,
             customer_id=self.customer_id,

@@ -39,6 +39,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from services.kit.actor import ActorKind
 from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.reservation.domain.policy import check_reservation_request, parse_seats
 from services.reservation.domain.reservation import (
@@ -47,7 +48,7 @@ from services.reservation.domain.reservation import (
     Reservation,
     ReservationState,
 )
-from services.reservation.domain.screening import SYSTEM, ScreeningStatus
+from services.reservation.domain.screening import ScreeningStatus
 from services.reservation.domain.values import Money, SeatLabel, SeatMap
 from services.reservation.service_layer.commands import (
     CancelReservation,
@@ -291,7 +292,7 @@ async def settle_and_tell(
             if reservation.state is ReservationState.PENDING:
                 reservation.confirm(result.payment_id, now)
             elif not reservation.is_active:
-                reservation.void_late_payment(result.payment_id, SYSTEM, now)
+                reservation.void_late_payment(result.payment_id, now)
         elif reservation.state is ReservationState.PENDING:
             reservation.fail(result.decline_reason or result.status.value, now)
             await uow.claims.release(reservation.id)
@@ -328,6 +329,9 @@ def outcome(reservation: Reservation, deps: BookingDependencies) -> Reservation:
 async def cancel_reservation(cmd: CancelReservation, deps: BookingDependencies) -> Reservation:
     """Cancel by its owner (or a manager): CANCELLED, seats free at once, ReservationCancelled.
 
+    The event says who cancelled, from the caller's identity: the customer when the reservation
+    is theirs, a manager when it is someone else's (services.kit.actor).
+
     Never calls payment, so it works while payment is down: payment refunds when it
     consumes the event. Cancelling a cancelled reservation is a no-op; a FAILED one raises
     FailedPrecondition. Someone else's reservation is NotFound, not PermissionDenied, so
@@ -338,8 +342,10 @@ async def cancel_reservation(cmd: CancelReservation, deps: BookingDependencies) 
         if reservation is None or not cmd.caller.may_see(reservation):
             raise NotFound("reservation", cmd.reservation_id)
         was_active = reservation.is_active
-        default_reason = "CANCELLED_BY_MANAGER" if cmd.caller.is_manager else "CANCELLED_BY_CUSTOMER"
-        reservation.cancel(cmd.caller.subject, cmd.reason or default_reason, deps.clock.now())
+        actor = cmd.caller.acting_on(reservation)
+        # Without words of their own, the reason names who cancelled (as before attribution).
+        default_reason = "CANCELLED_BY_MANAGER" if actor.kind is ActorKind.MANAGER else "CANCELLED_BY_CUSTOMER"
+        reservation.cancel(actor, cmd.reason or default_reason, deps.clock.now())
         if was_active:
             await uow.claims.release(reservation.id)
         await uow.commit()

@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from services.kit.actor import Actor
 from services.reservation.domain.reservation import SCREENING_CANCELLED
-from services.reservation.domain.screening import SYSTEM, MovieTitle, Screening, ScreeningStatus
+from services.reservation.domain.screening import MovieTitle, Screening, ScreeningStatus
 from services.reservation.domain.values import Money, SeatMap
 from services.reservation.service_layer.dependencies import BookingDependencies
 
@@ -113,7 +114,8 @@ async def on_screening_scheduled(event: ScreeningScheduled, deps: BookingDepende
 async def on_screening_cancelled(event: ScreeningCancelled, deps: BookingDependencies) -> bool:
     """Mark the screening cancelled and cancel its active reservations, in one transaction.
 
-    Each cancelled reservation emits ReservationCancelled, so payment refunds it.
+    Each cancelled reservation emits ReservationCancelled (by the system, cause
+    SCREENING_CANCELLED, with the catalog's reason), so payment refunds it.
     """
     async with deps.uow() as uow:
         current = await uow.screenings.get(event.screening_id)
@@ -125,7 +127,7 @@ async def on_screening_cancelled(event: ScreeningCancelled, deps: BookingDepende
             await uow.screenings.upsert(current.cancelled(event.version))
         now = deps.clock.now()
         for reservation in await uow.reservations.list_active_for_screening(event.screening_id):
-            reservation.cancel(SYSTEM, event.reason or SCREENING_CANCELLED, now)
+            reservation.cancel(Actor.system(SCREENING_CANCELLED), event.reason or SCREENING_CANCELLED, now)
             await uow.claims.release(reservation.id)
         await uow.commit()
         return True

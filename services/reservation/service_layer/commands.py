@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from services.kit.actor import Actor
 from services.kit.errors import Unauthenticated
 from services.reservation.domain.reservation import Reservation
 from services.reservation.service_layer.ports import PaymentCard
@@ -31,6 +32,13 @@ class Caller:
     def may_see(self, reservation: Reservation) -> bool:
         """Customers see only their own reservations; managers see every one."""
         return self.is_manager or reservation.customer_id == self.subject
+
+    def acting_on(self, reservation: Reservation) -> Actor:
+        """Who the caller is to this reservation: its customer when it is theirs (a manager's own
+        booking included), a manager when it is someone else's."""
+        if reservation.customer_id == self.subject or not self.is_manager:
+            return Actor.customer(self.subject)
+        return Actor.manager(self.subject)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import pytest
 from cinema.events.v1.envelope_pb2 import EventEnvelope
 from cinema.reservation.v1 import events_pb2
 from services.kit import pg
+from services.kit.actor import Actor
 from services.kit.errors import InvalidArgument
 from services.kit.events import envelope as env
 from services.reservation.adapters.postgres import (
@@ -34,7 +35,7 @@ NOW = datetime.now(UTC)
 
 @pytest.fixture
 async def pool(pg_database: str) -> AsyncIterator[asyncpg.Pool]:
-    assert await pg.migrate(pg_database, MIGRATIONS) == [1]
+    assert await pg.migrate(pg_database, MIGRATIONS) == [m.version for m in pg.load_migrations(MIGRATIONS)]
     assert await pg.migrate(pg_database, MIGRATIONS) == []  # idempotent
     pool = await pg.create_pool(pg_database, min_size=1, max_size=6)
     yield pool
@@ -189,7 +190,7 @@ async def test_outbox_envelopes_carry_the_reservation_version_in_order(pool: asy
         loaded = await uow.reservations.get(reservation.id, lock=True)
         assert loaded is not None
         loaded.confirm("pay-1", datetime.now(UTC))
-        loaded.cancel("c1", "changed my mind", datetime.now(UTC))  # two transitions, one transaction
+        loaded.cancel(Actor.customer("c1"), "changed my mind", datetime.now(UTC))  # two transitions, one transaction
         await uow.claims.release(loaded.id)
         await uow.commit()
     rows = await pool.fetch("SELECT event_type, aggregate_id, envelope FROM outbox ORDER BY position")

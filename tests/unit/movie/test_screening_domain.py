@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.kit.actor import Actor
 from services.kit.errors import FailedPrecondition, InvalidArgument
 from services.movie.domain.events import ScreeningCancelled, ScreeningRescheduled, ScreeningScheduled
 from services.movie.domain.screening import (
@@ -22,6 +23,7 @@ from services.movie.domain.screening import (
 from services.movie.domain.values import Money, SeatMap
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
+MANAGER = Actor.manager("manager-1")
 GAP = timedelta(minutes=15)
 TIMEOUT = timedelta(seconds=30)
 EVENING = datetime(2030, 1, 2, 18, tzinfo=UTC)
@@ -89,7 +91,7 @@ def test_claim_status() -> None:
     assert claim_status(s, "other", NOW, TIMEOUT) is ClaimStatus.DEAD
     s.confirm("c1", NOW)
     assert claim_status(s, "c1", NOW + timedelta(days=1), TIMEOUT) is ClaimStatus.LIVE  # confirmed: no expiry
-    s.cancel("", NOW)
+    s.cancel("", NOW, MANAGER)
     assert claim_status(s, "c1", NOW, TIMEOUT) is ClaimStatus.DEAD
 
 
@@ -128,12 +130,13 @@ def test_schedule_reschedule_cancel_versions_and_events() -> None:
     )
     assert s.claim_id == "c2"
 
-    assert s.cancel("projector broke", NOW)
+    assert s.cancel("projector broke", NOW, MANAGER)
     cancelled = s.pending[2]
     assert (
         isinstance(cancelled, ScreeningCancelled) and cancelled.version == 3 and cancelled.reason == "projector broke"
     )
-    assert not s.cancel("again", NOW)  # idempotent
+    assert cancelled.cancelled_by == MANAGER  # who cancelled travels with the event
+    assert not s.cancel("again", NOW, MANAGER)  # idempotent
     assert s.version == 3
 
 
@@ -174,7 +177,7 @@ def test_a_started_screening_cannot_be_moved_or_cancelled() -> None:
     s.confirm("c1", NOW)
     after_start = EVENING + timedelta(minutes=1)
     with pytest.raises(FailedPrecondition) as caught:
-        s.cancel("late", after_start)
+        s.cancel("late", after_start, MANAGER)
     assert caught.value.reason == "SCREENING_STARTED"
 
 

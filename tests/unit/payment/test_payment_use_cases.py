@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from services.kit.actor import Actor
 from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.payment.domain.events import PaymentAuthorized, PaymentDeclined, PaymentRefunded
 from services.payment.domain.payment import PaymentState, RefundOutcome
@@ -135,7 +136,7 @@ async def test_get_payment_and_by_reservation(deps: PaymentDependencies) -> None
 
 async def test_a_cancelled_reservation_is_refunded_once(deps: PaymentDependencies, store: FakePaymentStore) -> None:
     payment = await payments.authorize_payment(authorize_cmd(), deps)
-    refund = RefundForCancelledReservation("res-1")
+    refund = RefundForCancelledReservation("res-1", cancelled_by=Actor.manager("manager-1"))
 
     first = await payments.refund_for_cancelled_reservation(refund, deps)
     second = await payments.refund_for_cancelled_reservation(refund, deps)
@@ -144,6 +145,7 @@ async def test_a_cancelled_reservation_is_refunded_once(deps: PaymentDependencie
     assert store.payments[payment.id].state is PaymentState.REFUNDED
     (event,) = store.events(PaymentRefunded)
     assert isinstance(event, PaymentRefunded) and event.payment_id == payment.id
+    assert event.cancelled_by == Actor.manager("manager-1")  # passed on for the refund notice
 
 
 async def test_concurrent_refunds_of_one_payment_refund_once(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.kit.actor import Actor
 from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.reservation.domain.events import ReservationCancelled
 from services.reservation.domain.reservation import ReservationState
@@ -33,7 +34,11 @@ async def test_the_owner_cancels_and_the_seats_are_free_at_once(
     assert store.held("scr-1") == set()
     (event,) = store.events(ReservationCancelled)
     assert isinstance(event, ReservationCancelled)
-    assert (event.payment_id, event.cancelled_by, event.reason) == ("pay-1", "alice", "CANCELLED_BY_CUSTOMER")
+    assert (event.payment_id, event.cancelled_by, event.reason) == (
+        "pay-1",
+        Actor.customer("alice"),
+        "CANCELLED_BY_CUSTOMER",
+    )
     again = await reserve(deps, ["A1"], caller=BOB, request_id="bob-1")
     assert again.state is ReservationState.CONFIRMED
 
@@ -62,9 +67,20 @@ async def test_a_manager_may_cancel_any_reservation(deps: BookingDependencies, s
     await booking.cancel_reservation(CancelReservation(MANAGER, reservation.id, reason="hall flooded"), deps)
     (event,) = store.events(ReservationCancelled)
     assert isinstance(event, ReservationCancelled)
-    assert (event.cancelled_by, event.reason) == ("manager-1", "hall flooded")
+    assert (event.cancelled_by, event.reason) == (Actor.manager("manager-1"), "hall flooded")
     seen = await booking.get_reservation(GetReservation(MANAGER, reservation.id), deps)
     assert seen.state is ReservationState.CANCELLED
+
+
+async def test_a_manager_cancelling_their_own_reservation_acts_as_its_customer(
+    deps: BookingDependencies, store: FakeBookingStore
+) -> None:
+    reservation = await reserve(deps, ["A1"], caller=MANAGER, request_id="mgr-1")
+    await booking.cancel_reservation(CancelReservation(MANAGER, reservation.id, reason="plans changed"), deps)
+    (event,) = store.events(ReservationCancelled)
+    assert isinstance(event, ReservationCancelled)
+    assert (event.cancelled_by, event.reason) == (Actor.customer("manager-1"), "plans changed")
+    assert store.reservations[reservation.id].cancelled_by == Actor.customer("manager-1")
 
 
 async def test_cancelling_twice_is_a_no_op(deps: BookingDependencies, store: FakeBookingStore) -> None:

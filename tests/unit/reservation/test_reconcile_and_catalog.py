@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.kit.actor import Actor
 from services.kit.errors import FailedPrecondition, InvalidArgument, Unavailable
 from services.reservation.domain.events import ReservationCancelled, ReservationConfirmed, ReservationFailed
 from services.reservation.domain.reservation import (
@@ -78,7 +79,9 @@ async def test_no_payment_yet_waits_out_the_pending_window_then_fails_it_and_fre
     stored = store.reservations[reservation_id]
     assert (stored.state, stored.failure_reason) == (ReservationState.FAILED, PAYMENT_NOT_COMPLETED)
     assert store.held("scr-1") == set()
-    assert len(store.events(ReservationFailed)) == 1
+    (failed,) = store.events(ReservationFailed)
+    assert isinstance(failed, ReservationFailed)
+    assert failed.failed_by == Actor.system(PAYMENT_NOT_COMPLETED)  # the system ended it, and says why
     with pytest.raises(FailedPrecondition) as raised:  # a late retry of the request learns what happened
         await reserve(deps, ["A1"], request_id="req-A1")
     assert raised.value.reason == PAYMENT_NOT_COMPLETED
@@ -277,4 +280,4 @@ async def test_a_screening_cancellation_without_a_reason_says_so(
     reservation = await reserve(deps, ["A1"])
     await catalog.on_screening_cancelled(catalog.ScreeningCancelled("scr-1", version=2), deps)
     assert store.reservations[reservation.id].cancel_reason == SCREENING_CANCELLED
-    assert store.reservations[reservation.id].cancelled_by == "system"
+    assert store.reservations[reservation.id].cancelled_by == Actor.system(SCREENING_CANCELLED)
