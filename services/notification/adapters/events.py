@@ -1,4 +1,8 @@
-"""Booking and payment events (protobuf) as the domain's `EventFacts`; protobuf stops here."""
+"""Booking and payment events (protobuf) as the domain's `EventFacts`; protobuf stops here.
+
+Who caused a cancellation or a refund comes from the event's `cancelled_by`; an event written
+before events carried it reads with no actor (see model.classify_cancellation for what then).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from cinema.common.v1.money_pb2 import Money as MoneyProto
 from cinema.events.v1.envelope_pb2 import EventEnvelope
 from cinema.payment.v1.events_pb2 import PaymentRefunded
 from cinema.reservation.v1.events_pb2 import ReservationCancelled, ReservationConfirmed
+from services.kit.events.attribution import actor_of
 from services.notification.domain.model import EventFacts, EventKind, Money, ReservationFacts
 
 CONSUMED_TYPES = tuple(
@@ -59,6 +64,7 @@ def facts_of(envelope: EventEnvelope, event: Message) -> EventFacts | None:
             ),
             amount=_money(event.amount, event.HasField("amount")),
             reason=event.reason,
+            actor=actor_of(event.cancelled_by),
         )
     if isinstance(event, PaymentRefunded):
         return EventFacts(
@@ -70,5 +76,6 @@ def facts_of(envelope: EventEnvelope, event: Message) -> EventFacts | None:
             customer_email=event.customer_email,
             reservation=ReservationFacts(),
             amount=_money(event.amount, event.HasField("amount")),
+            actor=actor_of(event.cancelled_by),
         )
     return None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from services.kit.actor import Actor, ActorKind
 from services.kit.errors import InvalidArgument
 
 
@@ -28,9 +29,12 @@ class MessageKind(enum.StrEnum):
     """Which template a message uses; a cancellation reads differently depending on who caused it."""
 
     CONFIRMED = "CONFIRMED"
-    CANCELLED_BY_CUSTOMER = "CANCELLED_BY_CUSTOMER"
-    CANCELLED_BY_CINEMA = "CANCELLED_BY_CINEMA"  # a manager cancelled it, with or without a reason
-    SCREENING_CANCELLED = "SCREENING_CANCELLED"
+    CANCELLED_BY_CUSTOMER = "CANCELLED_BY_CUSTOMER"  # the customer's wording; their reason shown as theirs
+    CANCELLED_BY_CINEMA = "CANCELLED_BY_CINEMA"  # a manager (or a rule) cancelled it: the cinema's apology
+    SCREENING_CANCELLED = "SCREENING_CANCELLED"  # the cinema's apology, with the screening's reason
+    # An event from before attribution whose reason is free text: it could be anyone's words, so
+    # the message says neither "you cancelled" nor "we cancelled".
+    CANCELLED = "CANCELLED"
     REFUNDED = "REFUNDED"
 
 
@@ -53,14 +57,16 @@ class InDoubtPolicy(enum.StrEnum):
     RESEND = "resend"
 
 
-# Reasons booking writes on ReservationCancelled (services.reservation): the wire message has no
-# field saying who cancelled, so the reason is all we have to tell them apart.
+# Codes booking writes as the reason of ReservationCancelled when nobody gave words of their own
+# (services.reservation). They are never shown as anybody's reason. Only for events written
+# before attribution do they also tell who cancelled (`classify_cancellation`).
 REASON_BY_CUSTOMER = "CANCELLED_BY_CUSTOMER"
 REASON_BY_MANAGER = "CANCELLED_BY_MANAGER"
 REASON_SCREENING_CANCELLED = "SCREENING_CANCELLED"
 # A refund-only cancellation of a reservation that had already ended (a payment approved too
 # late): the customer was told when it ended and hears about the refund from PaymentRefunded.
 REASON_LATE_PAYMENT = "PAYMENT_APPROVED_AFTER_RESERVATION_ENDED"
+REASON_CODES = frozenset({REASON_BY_CUSTOMER, REASON_BY_MANAGER, REASON_SCREENING_CANCELLED, REASON_LATE_PAYMENT})
 
 NO_RECIPIENT = "NO_RECIPIENT: the event carries no e-mail address for the customer"
 IN_DOUBT = "IN_DOUBT: the process stopped or the connection broke while the mail server was receiving the message"
@@ -114,6 +120,15 @@ class EventFacts:
     reservation: ReservationFacts
     amount: Money | None = None
     reason: str = ""
+    # Who caused it (ReservationCancelled, PaymentRefunded); None when the event predates
+    # attribution or names nobody.
+    actor: Actor | None = None
+
+    @property
+    def own_words(self) -> str:
+        """The reason as somebody wrote it; empty when it is only one of booking's codes."""
+        reason = self.reason.strip()
+        return "" if reason in REASON_CODES else reason
 
 
 @dataclass(frozen=True)
@@ -149,17 +164,39 @@ def valid_address(address: str) -> bool:
     return bool(_EMAIL.match(address)) and len(address) <= 254
 
 
-def classify_cancellation(reason: str) -> MessageKind | None:
-    """The template for a ReservationCancelled, from its reason; None when nobody is to be told."""
+def classify_cancellation(actor: Actor | None, reason: str) -> MessageKind | None:
+    """The template for a ReservationCancelled, from who cancelled; None when nobody is to be told.
+
+    The customer cancelling their own reservation gets their own wording, a manager's
+    cancellation the cinema's, the system's the cinema's too (a cancelled screening its own
+    message with the reason). A late approval voided (refund only) tells nobody: the customer
+    was told when the reservation ended, and hears of the refund from PaymentRefunded.
+    """
+    if actor is None:
+        return _classify_unattributed(reason)
+    if actor.kind is ActorKind.CUSTOMER:
+        return MessageKind.CANCELLED_BY_CUSTOMER
+    if actor.kind is ActorKind.SYSTEM:
+        if actor.cause == REASON_LATE_PAYMENT:
+            return None
+        if actor.cause == REASON_SCREENING_CANCELLED:
+            return MessageKind.SCREENING_CANCELLED
+    return MessageKind.CANCELLED_BY_CINEMA
+
+
+def _classify_unattributed(reason: str) -> MessageKind | None:
+    """An event written before attribution. Booking's codes were exact (they named who
+    cancelled when nobody gave words); free text could be the customer's, a manager's or the
+    catalog's words, so it gets the neutral message, which claims neither."""
     if reason == REASON_LATE_PAYMENT:
         return None
     if reason == REASON_BY_CUSTOMER:
         return MessageKind.CANCELLED_BY_CUSTOMER
+    if reason == REASON_BY_MANAGER:
+        return MessageKind.CANCELLED_BY_CINEMA
     if reason == REASON_SCREENING_CANCELLED:
         return MessageKind.SCREENING_CANCELLED
-    # A manager's or the catalog's own words, or CANCELLED_BY_MANAGER: the cinema cancelled it.
-    # (A customer who typed a reason also lands here: the wire cannot tell them apart.)
-    return MessageKind.CANCELLED_BY_CINEMA
+    return MessageKind.CANCELLED
 
 
 def message_kind(facts: EventFacts) -> MessageKind | None:
@@ -167,7 +204,7 @@ def message_kind(facts: EventFacts) -> MessageKind | None:
         return MessageKind.CONFIRMED
     if facts.kind is EventKind.PAYMENT_REFUNDED:
         return MessageKind.REFUNDED
-    return classify_cancellation(facts.reason)
+    return classify_cancellation(facts.actor, facts.reason)
 
 
 def require_facts(facts: EventFacts) -> None:

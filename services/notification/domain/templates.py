@@ -1,8 +1,10 @@
 """The messages, as `string.Template`s: one subject and one plain-text body per message kind.
 
-Placeholders: $movie_title, $starts_at, $hall, $seats, $amount, $reason, $reservation_id.
-Values that go into a subject are made single-line first (see `model.one_line`), so a movie
-title or a reason cannot add a header. `draft` decides and renders; it is the only entry point.
+Placeholders: $movie_title, $starts_at, $hall, $seats, $amount, $reason, $reservation_id, and
+$why: the line (or nothing) giving the reason of a cancellation, worded for who cancelled
+("Your reason:" for the customer's own words, "Why:" for the cinema's). Values that go into a
+subject are made single-line first (see `model.one_line`), so a movie title or a reason cannot
+add a header. `draft` decides and renders; it is the only entry point.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ _SIGNATURE = "\n\nSee you at the movies,\nYour Cinema\n"
 
 SUBJECTS: dict[MessageKind, Template] = {
     MessageKind.CONFIRMED: Template("Your seats for $movie_title are confirmed"),
-    MessageKind.CANCELLED_BY_CUSTOMER: Template("Your reservation for $movie_title is cancelled"),
+    MessageKind.CANCELLED_BY_CUSTOMER: Template("You cancelled your reservation for $movie_title"),
     MessageKind.CANCELLED_BY_CINEMA: Template("We cancelled your reservation for $movie_title"),
     MessageKind.SCREENING_CANCELLED: Template("Screening cancelled: $movie_title on $starts_at"),
+    MessageKind.CANCELLED: Template("Your reservation for $movie_title is cancelled"),
     MessageKind.REFUNDED: Template("Your refund of $amount is on its way"),
 }
 
@@ -48,10 +51,11 @@ BODIES: dict[MessageKind, Template] = {
     ),
     MessageKind.CANCELLED_BY_CUSTOMER: Template(
         "Hello,\n\n"
-        "as you asked, your reservation is cancelled and the seats are free again.\n\n"
+        "you cancelled your reservation; the seats are free again.\n\n"
         "  Movie:   $movie_title\n"
         "  When:    $starts_at\n"
-        "  Seats:   $seats\n\n"
+        "  Seats:   $seats\n"
+        "$why\n"
         "$amount will be refunded to your card; we will write again when it is done.\n"
         "Reservation $reservation_id."
     ),
@@ -61,14 +65,25 @@ BODIES: dict[MessageKind, Template] = {
         "  Movie:   $movie_title\n"
         "  When:    $starts_at\n"
         "  Seats:   $seats\n"
-        "  Why:     $reason\n\n"
+        "$why\n"
         "$amount will be refunded to your card; we will write again when it is done.\n"
         "Reservation $reservation_id."
     ),
     MessageKind.SCREENING_CANCELLED: Template(
         "Hello,\n\n"
         "we are sorry: the screening of $movie_title on $starts_at will not take place,\n"
-        "so your reservation for seats $seats is cancelled.\n\n"
+        "so your reservation for seats $seats is cancelled.\n"
+        "$why\n"
+        "$amount will be refunded to your card; we will write again when it is done.\n"
+        "Reservation $reservation_id."
+    ),
+    MessageKind.CANCELLED: Template(
+        "Hello,\n\n"
+        "your reservation is cancelled and the seats are free again.\n\n"
+        "  Movie:   $movie_title\n"
+        "  When:    $starts_at\n"
+        "  Seats:   $seats\n"
+        "$why\n"
         "$amount will be refunded to your card; we will write again when it is done.\n"
         "Reservation $reservation_id."
     ),
@@ -83,17 +98,33 @@ BODIES: dict[MessageKind, Template] = {
 }
 
 
-def _values(facts: EventFacts, reservation: ReservationFacts, zone: ZoneInfo) -> dict[str, str]:
-    reason = facts.reason
-    if reason in {"CANCELLED_BY_MANAGER", ""}:
-        reason = "the cinema had to change its plans"
+# The cinema's reason when a manager (or a rule) gave no words of their own.
+CINEMA_DEFAULT_REASON = "the cinema had to change its plans"
+
+
+def _why(kind: MessageKind, words: str) -> str:
+    """The reason line of a cancellation, worded for who cancelled; empty when there is none to give."""
+    if kind is MessageKind.CANCELLED_BY_CUSTOMER:
+        return f"  Your reason: {words}\n" if words else ""
+    if kind is MessageKind.CANCELLED_BY_CINEMA:
+        return f"  Why:     {words or CINEMA_DEFAULT_REASON}\n"
+    if kind is MessageKind.SCREENING_CANCELLED:
+        return f"\n  Why:     {words}\n" if words else ""
+    if kind is MessageKind.CANCELLED:
+        return f"  Reason:  {words}\n" if words else ""
+    return ""
+
+
+def _values(kind: MessageKind, facts: EventFacts, reservation: ReservationFacts, zone: ZoneInfo) -> dict[str, str]:
+    words = one_line(facts.own_words)
     return {
         "movie_title": one_line(reservation.movie_title) or "your movie",
         "starts_at": display_time(reservation.starts_at, zone),
         "hall": one_line(reservation.hall) or "(see the board)",
         "seats": ", ".join(reservation.seats) or "(not known)",
         "amount": facts.amount.display() if facts.amount is not None else "the amount paid",
-        "reason": one_line(reason),
+        "reason": words or CINEMA_DEFAULT_REASON,
+        "why": _why(kind, words),
         "reservation_id": facts.reservation_id,
     }
 
@@ -110,7 +141,7 @@ def draft(facts: EventFacts, zone: ZoneInfo, known: ReservationFacts | None = No
     if kind is None:
         return Skip(f"reason {facts.reason}: the customer was told when the reservation ended")
     reservation = facts.reservation if facts.reservation.known or known is None else known
-    values = _values(facts, reservation, zone)
+    values = _values(kind, facts, reservation, zone)
     subject = one_line(SUBJECTS[kind].substitute(values))
     body = BODIES[kind].substitute(values) + _SIGNATURE
     recipient = facts.customer_email.strip()

@@ -36,6 +36,7 @@ from prometheus_client import Counter
 from services.kit.errors import InvalidArgument, NotFound
 from services.notification.domain.model import (
     IN_DOUBT,
+    NO_RECIPIENT,
     EventFacts,
     EventKind,
     InDoubtPolicy,
@@ -60,6 +61,11 @@ log = logging.getLogger("services.notification")
 
 DELIVERIES = Counter("cinema_notifications_delivery_total", "Delivery attempts by outcome", ["outcome"])
 RECORDED = Counter("cinema_notifications_recorded_total", "Notifications recorded by kind", ["kind"])
+NO_RECIPIENT_PARKED = Counter(
+    "cinema_notifications_no_recipient_total",
+    "Notifications recorded PARKED because the event named no usable e-mail address, by kind",
+    ["kind"],
+)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
@@ -89,6 +95,20 @@ async def record_notification(facts: EventFacts, deps: NotificationDependencies)
     inserted = await deps.log.record(decided)
     if inserted:
         RECORDED.labels(decided.message_kind.value).inc()
+        if decided.error.startswith(NO_RECIPIENT):
+            # Not an outage (nothing to retry) but nobody is told: counted and said, never silent.
+            NO_RECIPIENT_PARKED.labels(decided.message_kind.value).inc()
+            log.info(
+                "notification parked, nobody to send it to: %s",
+                decided.error,
+                extra={
+                    "event_id": facts.event_id,
+                    "reservation_id": facts.reservation_id,
+                    "customer_id": facts.customer_id,
+                    "kind": decided.message_kind.value,
+                    "reason": "NO_RECIPIENT",
+                },
+            )
     return inserted
 
 

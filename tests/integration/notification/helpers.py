@@ -18,6 +18,7 @@ from pathlib import Path
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from cinema.common.v1.actor_pb2 import Actor
 from cinema.common.v1.money_pb2 import Money
 from cinema.events.v1.envelope_pb2 import EventEnvelope
 from cinema.payment.v1.events_pb2 import PaymentRefunded
@@ -113,8 +114,14 @@ def confirmed(
 
 
 def cancelled(
-    reason: str, *, customer_id: str = "customer-1", email_: str = "ada@example.com", reservation_id: str | None = None
+    reason: str,
+    *,
+    customer_id: str = "customer-1",
+    email_: str = "ada@example.com",
+    reservation_id: str | None = None,
+    by: Actor | None = None,
 ) -> EventEnvelope:
+    """A ReservationCancelled; without `by` it is one written before events carried attribution."""
     rid = reservation_id or str(uuid.uuid4())
     event = ReservationCancelled(
         reservation_id=rid,
@@ -129,6 +136,8 @@ def cancelled(
         payment_id=str(uuid.uuid4()),
         reason=reason,
     )
+    if by is not None:
+        event.cancelled_by.CopyFrom(by)
     return env.wrap(event, source="cinema/reservation", subject=rid, aggregate_id=rid, aggregate_version=3)
 
 

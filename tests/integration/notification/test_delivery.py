@@ -16,6 +16,7 @@ import grpc.aio
 import pytest
 from nats.js.client import JetStreamContext
 
+from cinema.common.v1.actor_pb2 import ACTOR_KIND_CUSTOMER, ACTOR_KIND_SYSTEM, Actor
 from cinema.notification.v1 import notification_pb2 as pb
 from cinema.notification.v1 import notification_pb2_grpc as pb_grpc
 from services.kit import pg
@@ -99,8 +100,10 @@ async def test_each_event_type_sends_one_mail_with_its_facts(
     js: JetStreamContext, sink: SmtpSink, pool: asyncpg.Pool
 ) -> None:
     ok = confirmed()
-    by_customer = cancelled("CANCELLED_BY_CUSTOMER")
-    by_screening = cancelled("SCREENING_CANCELLED")
+    by_customer = cancelled("CANCELLED_BY_CUSTOMER", by=Actor(kind=ACTOR_KIND_CUSTOMER, id="customer-1"))
+    by_screening = cancelled(
+        "SCREENING_CANCELLED", by=Actor(kind=ACTOR_KIND_SYSTEM, id="system", cause="SCREENING_CANCELLED")
+    )
     refund = refunded(reservation_id=env.unwrap(by_screening).reservation_id)  # type: ignore[attr-defined]
     for envelope in (ok, by_customer, by_screening):
         await jetstream.publish(js, envelope)
@@ -119,8 +122,8 @@ async def test_each_event_type_sends_one_mail_with_its_facts(
     body = confirmation.get_content()
     for text in ("Metropolis", "Friday 05 March 2027, 19:30 UTC", "Hall 2", "A1, A2", "24.00 EUR"):
         assert text in body
-    assert mails[message_id(by_customer)]["Subject"] == "Your reservation for Nosferatu is cancelled"
-    assert "as you asked" in mails[message_id(by_customer)].get_content()
+    assert mails[message_id(by_customer)]["Subject"] == "You cancelled your reservation for Nosferatu"
+    assert "you cancelled your reservation" in mails[message_id(by_customer)].get_content()
     screening = mails[message_id(by_screening)]
     assert screening["Subject"] == "Screening cancelled: Nosferatu on Friday 05 March 2027, 19:30 UTC"
     assert "will not take place" in screening.get_content()

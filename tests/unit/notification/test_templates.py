@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from services.kit.actor import Actor
 from services.kit.errors import InvalidArgument
 from services.notification.domain.model import (
     NO_RECIPIENT,
@@ -59,36 +60,105 @@ def test_confirmation_names_movie_time_hall_seats_and_amount() -> None:
     assert (d.recipient, d.state, d.error) == ("ada@example.com", DeliveryState.PENDING, "")
 
 
+YOU = "You cancelled your reservation for Metropolis"
+WE = "We cancelled your reservation for Metropolis"
+CUSTOMER = Actor.customer("customer-1")
+MANAGER = Actor.manager("manager-1")
+SCREENING = Actor.system("SCREENING_CANCELLED")
+LATE = Actor.system("PAYMENT_APPROVED_AFTER_RESERVATION_ENDED")
+
+
+def cancelled(actor: Actor | None, reason: str) -> EventFacts:
+    return facts(EventKind.RESERVATION_CANCELLED, reason=reason, actor=actor)
+
+
 @pytest.mark.parametrize(
-    ("reason", "kind", "subject"),
+    ("actor", "reason", "kind", "subject"),
     [
-        ("CANCELLED_BY_CUSTOMER", MessageKind.CANCELLED_BY_CUSTOMER, "Your reservation for Metropolis is cancelled"),
-        ("CANCELLED_BY_MANAGER", MessageKind.CANCELLED_BY_CINEMA, "We cancelled your reservation for Metropolis"),
-        ("Projector broke", MessageKind.CANCELLED_BY_CINEMA, "We cancelled your reservation for Metropolis"),
+        (CUSTOMER, "CANCELLED_BY_CUSTOMER", MessageKind.CANCELLED_BY_CUSTOMER, YOU),
+        (CUSTOMER, "plans changed", MessageKind.CANCELLED_BY_CUSTOMER, YOU),
+        (MANAGER, "CANCELLED_BY_MANAGER", MessageKind.CANCELLED_BY_CINEMA, WE),
+        (MANAGER, "Projector broke", MessageKind.CANCELLED_BY_CINEMA, WE),
         (
-            "SCREENING_CANCELLED",
+            SCREENING,
+            "projector broke",
             MessageKind.SCREENING_CANCELLED,
             "Screening cancelled: Metropolis on Friday 05 March 2027, 19:30 UTC",
         ),
+        (Actor.system("SOMETHING_NEW"), "x", MessageKind.CANCELLED_BY_CINEMA, WE),
     ],
 )
-def test_cancellations_read_differently_by_cause(reason: str, kind: MessageKind, subject: str) -> None:
-    d = drafted(facts(EventKind.RESERVATION_CANCELLED, reason=reason))
+def test_cancellations_are_worded_for_who_cancelled(actor: Actor, reason: str, kind: MessageKind, subject: str) -> None:
+    d = drafted(cancelled(actor, reason))
     assert (d.message_kind, d.subject) == (kind, subject)
     assert "24.00 EUR will be refunded" in d.body
     assert "A1, A2" in d.body
 
 
-def test_a_free_text_reason_is_quoted_and_a_manager_code_is_not() -> None:
-    assert "Why:     Projector broke" in drafted(facts(EventKind.RESERVATION_CANCELLED, reason="Projector broke")).body
-    body = drafted(facts(EventKind.RESERVATION_CANCELLED, reason="CANCELLED_BY_MANAGER")).body
-    assert "CANCELLED_BY_MANAGER" not in body
+def test_the_wording_follows_the_actor_never_the_reason_text() -> None:
+    # A customer's words that look like the cinema's, and a manager's that look like a customer's.
+    by_customer = drafted(cancelled(CUSTOMER, "CANCELLED_BY_MANAGER"))
+    by_manager = drafted(cancelled(MANAGER, "CANCELLED_BY_CUSTOMER"))
+    assert by_customer.message_kind is MessageKind.CANCELLED_BY_CUSTOMER
+    assert by_manager.message_kind is MessageKind.CANCELLED_BY_CINEMA
+    assert "CANCELLED_BY" not in by_customer.body + by_manager.body  # codes are nobody's words
+
+
+def test_the_customers_reason_is_shown_as_theirs() -> None:
+    body = drafted(cancelled(CUSTOMER, "plans changed")).body
+    assert "you cancelled your reservation" in body
+    assert "  Your reason: plans changed\n" in body
+    assert "sorry" not in body and "Why:" not in body
+    without = drafted(cancelled(CUSTOMER, "CANCELLED_BY_CUSTOMER")).body
+    assert "Your reason" not in without and "CANCELLED_BY_CUSTOMER" not in without
+
+
+def test_a_managers_cancellation_is_the_cinemas_apology() -> None:
+    body = drafted(cancelled(MANAGER, "Projector broke")).body
+    assert "we are sorry: we had to cancel your reservation" in body
+    assert "  Why:     Projector broke\n" in body
+    no_words = drafted(cancelled(MANAGER, "CANCELLED_BY_MANAGER")).body
+    assert "  Why:     the cinema had to change its plans\n" in no_words
+    assert "CANCELLED_BY_MANAGER" not in no_words
+
+
+def test_a_screening_cancellation_is_the_cinemas_with_the_reason() -> None:
+    body = drafted(cancelled(SCREENING, "projector broke")).body
+    assert "we are sorry: the screening of Metropolis" in body
+    assert "  Why:     projector broke\n" in body
+    no_words = drafted(cancelled(SCREENING, "SCREENING_CANCELLED")).body
+    assert "Why:" not in no_words and "SCREENING_CANCELLED" not in no_words
+
+
+@pytest.mark.parametrize(
+    ("reason", "kind", "subject"),
+    [
+        ("CANCELLED_BY_CUSTOMER", MessageKind.CANCELLED_BY_CUSTOMER, YOU),
+        ("CANCELLED_BY_MANAGER", MessageKind.CANCELLED_BY_CINEMA, WE),
+        (
+            "SCREENING_CANCELLED",
+            MessageKind.SCREENING_CANCELLED,
+            "Screening cancelled: Metropolis on Friday 05 March 2027, 19:30 UTC",
+        ),
+        ("plans changed", MessageKind.CANCELLED, "Your reservation for Metropolis is cancelled"),
+    ],
+)
+def test_an_event_from_before_attribution_trusts_only_bookings_codes(
+    reason: str, kind: MessageKind, subject: str
+) -> None:
+    d = drafted(cancelled(None, reason))
+    assert (d.message_kind, d.subject) == (kind, subject)
+    if kind is MessageKind.CANCELLED:  # free text: could be anyone's words, so neither "you" nor "we"
+        assert "  Reason:  plans changed\n" in d.body
+        assert "sorry" not in d.body and "you cancelled" not in d.body
 
 
 def test_a_refund_only_cancellation_tells_nobody() -> None:
-    result = draft(facts(EventKind.RESERVATION_CANCELLED, reason="PAYMENT_APPROVED_AFTER_RESERVATION_ENDED"), UTC_ZONE)
-    assert isinstance(result, Skip)
-    assert classify_cancellation("PAYMENT_APPROVED_AFTER_RESERVATION_ENDED") is None
+    for actor in (LATE, None):
+        result = draft(cancelled(actor, "PAYMENT_APPROVED_AFTER_RESERVATION_ENDED"), UTC_ZONE)
+        assert isinstance(result, Skip)
+    assert classify_cancellation(LATE, "anything") is None
+    assert classify_cancellation(None, "PAYMENT_APPROVED_AFTER_RESERVATION_ENDED") is None
 
 
 def test_a_refund_borrows_movie_time_and_seats_from_an_earlier_message() -> None:
