@@ -122,6 +122,28 @@ def test_the_board_is_public_and_follows_live(open_page: Watched, stack: Stack) 
     assert not open_page.problems, open_page.problems
 
 
+def readme_shots(browser: Browser, stack: Stack) -> None:
+    """The README's screenshots at a phone's and a desktop's width: the board with its day picker,
+    a seat map, a customer's reservations (CINEMA_README_SCREENSHOT=1)."""
+    _, _, screening_id, _ = first_showing(stack)
+    for size, viewport in (("phone", {"width": 390, "height": 844}), ("desktop", {"width": 1280, "height": 900})):
+        context = browser.new_context(locale="en-GB", timezone_id="UTC", viewport=viewport)
+        page = context.new_page()
+        page.goto(stack.base + "/")
+        expect(page.locator("#live")).to_have_text("Live", timeout=LIVE_TIMEOUT_MS)
+        expect(page.locator("#movies .showtime").first).to_be_visible()
+        page.screenshot(path=str(README_SHOT.parent / f"web-board-{size}.png"))
+        sign_in(page, edge.DEMO_CUSTOMER)
+        page.goto(stack.base + f"/#screening={screening_id}")
+        expect(page.locator("#seatmap .seat").first).to_be_visible()
+        page.locator("#seatmap .seat:not([disabled])").nth(3).click()
+        page.locator("#booking").screenshot(path=str(README_SHOT.parent / f"web-seats-{size}.png"))
+        page.get_by_role("button", name="Close").click()
+        page.locator("#mine").scroll_into_view_if_needed()
+        page.locator("#mine").screenshot(path=str(README_SHOT.parent / f"web-mine-{size}.png"))
+        context.close()
+
+
 def test_browse_like_a_cinema_site_days_search_genre_movie_page_and_seats_by_address(
     open_page: Watched, stack: Stack
 ) -> None:
@@ -180,6 +202,10 @@ def test_browse_like_a_cinema_site_days_search_genre_movie_page_and_seats_by_add
     page.goto(stack.base + "/#screening=00000000-0000-4000-8000-000000000000")
     expect(page.get_by_role("alert")).to_contain_text("not in the catalog")
     expect(page.locator("#board")).to_be_visible()
+    if os.environ.get("CINEMA_README_SCREENSHOT"):
+        browser = page.context.browser
+        assert browser is not None
+        readme_shots(browser, stack)
     assert not [p for p in open_page.problems if "404" not in p], open_page.problems
 
 
