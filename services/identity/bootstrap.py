@@ -19,8 +19,16 @@ import asyncpg
 from services.identity.adapters.clock import SystemClock
 from services.identity.adapters.hashing import Argon2Hasher
 from services.identity.adapters.jose import JoseTokenSigner, KeySealer, RsaKeyFactory
-from services.identity.adapters.postgres import PgAttemptLog, PgClients, PgKeyStore, PgUsers, migrate
+from services.identity.adapters.postgres import (
+    PgAttemptLog,
+    PgClients,
+    PgKeyStore,
+    PgRefreshTokens,
+    PgUsers,
+    migrate,
+)
 from services.identity.domain.keys import KeyPolicy
+from services.identity.domain.refresh import RefreshPolicy
 from services.identity.domain.throttling import ThrottlePolicy
 from services.identity.domain.tokens import TokenPolicy
 from services.identity.service_layer.dependencies import IdentityDependencies
@@ -85,11 +93,17 @@ class IdentityApp:
                 key_cache=timedelta(seconds=s.key_cache_s),
                 longest_token_ttl=timedelta(seconds=token_policy.longest_ttl_s),
                 verifier_leeway=timedelta(seconds=s.verifier_leeway_s),
+                publish_ahead=timedelta(seconds=s.key_publish_ahead_s),
             ),
             throttle_policy=ThrottlePolicy(
                 threshold=s.lockout_threshold,
                 window=timedelta(seconds=s.lockout_window_s),
-                lockout=timedelta(seconds=s.lockout_s),
+                base_lockout=timedelta(seconds=s.lockout_s),
+                max_lockout=timedelta(seconds=s.lockout_max_s),
+            ),
+            refresh_tokens=PgRefreshTokens(pool),
+            refresh_policy=RefreshPolicy(
+                ttl=timedelta(seconds=s.refresh_token_ttl_s), family_ttl=timedelta(seconds=s.refresh_family_ttl_s)
             ),
         )
 
@@ -117,17 +131,22 @@ class IdentityApp:
         self._housekeeping = asyncio.create_task(self._housekeeping_loop(), name="identity-housekeeping")
 
     async def housekeeping_round(self) -> str | None:
-        """Rotate when due (or when there is no key yet), drop expired keys, forget stale attempts."""
+        """Rotate when due (or when there is no key yet), drop expired keys, forget stale attempts
+        and expired refresh tokens."""
         deps = self.deps
         rotated = await rotate_keys(deps, force=False)
         if rotated and self._active_key is not None:
             self._active_key.forget()
         await drop_expired_keys(deps)
         await deps.attempts.forget_stale(deps.clock.now(), deps.throttle_policy)
+        await deps.refresh_tokens.forget_expired(deps.clock.now())
         return rotated
 
-    async def rotate_now(self) -> str | None:
-        rotated = await rotate_keys(self.deps, force=True)
+    async def rotate_now(self, *, immediately: bool = False) -> str | None:
+        """Make and publish the next key now; it signs one JWKS cache period later (at once when
+        `immediately`: for a key that leaked, accepting that verifiers may refuse its tokens until
+        they fetch the JWKS again)."""
+        rotated = await rotate_keys(self.deps, force=True, immediately=immediately)
         if self._active_key is not None:
             self._active_key.forget()
         return rotated

@@ -1,4 +1,5 @@
-"""The identity store on PostgreSQL (asyncpg): migrations, users, clients, failed attempts, keys.
+"""The identity store on PostgreSQL (asyncpg): migrations, users, clients, failed attempts, keys,
+refresh tokens.
 
 Key rotation runs in one transaction holding a transaction-scoped advisory lock, so replicas
 rotate one at a time; the unique index `signing_keys_one_active` is the last word on "one
@@ -18,6 +19,7 @@ import asyncpg
 
 from services.identity.domain.keys import SigningKeyInfo
 from services.identity.domain.model import Client, Role, User
+from services.identity.domain.refresh import RefreshToken
 from services.identity.domain.throttling import FailedAttempts, ThrottlePolicy
 from services.identity.service_layer.ports import StoredKey
 from services.kit import pg
@@ -52,6 +54,18 @@ def store_outage_is_unavailable() -> Iterator[None]:
         raise Unavailable("the identity store is unavailable", retry_after_s=1.0, reason="STORE_UNAVAILABLE") from error
 
 
+def _user_of(row: asyncpg.Record | None) -> User | None:
+    if row is None:
+        return None
+    return User(
+        id=str(row["id"]),
+        username=row["username"],
+        password_hash=row["password_hash"],
+        roles=frozenset(Role(r) for r in row["roles"]),
+        email=row["email"],
+    )
+
+
 class PgUsers:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -61,15 +75,14 @@ class PgUsers:
             row = await self._pool.fetchrow(
                 "SELECT id, username, password_hash, roles, email FROM users WHERE username = $1", username
             )
-        if row is None:
-            return None
-        return User(
-            id=str(row["id"]),
-            username=row["username"],
-            password_hash=row["password_hash"],
-            roles=frozenset(Role(r) for r in row["roles"]),
-            email=row["email"],
-        )
+        return _user_of(row)
+
+    async def get(self, user_id: str) -> User | None:
+        with store_outage_is_unavailable():
+            row = await self._pool.fetchrow(
+                "SELECT id, username, password_hash, roles, email FROM users WHERE id = $1", uuid.UUID(user_id)
+            )
+        return _user_of(row)
 
     async def add(self, user: User) -> None:
         with store_outage_is_unavailable():
@@ -82,8 +95,12 @@ class PgUsers:
                     sorted(role.value for role in user.roles),
                     user.email,
                 )
-            except asyncpg.UniqueViolationError:
-                raise AlreadyExists("user", user.username) from None
+            except asyncpg.UniqueViolationError as error:
+                if error.constraint_name == "users_email_unique":
+                    raise AlreadyExists(
+                        "user", user.email or "", "an account with this e-mail address already exists"
+                    ) from None
+                raise AlreadyExists("user", user.username, "an account with this name already exists") from None
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         with store_outage_is_unavailable():
@@ -131,7 +148,7 @@ class PgClients:
 def _attempts_of(row: asyncpg.Record | None) -> FailedAttempts | None:
     if row is None:
         return None
-    return FailedAttempts(row["failures"], row["window_started_at"], row["locked_until"])
+    return FailedAttempts(row["failures"], row["last_failure_at"], row["locked_until"])
 
 
 class PgAttemptLog:
@@ -141,12 +158,12 @@ class PgAttemptLog:
     async def get(self, principal: str) -> FailedAttempts | None:
         with store_outage_is_unavailable():
             row = await self._pool.fetchrow(
-                "SELECT failures, window_started_at, locked_until FROM failed_attempts WHERE principal = $1", principal
+                "SELECT failures, last_failure_at, locked_until FROM failed_attempts WHERE principal = $1", principal
             )
         return _attempts_of(row)
 
     async def record_failure(self, principal: str, now: datetime, policy: ThrottlePolicy) -> FailedAttempts:
-        select = "SELECT failures, window_started_at, locked_until FROM failed_attempts WHERE principal = $1 FOR UPDATE"
+        select = "SELECT failures, last_failure_at, locked_until FROM failed_attempts WHERE principal = $1 FOR UPDATE"
         with store_outage_is_unavailable():
             async with self._pool.acquire() as conn, conn.transaction():
                 # The row is locked while we count, so concurrent failures (any replica) all count.
@@ -154,11 +171,11 @@ class PgAttemptLog:
                 if row is None:
                     first = policy.after_failure(None, now)
                     inserted = await conn.fetchval(
-                        "INSERT INTO failed_attempts (principal, failures, window_started_at, locked_until)"
+                        "INSERT INTO failed_attempts (principal, failures, last_failure_at, locked_until)"
                         " VALUES ($1, $2, $3, $4) ON CONFLICT (principal) DO NOTHING RETURNING principal",
                         principal,
                         first.failures,
-                        first.window_started_at,
+                        first.last_failure_at,
                         first.locked_until,
                     )
                     if inserted is not None:
@@ -166,11 +183,11 @@ class PgAttemptLog:
                     row = await conn.fetchrow(select, principal)  # another request created it meanwhile
                 updated = policy.after_failure(_attempts_of(row), now)
                 await conn.execute(
-                    "UPDATE failed_attempts SET failures = $2, window_started_at = $3, locked_until = $4"
+                    "UPDATE failed_attempts SET failures = $2, last_failure_at = $3, locked_until = $4"
                     " WHERE principal = $1",
                     principal,
                     updated.failures,
-                    updated.window_started_at,
+                    updated.last_failure_at,
                     updated.locked_until,
                 )
         return updated
@@ -183,24 +200,28 @@ class PgAttemptLog:
         with store_outage_is_unavailable():
             result = await self._pool.execute(
                 "DELETE FROM failed_attempts"
-                " WHERE window_started_at <= $1 AND (locked_until IS NULL OR locked_until <= $2)",
-                now - policy.window,
-                now,
+                " WHERE last_failure_at <= $1 AND (locked_until IS NULL OR locked_until <= $1)",
+                policy.stale_before(now),
             )
         return int(result.rsplit(" ", 1)[-1])
 
 
 # Whole statements, written out: no SQL is assembled from pieces.
-_ACTIVE_KEY = """
-SELECT kid, algorithm, public_jwk, private_jwk, sealing, created_at, retired_at, verify_until
+_NEWEST_KEY = """
+SELECT kid, algorithm, public_jwk, private_jwk, sealing, created_at, retired_at, verify_until, activates_at
 FROM signing_keys WHERE retired_at IS NULL
 """
+_SIGNING_KEY = """
+SELECT kid, algorithm, public_jwk, private_jwk, sealing, created_at, retired_at, verify_until, activates_at
+FROM signing_keys WHERE activates_at <= $1 AND (retired_at IS NULL OR retired_at > $1)
+ORDER BY activates_at DESC LIMIT 1
+"""
 _PUBLISHED_KEYS = """
-SELECT kid, algorithm, public_jwk, private_jwk, sealing, created_at, retired_at, verify_until
+SELECT kid, algorithm, public_jwk, private_jwk, sealing, created_at, retired_at, verify_until, activates_at
 FROM signing_keys WHERE retired_at IS NULL OR verify_until > $1 ORDER BY created_at DESC
 """
 _ALL_KEYS = """
-SELECT kid, algorithm, public_jwk, private_jwk, sealing, created_at, retired_at, verify_until
+SELECT kid, algorithm, public_jwk, private_jwk, sealing, created_at, retired_at, verify_until, activates_at
 FROM signing_keys ORDER BY created_at
 """
 
@@ -213,6 +234,7 @@ def _key_of(row: asyncpg.Record) -> StoredKey:
             created_at=row["created_at"],
             retired_at=row["retired_at"],
             verify_until=row["verify_until"],
+            activates_at=row["activates_at"],
         ),
         public_jwk=json.loads(row["public_jwk"]),
         sealed_private=row["private_jwk"],
@@ -226,8 +248,12 @@ class PgKeyRotation:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
-    async def active(self) -> StoredKey | None:
-        row = await self._conn.fetchrow(_ACTIVE_KEY)
+    async def newest(self) -> StoredKey | None:
+        row = await self._conn.fetchrow(_NEWEST_KEY)
+        return _key_of(row) if row else None
+
+    async def signing(self, now: datetime) -> StoredKey | None:
+        row = await self._conn.fetchrow(_SIGNING_KEY, now)
         return _key_of(row) if row else None
 
     async def retire(self, kid: str, retired_at: datetime, verify_until: datetime) -> None:
@@ -240,14 +266,15 @@ class PgKeyRotation:
 
     async def add(self, key: StoredKey) -> None:
         await self._conn.execute(
-            "INSERT INTO signing_keys (kid, algorithm, public_jwk, private_jwk, sealing, created_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO signing_keys (kid, algorithm, public_jwk, private_jwk, sealing, created_at, activates_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
             key.info.kid,
             key.info.algorithm,
             json.dumps(dict(key.public_jwk)),
             key.sealed_private,
             key.sealing,
             key.info.created_at,
+            key.info.activation,
         )
 
 
@@ -255,9 +282,9 @@ class PgKeyStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def active(self) -> StoredKey | None:
+    async def signing(self, now: datetime) -> StoredKey | None:
         with store_outage_is_unavailable():
-            row = await self._pool.fetchrow(_ACTIVE_KEY)
+            row = await self._pool.fetchrow(_SIGNING_KEY, now)
         return _key_of(row) if row else None
 
     async def published(self, now: datetime) -> list[StoredKey]:
@@ -289,3 +316,81 @@ class PgKeyStore:
             await self._pool.execute(
                 "UPDATE signing_keys SET private_jwk = $2, sealing = $3 WHERE kid = $1", kid, sealed_private, sealing
             )
+
+
+_REFRESH_FOR_UPDATE = """
+SELECT id, family_id, user_id, client_id, scope, issued_at, expires_at, family_expires_at, used_at, revoked_at
+FROM refresh_tokens WHERE digest = $1 FOR UPDATE
+"""
+_REFRESH_BY_DIGEST = """
+SELECT id, family_id, user_id, client_id, scope, issued_at, expires_at, family_expires_at, used_at, revoked_at
+FROM refresh_tokens WHERE digest = $1
+"""
+
+
+def _refresh_of(row: asyncpg.Record | None) -> RefreshToken | None:
+    if row is None:
+        return None
+    scope = row["scope"]
+    return RefreshToken(
+        id=str(row["id"]),
+        family_id=str(row["family_id"]),
+        user_id=str(row["user_id"]),
+        client_id=row["client_id"],
+        scope=frozenset(scope.split(" ")) if scope is not None else None,
+        issued_at=row["issued_at"],
+        expires_at=row["expires_at"],
+        family_expires_at=row["family_expires_at"],
+        used_at=row["used_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+class PgRefreshTokens:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def add(self, token: RefreshToken, digest: bytes) -> None:
+        with store_outage_is_unavailable():
+            await self._pool.execute(
+                "INSERT INTO refresh_tokens (id, digest, family_id, user_id, client_id, scope, issued_at, expires_at,"
+                " family_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                uuid.UUID(token.id),
+                digest,
+                uuid.UUID(token.family_id),
+                uuid.UUID(token.user_id),
+                token.client_id,
+                " ".join(sorted(token.scope)) if token.scope is not None else None,
+                token.issued_at,
+                token.expires_at,
+                token.family_expires_at,
+            )
+
+    async def claim(self, digest: bytes, now: datetime) -> RefreshToken | None:
+        with store_outage_is_unavailable():
+            async with self._pool.acquire() as conn, conn.transaction():
+                # The row lock makes "is it unused? then it is used now" one step for every replica.
+                row = await conn.fetchrow(_REFRESH_FOR_UPDATE, digest)
+                token = _refresh_of(row)
+                if token is not None and token.used_at is None and token.revoked_at is None and token.expires_at > now:
+                    await conn.execute("UPDATE refresh_tokens SET used_at = $2 WHERE id = $1", uuid.UUID(token.id), now)
+        return token
+
+    async def get(self, digest: bytes) -> RefreshToken | None:
+        with store_outage_is_unavailable():
+            row = await self._pool.fetchrow(_REFRESH_BY_DIGEST, digest)
+        return _refresh_of(row)
+
+    async def revoke_family(self, family_id: str, now: datetime) -> int:
+        with store_outage_is_unavailable():
+            result = await self._pool.execute(
+                "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
+                uuid.UUID(family_id),
+                now,
+            )
+        return int(result.rsplit(" ", 1)[-1])
+
+    async def forget_expired(self, now: datetime) -> int:
+        with store_outage_is_unavailable():
+            result = await self._pool.execute("DELETE FROM refresh_tokens WHERE expires_at <= $1", now)
+        return int(result.rsplit(" ", 1)[-1])

@@ -1,9 +1,14 @@
 """Signing-key rotation rules.
 
-One key is active at a time (it signs every new token). A rotation retires it and makes a new
-one active; a retired key stays published in the JWKS until every token it can have signed has
-expired — the rotation time, plus the time a replica may still sign with a key it cached, plus
-the longest token lifetime, plus the clock skew verifiers allow — and is then dropped.
+One key signs at a time. A rotation makes the next key and publishes it in the JWKS at once, but
+it signs only `publish_ahead` later (one JWKS cache period of the verifiers: Envoy and the
+services may hold a JWKS fetched just before the rotation that long), so no verifier ever meets a
+token from a key it has not seen. At that moment the previous key stops signing (it is "retired"
+at the successor's activation, decided when the rotation is made: every replica agrees by the
+clock alone) and stays published until every token it can have signed has expired — its
+retirement, plus the time a replica may still sign with a key it cached, plus the longest token
+lifetime, plus the clock skew verifiers allow — and is then dropped. The very first key signs at
+once (no verifier can hold a JWKS without it and still need it).
 """
 
 from __future__ import annotations
@@ -22,10 +27,20 @@ class SigningKeyInfo:
     created_at: datetime
     retired_at: datetime | None = None
     verify_until: datetime | None = None
+    activates_at: datetime | None = None  # None: from its creation
 
     @property
     def is_active(self) -> bool:
+        """Not retired: the newest key (signing, or waiting for its activation)."""
         return self.retired_at is None
+
+    @property
+    def activation(self) -> datetime:
+        return self.activates_at or self.created_at
+
+    def signs_at(self, now: datetime) -> bool:
+        """The key that signs at `now`: activated and not yet retired."""
+        return self.activation <= now and (self.retired_at is None or self.retired_at > now)
 
 
 @dataclass(frozen=True)
@@ -34,10 +49,21 @@ class KeyPolicy:
     key_cache: timedelta
     longest_token_ttl: timedelta
     verifier_leeway: timedelta
+    publish_ahead: timedelta = timedelta(0)
 
-    def rotation_due(self, active: SigningKeyInfo | None, now: datetime) -> bool:
-        """A rotation is due when there is no active key or the active one is too old."""
-        return active is None or now - active.created_at >= self.rotation_period
+    def rotation_due(self, newest: SigningKeyInfo | None, now: datetime) -> bool:
+        """A rotation is due when there is no key, or the newest one has signed for a whole
+        rotation period (never while the newest is still waiting for its activation)."""
+        return newest is None or now - newest.activation >= self.rotation_period
+
+    def activation_of_next(
+        self, newest: SigningKeyInfo | None, now: datetime, *, immediately: bool = False
+    ) -> datetime:
+        """When a key made now starts signing: at once when it is the first key (or when told to,
+        e.g. the current key leaked), else one JWKS cache period later."""
+        if newest is None or immediately:
+            return now
+        return now + self.publish_ahead
 
     def verify_until(self, retired_at: datetime) -> datetime:
         """Until when a key retired at `retired_at` must stay in the JWKS."""

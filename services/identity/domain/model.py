@@ -22,6 +22,10 @@ ROLE_NAMES: frozenset[str] = frozenset(role.value for role in Role)
 # Lower-case letters, digits and a few separators; an e-mail address fits.
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@+-]{2,63}$")
 _CLIENT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+# A deliberately plain address: local part, @, a domain with at least one dot; no quoting, no
+# comments, no IP literals. What sign-up accepts is also a valid username (it becomes one).
+_EMAIL = re.compile(r"^[a-z0-9][a-z0-9._+-]*@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,63}$")
+EMAIL_MAX_LENGTH = 64  # a username's limit, since the address is the account's name
 
 
 def parse_roles(values: Iterable[str], field: str = "roles") -> frozenset[Role]:
@@ -45,6 +49,20 @@ def normalise_username(raw: str) -> str:
             "username", "3 to 64 characters: letters, digits and . _ @ + -, starting with a letter or digit"
         )
     return username
+
+
+def normalise_email(raw: str, field: str = "email") -> str:
+    """An e-mail address as accounts keep it: trimmed and lower-cased; InvalidArgument otherwise."""
+    email = raw.strip().lower()
+    if not email:
+        raise InvalidArgument.for_field(field, "an e-mail address is required")
+    if len(email) > EMAIL_MAX_LENGTH:
+        raise InvalidArgument.for_field(field, f"at most {EMAIL_MAX_LENGTH} characters")
+    if not _EMAIL.fullmatch(email) or ".." in email:
+        raise InvalidArgument.for_field(
+            field, "not an e-mail address we accept (like name@example.com: letters, digits and . _ + -)"
+        )
+    return email
 
 
 def check_client_id(raw: str) -> str:

@@ -2,12 +2,15 @@
 
     python -m services.identity [serve]                 # migrate, ensure a signing key, serve HTTP until SIGTERM
     python -m services.identity migrate                 # apply the database migrations and exit
-    python -m services.identity rotate-keys             # make a new signing key active now
+    python -m services.identity rotate-keys [--immediately]
+        # publish the next signing key now; it signs one JWKS cache period later
+        # (IDENTITY_KEY_PUBLISH_AHEAD_S), or at once with --immediately (the current key leaked)
     python -m services.identity seed-demo --client-secret-file PATH
         # idempotent: demo-customer / popcorn-customer, demo-manager / popcorn-manager, and the
         # client `reservation` (role service) whose secret is written to PATH (mode 0600)
     python -m services.identity add-user NAME --role customer [--role manager] [--email E]
-        # password read from standard input (first line) or asked at the terminal
+        # password read from standard input (first line) or asked at the terminal; the e-mail
+        # address goes into the user's tokens (the `email` claim notification mails to)
     python -m services.identity add-client ID --role service [--secret-file PATH]
         # the generated secret goes to PATH (0600), or to standard output when no PATH is given
 
@@ -75,13 +78,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="serve the HTTP API until SIGTERM (the default)")
     commands.add_parser("migrate", help="apply the database migrations")
-    commands.add_parser("rotate-keys", help="make a new signing key active now")
+    rotate_keys = commands.add_parser("rotate-keys", help="publish the next signing key now (it signs a little later)")
+    rotate_keys.add_argument("--immediately", action="store_true", help="sign with it at once (the current key leaked)")
     seed = commands.add_parser("seed-demo", help="create the demo accounts and the reservation client")
     seed.add_argument("--client-secret-file", type=Path, required=True)
     user = commands.add_parser("add-user", help="add a person (password from stdin or a prompt)")
     user.add_argument("username")
     user.add_argument("--role", action="append", required=True, dest="roles")
-    user.add_argument("--email")
+    user.add_argument("--email", help="the person's e-mail address (tokens carry it; notification mails to it)")
     client = commands.add_parser("add-client", help="add a client with a generated secret")
     client.add_argument("client_id")
     client.add_argument("--role", action="append", required=True, dest="roles")
@@ -99,8 +103,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         log.info("identity database migrated")
 
     async def rotate(app: IdentityApp) -> None:
-        kid = await app.rotate_now()
-        log.info("signing key rotated by command", extra={"kid": kid})
+        kid = await app.rotate_now(immediately=args.immediately)
+        log.info("signing key rotated by command", extra={"kid": kid, "immediately": args.immediately})
 
     async def seed_demo(app: IdentityApp) -> None:
         secret = await accounts.seed_demo(app.deps, read_secret(args.client_secret_file))

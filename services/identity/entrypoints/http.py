@@ -1,15 +1,27 @@
-"""The HTTP API of the identity service (Starlette): OAuth2 token endpoint, JWKS, discovery,
-health and metrics. Thin: it parses the protocol, calls the use cases and writes the answer.
+"""The HTTP API of the identity service (Starlette): OAuth2 token and revocation endpoints, sign-up,
+JWKS, discovery, health and metrics. Thin: it parses the protocol, calls the use cases and writes
+the answer.
 
-- `POST /oauth2/token` (RFC 6749 §4.3 password, §4.4 client_credentials; client authentication by
-  HTTP Basic or by `client_id`/`client_secret` in the form, never both). Only POST (else 405),
-  only `application/x-www-form-urlencoded` (else 400 invalid_request), at most
-  `IDENTITY_MAX_FORM_BYTES` (else 413), every parameter at most once. Errors are RFC 6749 §5.2
-  JSON; invalid_client is 401 with `WWW-Authenticate: Basic`; a username or client locked after
-  repeated failures gets 429 with `Retry-After` (error invalid_grant); a store outage 503
+- `POST /oauth2/token` (RFC 6749 §4.3 password, §4.4 client_credentials, §6 refresh_token; client
+  authentication by HTTP Basic or by `client_id`/`client_secret` in the form, never both). Only
+  POST (else 405), only `application/x-www-form-urlencoded` (else 400 invalid_request), at most
+  `IDENTITY_MAX_FORM_BYTES` (else 413), every parameter at most once. The password and refresh
+  grants answer with a `refresh_token` too. Errors are RFC 6749 §5.2 JSON (`error`,
+  `error_description`) that is also a `google.rpc.Status` (`code`, `message`, `details`), so an
+  OAuth2 client and the edge's other clients both read it; invalid_client is 401 with
+  `WWW-Authenticate: Basic`; an address locked out of an account after repeated failures gets 429
+  with `Retry-After` and RetryInfo (error invalid_grant); a store outage 503
   (temporarily_unavailable). Every answer carries `Cache-Control: no-store`.
+- `POST /oauth2/revoke` (RFC 7009): `token` (a refresh token; `token_type_hint` is only a hint)
+  revokes its family; 200 also for a token we do not know.
+- `POST /v1/accounts` (JSON `{"email", "password"}`): a customer signs up; 201 with the account,
+  or a `google.rpc.Status` (400 INVALID_ARGUMENT with BadRequest, 409 ALREADY_EXISTS).
 - `GET /.well-known/jwks.json`, `GET /.well-known/openid-configuration` (also served as
   `/.well-known/oauth-authorization-server`, RFC 8414), `GET /healthz`, `GET /metrics`.
+
+The client's address (what sign-in throttling is keyed by) is the header the edge sets
+(`IDENTITY_CLIENT_ADDRESS_HEADER`, Envoy's `x-envoy-external-address`) when the peer is a trusted
+proxy (`IDENTITY_TRUSTED_PROXIES`), else the peer itself.
 
 Nothing here logs a password, a secret or a token; the kit's log redaction is the second line.
 """
@@ -18,6 +30,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
+import json
 import logging
 import time
 import urllib.parse
@@ -25,34 +39,63 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.protobuf import json_format
 from opentelemetry import propagate, trace
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.identity.domain.model import ROLE_NAMES
+from services.identity.service_layer import accounts
 from services.identity.service_layer import keys as key_use_cases
 from services.identity.service_layer.dependencies import IdentityDependencies
 from services.identity.service_layer.tokens import (
     INVALID_GRANT,
     TOO_MANY_ATTEMPTS,
+    UNKNOWN_ADDRESS,
     ClientCredentials,
     IssuedToken,
     TokenService,
 )
-from services.kit.errors import DomainError, FailedPrecondition, InvalidArgument, Unauthenticated, Unavailable
+from services.kit.errors import (
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
+from services.kit.grpc_errors import ERROR_DOMAIN, domain_error_status
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("services.identity")
 
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a password
+REVOKE_PATH = "/oauth2/revoke"
+ACCOUNTS_PATH = "/v1/accounts"
 JWKS_PATH = "/.well-known/jwks.json"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 RFC8414_PATH = "/.well-known/oauth-authorization-server"
-GRANT_TYPES = ("password", "client_credentials")
+GRANT_TYPES = ("password", "client_credentials", "refresh_token")
+TOKEN_TYPE_HINTS = ("refresh_token", "access_token")
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+# google.rpc.Code of each RFC 6749 §5.2 / RFC 7009 error, for the Status half of an error body
+_RPC_CODE = {
+    "invalid_request": 3,  # INVALID_ARGUMENT
+    "invalid_scope": 3,
+    "unsupported_grant_type": 3,
+    "unsupported_token_type": 3,
+    "invalid_client": 16,  # UNAUTHENTICATED
+    "invalid_grant": 16,
+    "temporarily_unavailable": 14,  # UNAVAILABLE
+    "server_error": 13,  # INTERNAL
+}
+_HTTP_OF_RPC = {3: 400, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400, 12: 405, 13: 500, 14: 503, 16: 401}
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -60,6 +103,8 @@ TOKENS_ISSUED = Counter("identity_tokens_issued_total", "Access tokens issued, b
 TOKENS_REFUSED = Counter(
     "identity_tokens_refused_total", "Token requests refused, by grant type and reason.", ("grant_type", "reason")
 )
+SIGN_UPS = Counter("identity_sign_ups_total", "Sign-up requests, by outcome.", ("outcome",))
+REVOCATIONS = Counter("identity_revocations_total", "Revocation requests, by outcome.", ("outcome",))
 TOKEN_SECONDS = Histogram(
     "identity_token_request_seconds",
     "Time to answer a token request (argon2 included), by grant type.",
@@ -92,16 +137,89 @@ class HttpContext:
     max_form_bytes: int
     jwks_max_age_s: int
     ready: Callable[[], Awaitable[bool]]
+    trusted_proxies: Networks = ()
+    client_address_header: str = "x-envoy-external-address"
+    signup_enabled: bool = True
     draining: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _duration(seconds: float) -> str:
+    """A protobuf JSON Duration (`30s`, `0.250s`)."""
+    return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
+
+
 def oauth_error(
-    error: str, description: str, status: int = 400, headers: Mapping[str, str] | None = None
+    error: str,
+    description: str,
+    status: int = 400,
+    headers: Mapping[str, str] | None = None,
+    *,
+    rpc_code: int | None = None,
+    reason: str | None = None,
+    retry_after_s: float | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": error, "error_description": description}, status_code=status, headers={**_NO_STORE, **(headers or {})}
+    """An RFC 6749 §5.2 error that is also a `google.rpc.Status` (ErrorInfo, and RetryInfo when
+    the client should come back later)."""
+    details: list[dict[str, Any]] = []
+    if retry_after_s is not None:
+        details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": _duration(retry_after_s)})
+    details.append(
+        {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": reason or error.upper(),
+            "domain": ERROR_DOMAIN,
+            "metadata": dict(metadata or {}),
+        }
     )
+    body = {
+        "error": error,
+        "error_description": description,
+        "code": rpc_code if rpc_code is not None else _RPC_CODE.get(error, 3),
+        "message": description,
+        "details": details,
+    }
+    return JSONResponse(body, status_code=status, headers={**_NO_STORE, **(headers or {})})
+
+
+def status_response(error: DomainError, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """A use case's typed error as the `google.rpc.Status` JSON the REST gateway answers with."""
+    status = domain_error_status(error)
+    body = json_format.MessageToDict(status)
+    body.setdefault("code", 0)
+    extra = dict(headers or {})
+    if isinstance(error, Unavailable):
+        extra["Retry-After"] = str(max(1, round(error.retry_after_s)))
+    return JSONResponse(body, status_code=_HTTP_OF_RPC.get(status.code, 400), headers={**_NO_STORE, **extra})
+
+
+def plain_status(code: int, message: str, reason: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """A `google.rpc.Status` with an ErrorInfo, for refusals of the HTTP layer itself (404, 405, 413)."""
+    body = {
+        "code": code,
+        "message": message,
+        "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": ERROR_DOMAIN}],
+    }
+    return JSONResponse(body, status_code=_HTTP_OF_RPC.get(code, 400), headers={**_NO_STORE, **(headers or {})})
+
+
+def client_address(request: Request, trusted: Networks, header: str) -> str:
+    """Who is calling, as far as we can trust it: the edge's header when the peer is a trusted
+    proxy (the edge overwrites whatever a client sent in it), else the peer's own address."""
+    peer = request.client.host if request.client else ""
+    try:
+        peer_ip = ipaddress.ip_address(peer)
+    except ValueError:
+        return peer or UNKNOWN_ADDRESS
+    if any(peer_ip in network for network in trusted):
+        forwarded = request.headers.get(header, "").strip()
+        if forwarded:
+            try:
+                return str(ipaddress.ip_address(forwarded))
+            except ValueError:
+                log.warning("the client address header is not an address; using the peer", extra={"header": header})
+    return str(peer_ip)
 
 
 def _invalid_client(description: str) -> JSONResponse:
@@ -120,12 +238,25 @@ def error_response(error: DomainError) -> tuple[JSONResponse, str]:
         return _invalid_client(error.message), "invalid_client"
     if isinstance(error, FailedPrecondition) and error.reason == TOO_MANY_ATTEMPTS:
         retry_after = error.metadata.get("retry_after_s", "60")
-        return oauth_error("invalid_grant", error.message, 429, {"Retry-After": retry_after}), "too_many_attempts"
+        response = oauth_error(
+            "invalid_grant",
+            error.message,
+            429,
+            {"Retry-After": retry_after},
+            rpc_code=8,  # RESOURCE_EXHAUSTED
+            reason=TOO_MANY_ATTEMPTS,
+            retry_after_s=float(retry_after),
+            metadata=error.metadata,
+        )
+        return response, "too_many_attempts"
     if isinstance(error, FailedPrecondition) and error.reason == INVALID_GRANT:
         return oauth_error("invalid_grant", error.message), "invalid_grant"
     if isinstance(error, Unavailable):
         retry = {"Retry-After": str(max(1, round(error.retry_after_s)))}
-        return oauth_error("temporarily_unavailable", error.message, 503, retry), "temporarily_unavailable"
+        response = oauth_error(
+            "temporarily_unavailable", error.message, 503, retry, reason=error.reason, retry_after_s=error.retry_after_s
+        )
+        return response, "temporarily_unavailable"
     log.error("unexpected domain error from a token use case: %s", error.message)
     return oauth_error("server_error", "the request could not be completed", 500), "server_error"
 
@@ -198,15 +329,42 @@ def _token_response(issued: IssuedToken) -> JSONResponse:
     }
     if issued.scope:
         body["scope"] = issued.scope
+    if issued.refresh_token is not None:
+        body["refresh_token"] = issued.refresh_token
+        body["refresh_token_expires_in"] = issued.refresh_expires_in
     return JSONResponse(body, headers=_NO_STORE)
 
 
+async def _read_json(request: Request, limit: int) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() != "application/json":
+        raise InvalidArgument("the body must be application/json")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise InvalidArgument(f"the body is larger than {limit} bytes")
+    try:
+        document = json.loads(bytes(body) or b"null")
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidArgument("the body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise InvalidArgument("the body must be a JSON object")
+    return document
+
+
 def build_app(context: HttpContext) -> Starlette:
+    def address_of(request: Request) -> str:
+        return client_address(request, context.trusted_proxies, context.client_address_header)
+
     async def token(request: Request) -> Response:
         if request.method != "POST":
-            return oauth_error("invalid_request", "the token endpoint accepts only POST", 405, {"Allow": "POST"})
+            return oauth_error(
+                "invalid_request", "the token endpoint accepts only POST", 405, {"Allow": "POST"}, rpc_code=12
+            )
         started = time.perf_counter()
         grant = "unknown"
+        address = address_of(request)
         try:
             form = await _read_form(request, context.max_form_bytes)
             grant_type = form.get("grant_type")
@@ -221,10 +379,16 @@ def build_app(context: HttpContext) -> Starlette:
                 if missing:
                     raise OAuthError("invalid_request", f"{' and '.join(missing)} required")
                 issued = await context.tokens.password_grant(
-                    form["username"], form["password"], form.get("scope"), client
+                    form["username"], form["password"], form.get("scope"), client, address
+                )
+            elif grant_type == "refresh_token":
+                if "refresh_token" not in form:
+                    raise OAuthError("invalid_request", "refresh_token required")
+                issued = await context.tokens.refresh_token_grant(
+                    form["refresh_token"], form.get("scope"), client, address
                 )
             else:
-                issued = await context.tokens.client_credentials_grant(client, form.get("scope"))
+                issued = await context.tokens.client_credentials_grant(client, form.get("scope"), address)
         except OAuthError as refusal:
             TOKENS_REFUSED.labels(grant, refusal.error).inc()
             log.info(
@@ -236,7 +400,10 @@ def build_app(context: HttpContext) -> Starlette:
         except DomainError as error:
             response, reason = error_response(error)
             TOKENS_REFUSED.labels(grant, reason).inc()
-            log.info("token refused", extra={"grant_type": grant, "error": reason, "reason": error.message})
+            log.info(
+                "token refused",
+                extra={"grant_type": grant, "error": reason, "reason": error.message, "client_address": address},
+            )
             return response
         finally:
             TOKEN_SECONDS.labels(grant).observe(time.perf_counter() - started)
@@ -246,11 +413,69 @@ def build_app(context: HttpContext) -> Starlette:
         )
         return _token_response(issued)
 
+    async def revoke(request: Request) -> Response:
+        if request.method != "POST":
+            return oauth_error(
+                "invalid_request", "the revocation endpoint accepts only POST", 405, {"Allow": "POST"}, rpc_code=12
+            )
+        try:
+            form = await _read_form(request, context.max_form_bytes)
+            if "token" not in form:
+                raise OAuthError("invalid_request", "token required")
+            hint = form.get("token_type_hint")
+            if hint is not None and hint not in TOKEN_TYPE_HINTS:
+                raise OAuthError(
+                    "unsupported_token_type", f"token_type_hint must be one of {', '.join(TOKEN_TYPE_HINTS)}"
+                )
+            client = _client_credentials(request, form)
+            revoked = await context.tokens.revoke(form["token"], client, address_of(request))
+        except OAuthError as refusal:
+            REVOCATIONS.labels(refusal.error).inc()
+            if refusal.error == "invalid_client":
+                return _invalid_client(refusal.description)
+            return oauth_error(refusal.error, refusal.description, refusal.status)
+        except DomainError as error:
+            response, reason = error_response(error)
+            REVOCATIONS.labels(reason).inc()
+            return response
+        REVOCATIONS.labels("revoked" if revoked else "unknown_token").inc()
+        # RFC 7009 §2.2: 200 whether or not the token was known (the content is ignored)
+        return Response(status_code=200, headers=_NO_STORE)
+
+    async def sign_up(request: Request) -> Response:
+        if request.method != "POST":
+            return plain_status(12, "accounts are opened with POST", "METHOD_NOT_ALLOWED", {"Allow": "POST"})
+        try:
+            if not context.signup_enabled:
+                raise PermissionDenied("sign-up is closed on this cinema: ask a manager for an account")
+            document = await _read_json(request, context.max_form_bytes)
+            email, password = document.get("email", ""), document.get("password", "")
+            if not isinstance(email, str) or not isinstance(password, str):
+                raise InvalidArgument("email and password must be strings")
+            user = await accounts.sign_up(context.deps, email, password)
+        except DomainError as error:
+            SIGN_UPS.labels(type(error).__name__).inc()
+            log.info("sign-up refused", extra={"error": type(error).__name__, "reason": error.message})
+            return status_response(error)
+        SIGN_UPS.labels("created").inc()
+        account = {"id": user.id, "username": user.username, "email": user.email, "roles": sorted(user.roles)}
+        return JSONResponse(
+            {"account": account}, status_code=201, headers={**_NO_STORE, "Location": f"{ACCOUNTS_PATH}/{user.id}"}
+        )
+
     async def jwks(request: Request) -> Response:
         try:
             document = await key_use_cases.jwks(context.deps)
         except Unavailable as error:
-            return JSONResponse({"error": "temporarily_unavailable", "error_description": error.message}, 503)
+            retry = {"Retry-After": str(max(1, round(error.retry_after_s)))}
+            return oauth_error(
+                "temporarily_unavailable",
+                error.message,
+                503,
+                retry,
+                reason=error.reason,
+                retry_after_s=error.retry_after_s,
+            )
         return JSONResponse(
             document,
             headers={"Cache-Control": f"public, max-age={context.jwks_max_age_s}"},
@@ -260,9 +485,12 @@ def build_app(context: HttpContext) -> Starlette:
     discovery_document = {
         "issuer": context.issuer,
         "token_endpoint": context.public_url + TOKEN_PATH,
+        "revocation_endpoint": context.public_url + REVOKE_PATH,
         "jwks_uri": context.public_url + JWKS_PATH,
         "grant_types_supported": list(GRANT_TYPES),
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        # "none": a public client (the web screen, the command line) signs in without a secret
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "response_types_supported": [],  # no authorization endpoint: tokens come from the token endpoint only
         "scopes_supported": sorted(ROLE_NAMES),
         "subject_types_supported": ["public"],
@@ -301,13 +529,21 @@ def build_app(context: HttpContext) -> Starlette:
 
     routes = [
         Route(TOKEN_PATH, token, methods=_ALL_METHODS),
+        Route(REVOKE_PATH, revoke, methods=_ALL_METHODS),
+        Route(ACCOUNTS_PATH, sign_up, methods=_ALL_METHODS),
         Route(JWKS_PATH, jwks, methods=["GET", "HEAD"]),
         Route(DISCOVERY_PATH, discovery, methods=["GET", "HEAD"]),
         Route(RFC8414_PATH, discovery, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    app = Starlette(routes=routes)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, HTTPException) and exc.status_code == 405:
+            return plain_status(12, f"{request.method} is not allowed on {request.url.path}", "METHOD_NOT_ALLOWED")
+        return plain_status(5, f"no such path: {request.url.path}", "NOT_FOUND")
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
     app.add_middleware(ObservedRequests)
     return app
 
@@ -318,7 +554,9 @@ class ObservedRequests:
     Labels use the path only when it is one of ours, so random paths cannot blow up the series.
     """
 
-    _KNOWN = frozenset({TOKEN_PATH, JWKS_PATH, DISCOVERY_PATH, RFC8414_PATH, "/healthz", "/metrics"})
+    _KNOWN = frozenset(
+        {TOKEN_PATH, REVOKE_PATH, ACCOUNTS_PATH, JWKS_PATH, DISCOVERY_PATH, RFC8414_PATH, "/healthz", "/metrics"}
+    )
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

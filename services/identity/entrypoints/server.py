@@ -36,6 +36,9 @@ class IdentityServer(HttpHost):
             max_form_bytes=s.max_form_bytes,
             jwks_max_age_s=s.jwks_max_age_s,
             ready=self.app.ready,
+            trusted_proxies=s.trusted_proxy_networks,
+            client_address_header=s.client_address_header,
+            signup_enabled=s.signup_enabled,
         )
         return build_app(self._context)
 

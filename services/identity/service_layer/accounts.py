@@ -1,4 +1,9 @@
-"""Account use cases: add users and clients, and the idempotent demo seed of a development stack.
+"""Account use cases: customers sign up, the admin command adds users (managers among them) and
+clients, and the idempotent demo seed of a development stack.
+
+Sign-up makes a customer and nothing else: the e-mail address is the account's username (signing
+in takes it) and its e-mail claim; an address already taken, in any case, is ALREADY_EXISTS; the
+password policy's refusal names what is wrong. Managers come only from `add-user`.
 
 Demo accounts (development only; the passwords are documented on purpose):
 - `demo-customer` / `popcorn-customer`, role customer, e-mail demo-customer@example.test
@@ -14,8 +19,17 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from services.identity.domain.model import Client, Role, User, check_client_id, normalise_username, parse_roles
+from services.identity.domain.model import (
+    Client,
+    Role,
+    User,
+    check_client_id,
+    normalise_email,
+    normalise_username,
+    parse_roles,
+)
 from services.identity.service_layer.dependencies import IdentityDependencies
+from services.kit.errors import FieldViolation, InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +59,48 @@ async def add_user(
 ) -> User:
     name = normalise_username(username)
     checked_roles = parse_roles(roles)
+    checked_email = normalise_email(email) if email else None
     deps.password_policy.check(password, name)
     user = User(
         id=str(uuid.uuid4()),
         username=name,
         password_hash=await deps.hasher.hash(password),
         roles=checked_roles,
-        email=email or None,
+        email=checked_email,
     )
     await deps.users.add(user)
     log.info("user added", extra={"username": name, "roles": sorted(user.roles)})
+    return user
+
+
+async def sign_up(deps: IdentityDependencies, email: str, password: str) -> User:
+    """A new customer account named by its e-mail address. InvalidArgument (every bad field at
+    once), AlreadyExists when the address is taken."""
+    violations: list[FieldViolation] = []
+    address = ""
+    try:
+        address = normalise_email(email)
+    except InvalidArgument as error:
+        violations += error.violations
+    try:
+        # the password may not contain the address's local part (the name a person picks; a very
+        # short one would forbid half the alphabet), nor the whole address
+        local = address.split("@", 1)[0]
+        deps.password_policy.check(password, local if len(local) >= 4 else address)
+    except InvalidArgument as error:
+        violations += error.violations
+    if violations:
+        message = "; ".join(f"{v.field}: {v.description}" for v in violations).replace("password:", "the password")
+        raise InvalidArgument(message, tuple(violations))
+    user = User(
+        id=str(uuid.uuid4()),
+        username=address,
+        password_hash=await deps.hasher.hash(password),
+        roles=frozenset({Role.CUSTOMER}),
+        email=address,
+    )
+    await deps.users.add(user)
+    log.info("customer signed up", extra={"user_id": user.id})
     return user
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from services.identity.domain.keys import KeyPolicy
 from services.identity.domain.passwords import PasswordPolicy
+from services.identity.domain.refresh import RefreshPolicy
 from services.identity.domain.throttling import ThrottlePolicy
 from services.identity.domain.tokens import TokenPolicy
 from services.identity.service_layer.ports import (
@@ -15,6 +16,7 @@ from services.identity.service_layer.ports import (
     KeyFactory,
     KeySealer,
     KeyStore,
+    RefreshTokenStore,
     SecretHasher,
     TokenSigner,
     UserRepository,
@@ -35,5 +37,7 @@ class IdentityDependencies:
     token_policy: TokenPolicy
     key_policy: KeyPolicy
     throttle_policy: ThrottlePolicy
+    refresh_tokens: RefreshTokenStore
+    refresh_policy: RefreshPolicy
     password_policy: PasswordPolicy = field(default_factory=PasswordPolicy)
     algorithm: str = "RS256"

@@ -1,5 +1,8 @@
 """Signing-key use cases: rotate (forced, or when due), drop expired keys, publish the JWKS,
-and the active key a replica signs with (read from the store, cached for a few seconds).
+and the key a replica signs with (read from the store, cached for a few seconds).
+
+A rotation publishes the next key at once and schedules its activation one JWKS cache period
+later (domain.keys); the key that signs is chosen by the clock, so replicas switch together.
 
 Several replicas share one store: a rotation runs in a transaction holding an advisory lock and
 re-reads the active key inside it, so concurrent "rotation due" checks make one new key, and the
@@ -14,6 +17,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from services.identity.domain.keys import SigningKeyInfo, new_kid
@@ -24,26 +28,38 @@ from services.kit.errors import Unavailable
 log = logging.getLogger(__name__)
 
 
-async def rotate_keys(deps: IdentityDependencies, *, force: bool) -> str | None:
-    """Make a new key active (always when `force`, else only when due); returns its kid, or None."""
+async def rotate_keys(deps: IdentityDependencies, *, force: bool, immediately: bool = False) -> str | None:
+    """Make the next key (always when `force`, else only when due) and publish it; it signs one
+    JWKS cache period later, or at once when `immediately` (a leaked key) or when it is the first.
+    Returns its kid, or None."""
     async with deps.keys.exclusive() as rotation:
-        current = await rotation.active()
+        newest = await rotation.newest()
         now = deps.clock.now()
-        if not force and not deps.key_policy.rotation_due(current.info if current else None, now):
+        newest_info = newest.info if newest else None
+        if not force and not deps.key_policy.rotation_due(newest_info, now):
             return None
+        activates_at = deps.key_policy.activation_of_next(newest_info, now, immediately=immediately)
         kid = new_kid(now, secrets.token_hex(4))
         material = await deps.key_factory.generate(kid)
-        if current is not None:
-            await rotation.retire(current.info.kid, now, deps.key_policy.verify_until(now))
+        if newest is not None:
+            # it signs until its successor does, and verifies what it signed until that expires
+            await rotation.retire(newest.info.kid, activates_at, deps.key_policy.verify_until(activates_at))
         await rotation.add(
             StoredKey(
-                info=SigningKeyInfo(kid=kid, algorithm=deps.algorithm, created_at=now),
+                info=SigningKeyInfo(kid=kid, algorithm=deps.algorithm, created_at=now, activates_at=activates_at),
                 public_jwk=material.public_jwk,
                 sealed_private=deps.sealer.seal(kid, material.private_jwk),
                 sealing=deps.sealer.scheme,
             )
         )
-    log.info("signing key rotated", extra={"kid": kid, "retired_kid": current.info.kid if current else None})
+    log.info(
+        "signing key rotated",
+        extra={
+            "kid": kid,
+            "activates_at": activates_at.isoformat(),
+            "retired_kid": newest.info.kid if newest else None,
+        },
+    )
     return kid
 
 
@@ -79,11 +95,13 @@ class ActiveKey:
     kid: str
     algorithm: str
     private_jwk: Mapping[str, Any]
+    retired_at: datetime | None = None
 
 
 class ActiveKeyCache:
-    """The key this replica signs with: re-read from the store at most every `cache_s` seconds,
-    one read at a time, so a rotation done anywhere reaches every replica within that time."""
+    """The key this replica signs with: re-read from the store at most every `cache_s` seconds
+    (and at once when the cached key's retirement has come), one read at a time, so a rotation
+    done anywhere reaches every replica within that time."""
 
     def __init__(self, deps: IdentityDependencies, cache_s: float) -> None:
         self._deps = deps
@@ -93,7 +111,9 @@ class ActiveKeyCache:
         self._lock = asyncio.Lock()
 
     def _fresh(self) -> bool:
-        return self._key is not None and time.monotonic() - self._read_at < self._cache_s
+        if self._key is None or time.monotonic() - self._read_at >= self._cache_s:
+            return False
+        return self._key.retired_at is None or self._key.retired_at > self._deps.clock.now()
 
     async def current(self) -> ActiveKey:
         if self._fresh():
@@ -101,12 +121,16 @@ class ActiveKeyCache:
             return self._key
         async with self._lock:
             if not self._fresh():
-                stored = await self._deps.keys.active()
+                stored = await self._deps.keys.signing(self._deps.clock.now())
                 if stored is None:
                     raise Unavailable("no signing key yet", retry_after_s=1.0, reason="NO_SIGNING_KEY")
                 if self._key is None or self._key.kid != stored.info.kid:
                     private = self._deps.sealer.open(stored.info.kid, stored.sealed_private, stored.sealing)
-                    self._key = ActiveKey(stored.info.kid, stored.info.algorithm, private)
+                    self._key = ActiveKey(stored.info.kid, stored.info.algorithm, private, stored.info.retired_at)
+                else:
+                    self._key = ActiveKey(
+                        self._key.kid, self._key.algorithm, self._key.private_jwk, stored.info.retired_at
+                    )
                 self._read_at = time.monotonic()
             assert self._key is not None
             return self._key

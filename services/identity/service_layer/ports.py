@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from services.identity.domain.keys import SigningKeyInfo
 from services.identity.domain.model import Client, User
+from services.identity.domain.refresh import RefreshToken
 from services.identity.domain.throttling import FailedAttempts, ThrottlePolicy
 
 
@@ -44,8 +45,10 @@ class SecretHasher(Protocol):
 class UserRepository(Protocol):
     async def get_by_username(self, username: str) -> User | None: ...
 
+    async def get(self, user_id: str) -> User | None: ...
+
     async def add(self, user: User) -> None:
-        """Raises AlreadyExists when the username is taken."""
+        """Raises AlreadyExists when the username, or the e-mail address (any case), is taken."""
         ...
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
@@ -62,7 +65,8 @@ class ClientRepository(Protocol):
 
 
 class AttemptLog(Protocol):
-    """Failed sign-in attempts per principal key (`user:<name>`, `client:<id>`), shared by replicas."""
+    """Failed sign-in attempts per key (`user:<name>|<address>`, `client:<id>|<address>`: see
+    domain.throttling.throttle_key), shared by replicas."""
 
     async def get(self, principal: str) -> FailedAttempts | None: ...
 
@@ -73,6 +77,25 @@ class AttemptLog(Protocol):
     async def clear(self, principal: str) -> None: ...
 
     async def forget_stale(self, now: datetime, policy: ThrottlePolicy) -> int: ...
+
+
+class RefreshTokenStore(Protocol):
+    """Refresh tokens by the digest of their value (the value itself is never stored)."""
+
+    async def add(self, token: RefreshToken, digest: bytes) -> None: ...
+
+    async def claim(self, digest: bytes, now: datetime) -> RefreshToken | None:
+        """The token as it was, marked used in the same transaction when it was valid (unused, not
+        revoked, not expired): of two concurrent claims of one token, exactly one sees it unused."""
+        ...
+
+    async def get(self, digest: bytes) -> RefreshToken | None: ...
+
+    async def revoke_family(self, family_id: str, now: datetime) -> int:
+        """Revoke every token of the family not revoked yet; returns how many."""
+        ...
+
+    async def forget_expired(self, now: datetime) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -88,7 +111,11 @@ class StoredKey:
 class KeyRotation(Protocol):
     """The key store inside one exclusive transaction (one rotation at a time across replicas)."""
 
-    async def active(self) -> StoredKey | None: ...
+    async def newest(self) -> StoredKey | None:
+        """The key not retired: the one signing, or the next one waiting for its activation."""
+        ...
+
+    async def signing(self, now: datetime) -> StoredKey | None: ...
 
     async def retire(self, kid: str, retired_at: datetime, verify_until: datetime) -> None: ...
 
@@ -96,7 +123,9 @@ class KeyRotation(Protocol):
 
 
 class KeyStore(Protocol):
-    async def active(self) -> StoredKey | None: ...
+    async def signing(self, now: datetime) -> StoredKey | None:
+        """The key that signs at `now` (activated, not yet retired)."""
+        ...
 
     async def published(self, now: datetime) -> list[StoredKey]:
         """The active key and retired keys whose `verify_until` is after `now`."""

@@ -60,9 +60,14 @@ async def test_discovery_document_is_consistent_with_the_tokens(
     assert discovery["issuer"] == identity.issuer
     assert discovery["token_endpoint"] == identity.token_url
     assert discovery["jwks_uri"] == identity.jwks_url
-    assert set(discovery["grant_types_supported"]) == {"password", "client_credentials"}
+    assert set(discovery["grant_types_supported"]) == {"password", "client_credentials", "refresh_token"}
+    assert discovery["revocation_endpoint"] == f"{identity.url}/oauth2/revoke"
     assert discovery["id_token_signing_alg_values_supported"] == ["RS256"]
-    assert set(discovery["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "client_secret_post"}
+    assert set(discovery["token_endpoint_auth_methods_supported"]) == {
+        "client_secret_basic",
+        "client_secret_post",
+        "none",
+    }
     assert set(discovery["scopes_supported"]) == {"customer", "manager", "service"}
 
     # A client knowing only the discovery URL can get a token and verify it.
@@ -82,10 +87,16 @@ async def test_rotation_keeps_old_tokens_valid_until_they_expire_then_drops_the_
     identity_db: str, http: httpx.AsyncClient, postgres_server: Server
 ) -> None:
     database = await create_database(postgres_server, "identity_rotation")
-    # Tokens live 2 s, verifiers allow no skew, replicas re-read the key at once: the old key
-    # must stay published 2 s after the rotation, then disappear.
+    # Tokens live 2 s, verifiers allow no skew, replicas re-read the key at once, the new key signs
+    # at once: the old key must stay published 2 s after the rotation, then disappear.
     running = await start_identity(
-        database, user_token_ttl_s=2, client_token_ttl_s=2, verifier_leeway_s=0, key_cache_s=0
+        database,
+        user_token_ttl_s=2,
+        client_token_ttl_s=2,
+        verifier_leeway_s=0,
+        key_cache_s=0,
+        key_publish_ahead_s=0,
+        jwks_max_age_s=0,
     )
     try:
         check = verifier(running)
@@ -108,7 +119,7 @@ async def test_rotation_keeps_old_tokens_valid_until_they_expire_then_drops_the_
             await check.verify(new_token)  # 2 s tokens: expired too, but signed by a known key
         await running.app.housekeeping_round()
         async with running.app.deps.keys.exclusive() as rotation:
-            active = await rotation.active()
+            active = await rotation.newest()
         assert active is not None and active.info.kid == new_kid
         assert [key.info.kid for key in await running.app.deps.keys.all()] == [new_kid]  # the row is gone
         fresh = verifier(running)
@@ -154,8 +165,9 @@ async def test_concurrent_rotations_leave_exactly_one_active_key(postgres_server
             # and the store itself refuses a second active key, whoever tries
             with pytest.raises(asyncpg.UniqueViolationError):
                 await conn.execute(
-                    "INSERT INTO signing_keys (kid, algorithm, public_jwk, private_jwk, sealing, created_at)"
-                    " VALUES ('intruder', 'RS256', '{}', '{}', 'none', now())"
+                    "INSERT INTO signing_keys"
+                    " (kid, algorithm, public_jwk, private_jwk, sealing, created_at, activates_at)"
+                    " VALUES ('intruder', 'RS256', '{}', '{}', 'none', now(), now())"
                 )
         finally:
             await conn.close()

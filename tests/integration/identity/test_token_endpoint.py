@@ -34,17 +34,26 @@ def verifier_for(identity: RunningIdentity) -> JwtVerifier:
 
 
 async def password_token(
-    http: httpx.AsyncClient, identity: RunningIdentity, username: str, password: str, **extra: str
+    http: httpx.AsyncClient,
+    identity: RunningIdentity,
+    username: str,
+    password: str,
+    headers: dict[str, str] | None = None,
+    **extra: str,
 ) -> httpx.Response:
     form = {"grant_type": "password", "username": username, "password": password, **extra}
-    return await http.post(identity.token_url, data=form)
+    return await http.post(identity.token_url, data=form, headers=headers)
 
 
 def assert_oauth_error(response: httpx.Response, status: int, error: str) -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
-    assert response.json()["error"] == error, response.json()
+    body = response.json()
+    assert body["error"] == error, body
     assert response.headers["cache-control"] == "no-store"
+    # also a google.rpc.Status, as every other refusal at the edge
+    assert isinstance(body["code"], int) and body["code"] > 0 and body["message"] == body["error_description"]
+    assert any(d["@type"] == "type.googleapis.com/google.rpc.ErrorInfo" for d in body["details"]), body
 
 
 async def test_password_grant_gives_a_verifiable_customer_token(
@@ -58,6 +67,7 @@ async def test_password_grant_gives_a_verifiable_customer_token(
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 900
     assert "scope" not in body
+    assert len(body["refresh_token"]) >= 43 and body["refresh_token_expires_in"] == 14 * 86400
     caller = await verifier_for(identity).verify(body["access_token"])
     claims = caller.claims
     assert caller.roles == {"customer"}
@@ -163,7 +173,8 @@ async def test_an_unknown_user_takes_about_as_long_as_a_wrong_password(
         ({}, {}, 400, "invalid_request"),  # no grant_type
         ({}, {"grant_type": ""}, 400, "invalid_request"),  # empty = omitted
         ({}, {"grant_type": "authorization_code", "code": "x"}, 400, "unsupported_grant_type"),
-        ({}, {"grant_type": "refresh_token", "refresh_token": "x"}, 400, "unsupported_grant_type"),
+        ({}, {"grant_type": "refresh_token", "refresh_token": "x"}, 400, "invalid_grant"),
+        ({}, {"grant_type": "refresh_token"}, 400, "invalid_request"),
         ({}, {"grant_type": "password", "username": "demo-customer"}, 400, "invalid_request"),
         ({}, {"grant_type": "password", "password": "popcorn-customer"}, 400, "invalid_request"),
         ({}, {"grant_type": "client_credentials"}, 401, "invalid_client"),  # no client authentication
@@ -234,23 +245,72 @@ async def test_protocol_errors_of_the_request_itself(identity: RunningIdentity, 
     assert with_charset.status_code == 200, with_charset.text
 
 
-async def test_repeated_failures_lock_the_username_then_it_unlocks(
+def from_address(address: str) -> dict[str, str]:
+    """What the edge Envoy adds for a client at `address` (this test talks to identity from
+    127.0.0.1, a trusted proxy address, as the ingress does)."""
+    return {"x-envoy-external-address": address}
+
+
+async def test_repeated_failures_lock_out_that_address_only_with_exponential_backoff(
     identity: RunningIdentity, http: httpx.AsyncClient
 ) -> None:
     await accounts.add_user(identity.app.deps, "forgetful", "the-right-password", ["customer"])
+    stranger, owner = from_address("203.0.113.66"), from_address("198.51.100.7")
     for _ in range(3):  # lockout_threshold=3 in this module
-        assert_oauth_error(await password_token(http, identity, "forgetful", "wrong-guess-123"), 400, "invalid_grant")
-    locked = await password_token(http, identity, "forgetful", "the-right-password")
+        wrong = await password_token(http, identity, "forgetful", "wrong-guess-123", headers=stranger)
+        assert_oauth_error(wrong, 400, "invalid_grant")
+    locked = await password_token(http, identity, "forgetful", "the-right-password", headers=stranger)
     assert_oauth_error(locked, 429, "invalid_grant")
-    assert 1 <= int(locked.headers["retry-after"]) <= 2
-    other = await password_token(http, identity, CUSTOMER.username, CUSTOMER.password)
-    assert other.status_code == 200  # only that username is locked
-    await asyncio.sleep(2.1)  # lockout_s=2
-    unlocked = await password_token(http, identity, "forgetful", "the-right-password")
+    assert 1 <= int(locked.headers["retry-after"]) <= 2  # lockout_s=2
+    # the refusal is a google.rpc.Status too: RESOURCE_EXHAUSTED, RetryInfo, ErrorInfo
+    body = locked.json()
+    assert body["code"] == 8 and body["message"] == body["error_description"]
+    kinds = {detail["@type"].rsplit(".", 1)[1]: detail for detail in body["details"]}
+    assert kinds["RetryInfo"]["retryDelay"] in {"1s", "2s"}
+    assert kinds["ErrorInfo"]["reason"] == "TOO_MANY_ATTEMPTS" and kinds["ErrorInfo"]["domain"] == "cinema"
+    # the owner, elsewhere, signs in all along: a stranger cannot lock anyone out
+    assert (await password_token(http, identity, "forgetful", "the-right-password", headers=owner)).status_code == 200
+    other = await password_token(http, identity, CUSTOMER.username, CUSTOMER.password, headers=stranger)
+    assert other.status_code == 200  # only that account is locked for that address
+    # after the lockout, each further failure doubles it: 2 s, then 4 s
+    await asyncio.sleep(2.1)
+    again = await password_token(http, identity, "forgetful", "wrong-guess-456", headers=stranger)
+    assert_oauth_error(again, 400, "invalid_grant")
+    longer = await password_token(http, identity, "forgetful", "the-right-password", headers=stranger)
+    assert_oauth_error(longer, 429, "invalid_grant")
+    assert 3 <= int(longer.headers["retry-after"]) <= 4
+    record = await identity.app.deps.attempts.get("user:forgetful|203.0.113.66")
+    assert record is not None and record.failures == 4
+    assert await identity.app.deps.attempts.get("user:forgetful|198.51.100.7") is None  # its success cleared it
+    await asyncio.sleep(4.1)
+    unlocked = await password_token(http, identity, "forgetful", "the-right-password", headers=stranger)
     assert unlocked.status_code == 200, unlocked.text
     # the success cleared the count: one more failure does not lock again
-    assert_oauth_error(await password_token(http, identity, "forgetful", "wrong-again-123"), 400, "invalid_grant")
-    assert (await password_token(http, identity, "forgetful", "the-right-password")).status_code == 200
+    after = await password_token(http, identity, "forgetful", "wrong-again-123", headers=stranger)
+    assert_oauth_error(after, 400, "invalid_grant")
+    assert (
+        await password_token(http, identity, "forgetful", "the-right-password", headers=stranger)
+    ).status_code == 200
+
+
+async def test_the_client_address_header_counts_only_from_a_trusted_proxy(
+    identity_db: str, http: httpx.AsyncClient
+) -> None:
+    from tests.integration.identity.conftest import start_identity
+
+    # 127.0.0.1 is not trusted here: the header is ignored and every guess counts for the peer
+    running = await start_identity(identity_db, lockout_threshold=2, lockout_s=30, trusted_proxies="10.0.0.0/8")
+    try:
+        await accounts.add_user(running.app.deps, "spoofed", "the-right-password", ["customer"])
+        for n in range(2):
+            forged = from_address(f"192.0.2.{n}")  # a new address every time: it does not help
+            refused = await password_token(http, running, "spoofed", "wrong-guess-123", headers=forged)
+            assert_oauth_error(refused, 400, "invalid_grant")
+        locked = await password_token(http, running, "spoofed", "the-right-password", headers=from_address("192.0.2.9"))
+        assert_oauth_error(locked, 429, "invalid_grant")
+        assert await running.app.deps.attempts.get("user:spoofed|127.0.0.1") is not None
+    finally:
+        await running.server.stop()
 
 
 async def test_concurrent_failures_all_count(identity: RunningIdentity, http: httpx.AsyncClient) -> None:
@@ -259,7 +319,7 @@ async def test_concurrent_failures_all_count(identity: RunningIdentity, http: ht
         *(password_token(http, identity, "hammered", f"guess-{i}-wrong") for i in range(8))
     )
     assert {r.status_code for r in responses} <= {400, 429}
-    record = await identity.app.deps.attempts.get("user:hammered")
+    record = await identity.app.deps.attempts.get("user:hammered|127.0.0.1")  # no header: the peer
     assert record is not None
     # every verified failure counted (those refused as locked were never verified)
     assert record.failures == sum(1 for r in responses if r.status_code == 400)

@@ -3,14 +3,24 @@ rotation and publication, sign-in throttling."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from services.identity.domain.keys import KeyPolicy, SigningKeyInfo, new_kid
-from services.identity.domain.model import Client, Principal, Role, User, normalise_username, parse_roles
+from services.identity.domain.model import (
+    Client,
+    Principal,
+    Role,
+    User,
+    normalise_email,
+    normalise_username,
+    parse_roles,
+)
 from services.identity.domain.passwords import PasswordPolicy
-from services.identity.domain.throttling import FailedAttempts, ThrottlePolicy
+from services.identity.domain.refresh import RefreshPolicy, Verdict, narrowed_scope, refresh_token_digest
+from services.identity.domain.throttling import FailedAttempts, ThrottlePolicy, throttle_key
 from services.identity.domain.tokens import TokenPolicy, access_token_claims, granted_roles, parse_scope
 from services.identity.service_layer.accounts import DEMO_USERS
 from services.kit.errors import InvalidArgument
@@ -172,35 +182,121 @@ def test_a_retired_key_is_published_until_its_last_token_cannot_be_valid() -> No
     assert current.is_active and not old.is_active
 
 
+def test_the_next_key_signs_one_cache_period_after_it_is_published() -> None:
+    policy = replace(KEYS, publish_ahead=timedelta(minutes=2))
+    assert policy.activation_of_next(None, T0) == T0  # the first key signs at once
+    current = key("current", T0 - timedelta(days=30))
+    assert policy.activation_of_next(current, T0) == T0 + timedelta(minutes=2)
+    assert policy.activation_of_next(current, T0, immediately=True) == T0
+    switch = T0 + timedelta(minutes=2)
+    retiring = replace(current, retired_at=switch, verify_until=policy.verify_until(switch))
+    pending = SigningKeyInfo("next", "RS256", created_at=T0, activates_at=switch)
+    # before the switch the old key signs and both are published; after it, only the new one signs
+    assert retiring.signs_at(T0 + timedelta(minutes=1)) and not pending.signs_at(T0 + timedelta(minutes=1))
+    assert pending.signs_at(switch) and not retiring.signs_at(switch)
+    assert [k.kid for k in policy.published([retiring, pending], T0)] == ["next", "current"]
+    # a key waiting for its activation is never "due" for another rotation
+    assert not policy.rotation_due(pending, T0 + timedelta(minutes=1))
+    assert policy.rotation_due(pending, switch + timedelta(days=30))
+
+
 def test_kids_are_readable_and_unique() -> None:
     assert new_kid(T0, "3f9a1c2b") == "20261124T100000Z-3f9a1c2b"
 
 
 # --- throttling ---------------------------------------------------------------------------------
 
-THROTTLE = ThrottlePolicy(threshold=3, window=timedelta(minutes=5), lockout=timedelta(minutes=2))
+THROTTLE = ThrottlePolicy(
+    threshold=3, window=timedelta(minutes=15), base_lockout=timedelta(seconds=30), max_lockout=timedelta(minutes=4)
+)
 
 
-def test_lockout_after_threshold_failures_within_the_window() -> None:
+def test_lockout_after_threshold_failures_then_exponential_backoff_up_to_the_maximum() -> None:
     record = None
-    for minute in range(3):
-        assert THROTTLE.locked_for(record, T0 + timedelta(minutes=minute)) is None
-        record = THROTTLE.after_failure(record, T0 + timedelta(minutes=minute))
-    assert record == FailedAttempts(3, T0, T0 + timedelta(minutes=4))
-    assert THROTTLE.locked_for(record, T0 + timedelta(minutes=3)) == 60
-    assert THROTTLE.locked_for(record, T0 + timedelta(minutes=4)) is None
+    now = T0
+    for _ in range(3):
+        assert THROTTLE.locked_for(record, now) is None
+        record = THROTTLE.after_failure(record, now)
+        now += timedelta(seconds=1)
+    assert record == FailedAttempts(3, T0 + timedelta(seconds=2), T0 + timedelta(seconds=32))
+    assert THROTTLE.locked_for(record, T0 + timedelta(seconds=12)) == 20
+    # every failure after a lockout ends doubles the next one: 60 s, 120 s, 240 s, then 240 s (the maximum)
+    lockouts = []
+    for _ in range(4):
+        assert record is not None and record.locked_until is not None
+        now = record.locked_until
+        assert THROTTLE.locked_for(record, now) is None
+        record = THROTTLE.after_failure(record, now)
+        assert record.locked_until is not None
+        lockouts.append((record.locked_until - now).total_seconds())
+    assert lockouts == [60, 120, 240, 240]
+
+
+def test_the_count_starts_again_after_a_quiet_window_measured_from_the_end_of_the_lockout() -> None:
+    record = FailedAttempts(5, T0, T0 + timedelta(minutes=4))
+    # 14 minutes after the lockout ended: still counting (the next failure locks for longer)
+    later = THROTTLE.after_failure(record, T0 + timedelta(minutes=4 + 14))
+    assert later.failures == 6 and later.locked_until is not None
+    # 15 minutes of quiet after it ended: a fresh start
+    fresh = THROTTLE.after_failure(record, T0 + timedelta(minutes=4 + 15))
+    assert fresh == FailedAttempts(1, T0 + timedelta(minutes=19), None)
 
 
 def test_failures_spread_beyond_the_window_never_lock() -> None:
     record = None
     for step in range(10):
-        record = THROTTLE.after_failure(record, T0 + timedelta(minutes=3 * step))
+        record = THROTTLE.after_failure(record, T0 + timedelta(minutes=16 * step))
         assert record.locked_until is None
-    assert record is not None and record.failures <= 2
+    assert record is not None and record.failures == 1
 
 
 def test_stale_records_can_be_forgotten() -> None:
     record = FailedAttempts(3, T0, T0 + timedelta(minutes=10))
     assert not THROTTLE.forgettable(record, T0 + timedelta(minutes=6))  # still locked
-    assert THROTTLE.forgettable(record, T0 + timedelta(minutes=10))
-    assert not THROTTLE.forgettable(FailedAttempts(1, T0), T0 + timedelta(minutes=4))
+    assert not THROTTLE.forgettable(record, T0 + timedelta(minutes=24))  # quiet for 14 min only
+    assert THROTTLE.forgettable(record, T0 + timedelta(minutes=25))
+    assert not THROTTLE.forgettable(FailedAttempts(1, T0), T0 + timedelta(minutes=14))
+    assert THROTTLE.stale_before(T0) == T0 - timedelta(minutes=15)
+
+
+def test_the_throttle_key_names_the_account_and_the_address() -> None:
+    assert throttle_key("user:ada", "203.0.113.7") == "user:ada|203.0.113.7"
+    assert throttle_key("user:ada", "203.0.113.7") != throttle_key("user:ada", "198.51.100.1")
+
+
+# --- refresh tokens -----------------------------------------------------------------------------
+
+REFRESH = RefreshPolicy(ttl=timedelta(days=14), family_ttl=timedelta(days=30))
+
+
+def test_a_family_never_outlives_its_sign_in() -> None:
+    first = REFRESH.first("t1", "f1", "u1", None, None, T0)
+    assert first.expires_at == T0 + timedelta(days=14) and first.family_expires_at == T0 + timedelta(days=30)
+    later = REFRESH.successor(first, "t2", None, T0 + timedelta(days=20))
+    assert later.family_id == "f1" and later.user_id == "u1"
+    assert later.expires_at == T0 + timedelta(days=30)  # not day 34
+    assert REFRESH.verdict(first, T0 + timedelta(days=1)) is Verdict.VALID
+    assert REFRESH.verdict(first, T0 + timedelta(days=14)) is Verdict.EXPIRED
+    assert REFRESH.verdict(replace(first, used_at=T0), T0) is Verdict.SPENT
+    assert REFRESH.verdict(replace(first, used_at=T0, revoked_at=T0), T0) is Verdict.REVOKED
+
+
+def test_a_refresh_may_narrow_the_scope_never_widen_it() -> None:
+    assert narrowed_scope(None, None) is None
+    assert narrowed_scope(frozenset({"customer"}), None) == {"customer"}
+    assert narrowed_scope(None, frozenset({"manager"})) == {"manager"}
+    with pytest.raises(ValueError, match="manager"):
+        narrowed_scope(frozenset({"customer"}), frozenset({"customer", "manager"}))
+    assert len(refresh_token_digest("x")) == 32 and refresh_token_digest("x") != refresh_token_digest("y")
+
+
+# --- e-mail addresses ---------------------------------------------------------------------------
+
+
+def test_email_addresses_are_lower_cased_and_plain() -> None:
+    assert normalise_email("  Ada.Lovelace+Films@Example.COM ") == "ada.lovelace+films@example.com"
+    for bad in ("", "ada", "ada@example", "ada@@example.com", "a..b@example.com", "ada lovelace@example.com",
+                "x" * 60 + "@example.com", "<ada@example.com>"):  # fmt: skip
+        with pytest.raises(InvalidArgument) as raised:
+            normalise_email(bad)
+        assert raised.value.violations[0].field == "email"
