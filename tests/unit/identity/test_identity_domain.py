@@ -283,8 +283,8 @@ def test_a_family_never_outlives_its_sign_in() -> None:
 
 def test_a_refresh_may_narrow_the_scope_never_widen_it() -> None:
     assert narrowed_scope(None, None) is None
-    assert narrowed_scope(frozenset({"customer"}), None) == {"customer"}
-    assert narrowed_scope(None, frozenset({"manager"})) == {"manager"}
+    assert narrowed_scope(frozenset({"customer"}), None) == frozenset({"customer"})
+    assert narrowed_scope(None, frozenset({"manager"})) == frozenset({"manager"})
     with pytest.raises(ValueError, match="manager"):
         narrowed_scope(frozenset({"customer"}), frozenset({"customer", "manager"}))
     assert len(refresh_token_digest("x")) == 32 and refresh_token_digest("x") != refresh_token_digest("y")
