@@ -527,6 +527,117 @@ def add_screening(
     )
 
 
+# --- the manager's view (issue 16) -----------------------------------------------------------------
+
+_STATES = ("pending", "confirmed", "cancelled", "failed")
+
+
+@admin.command("reservations")
+@reported
+def admin_reservations(
+    screening: Annotated[str, typer.Argument(help="The screening's id (`cinema screenings MOVIE`).")],
+    state: Annotated[str, typer.Option(help=f"Only this state: {', '.join(_STATES)}.")] = "",
+    json_: JsonOption = False,
+) -> None:
+    """List who booked a screening: its reservations, newest first (managers)."""
+    _needs_role("manager")
+    screening_id = _uuid(screening, "SCREENING")
+    params = {}
+    if state:
+        if state.lower() not in _STATES:
+            raise CliError(USAGE, f"--state must be one of {', '.join(_STATES)}, not {state!r}")
+        params["state"] = f"RESERVATION_STATE_{state.upper()}"
+    with _api(signed_in=True) as api:
+        found = api.pages(f"/v1/screenings/{screening_id}/reservations", "reservations", params=params, auth=True)
+    if json_:
+        render.print_json(found)
+        return
+    rows = [
+        (
+            r["id"],
+            r.get("customerId", ""),
+            " ".join(r.get("seats", [])),
+            render.money(r.get("amount")),
+            render.state(r.get("state"), "RESERVATION_STATE_"),
+            render.when(r.get("createTime")),
+            r.get("reason", ""),
+        )
+        for r in found
+    ]
+    render.table(
+        f"Reservations of screening {screening_id}",
+        ("ID", "Customer", "Seats", "Amount", "State", "Booked", "Reason"),
+        rows,
+        ids=1,
+    )
+
+
+def _sales_row(label: str, sales: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        label,
+        str(sales.get("seatsSold", 0)),
+        str(sales.get("seatsFree", 0)),
+        str(sales.get("seatsBlocked", 0)),
+        str(sales.get("cancellations", 0)),
+        render.money(sales.get("revenue")),
+        render.money(sales.get("refunds")),
+        render.money(sales.get("netRevenue")),
+    )
+
+
+_SALES_COLUMNS = ("", "Sold", "Free", "Blocked", "Cancelled", "Revenue", "Refunds", "Net")
+
+
+@admin.command("sales")
+@reported
+def admin_sales(
+    movie: Annotated[str, typer.Argument(help="The movie: its id or its title (or give --screening).")] = "",
+    screening: Annotated[str, typer.Option(help="One screening's sales instead of a movie's.")] = "",
+    json_: JsonOption = False,
+) -> None:
+    """Show the sales of a movie (each screening and the total) or of one screening (managers)."""
+    _needs_role("manager")
+    if bool(movie) == bool(screening):
+        raise CliError(USAGE, "name a MOVIE or give --screening ID (one of them)")
+    with _api(signed_in=True) as api:
+        if screening:
+            answer = api.call("GET", f"/v1/sales/screenings/{_uuid(screening, '--screening')}", auth=True)
+        else:
+            answer = api.call("GET", f"/v1/sales/movies/{_movie_id(api, movie)}", auth=True)
+    if json_:
+        render.print_json(answer)
+        return
+    if screening:
+        shown = answer.get("screening", {})
+        parts, totals, title = [shown], shown.get("sales", {}), f"Sales of screening {shown.get('screeningId', '')}"
+    else:
+        parts, totals, title = (
+            answer.get("screenings", []),
+            answer.get("sales", {}),
+            f"Sales of {answer.get('title', '')}",
+        )
+    rows = [
+        _sales_row(
+            f"{render.when(s.get('startTime'))} {s.get('hall', '')}" + (" (cancelled)" if s.get("cancelled") else ""),
+            s.get("sales", {}),
+        )
+        for s in parts
+    ]
+    if not screening:
+        rows.append(_sales_row("Total", totals))
+    render.table(title, _SALES_COLUMNS, rows)
+    timeline = [
+        (
+            render.when(p.get("startTime")),
+            str(p.get("seatsSold", 0)),
+            render.money(p.get("revenue")),
+            render.money(p.get("refunds")),
+        )
+        for p in totals.get("timeline", [])
+    ]
+    render.table("Sales hour by hour", ("Hour", "Seats sold", "Revenue", "Refunds"), timeline)
+
+
 # --- tools -------------------------------------------------------------------------------------
 
 
