@@ -76,6 +76,8 @@ class CliError(Exception):
 class Issued:
     access_token: str
     expires_in: int
+    refresh_token: str | None = None
+    refresh_expires_in: int | None = None
 
 
 def _reason(body: Any) -> str:
@@ -193,11 +195,49 @@ class Api:
         except ValueError:
             body = {}
         if reply.is_success and isinstance(body, dict) and "access_token" in body:
-            return Issued(str(body["access_token"]), int(body.get("expires_in", 0)))
+            return _issued(body)
         description = str(body.get("error_description", "")) if isinstance(body, dict) else ""
         if reply.status_code == 429:
             after = reply.headers.get("retry-after", "a few minutes")
-            raise CliError(NOT_SIGNED_IN, f"too many failed attempts: {username} is locked; try again in {after} s")
+            raise CliError(NOT_SIGNED_IN, f"too many failed attempts for {username} from here; try again in {after} s")
         if reply.status_code in (400, 401):
             raise CliError(NOT_SIGNED_IN, "wrong username or password")
         raise error_of(reply, signed_in=False) if not description else CliError(UNAVAILABLE, description)
+
+    def refresh_grant(self, refresh_token: str) -> Issued:
+        """The next access token (and refresh token) for a saved refresh token; NOT_SIGNED_IN when
+        identity refuses it (expired, revoked, or already used by someone else)."""
+        reply = self._send(
+            "POST", "/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": refresh_token}
+        )
+        try:
+            body: Any = reply.json()
+        except ValueError:
+            body = {}
+        if reply.is_success and isinstance(body, dict) and "access_token" in body:
+            return _issued(body)
+        if reply.status_code in (400, 401):
+            raise CliError(NOT_SIGNED_IN, "your session has ended: run `cinema login` again")
+        raise error_of(reply, signed_in=False)
+
+    def revoke(self, refresh_token: str) -> None:
+        """RFC 7009: the refresh token (and its family) is revoked at identity."""
+        reply = self._send("POST", "/oauth2/revoke", data={"token": refresh_token, "token_type_hint": "refresh_token"})
+        if not reply.is_success:
+            raise error_of(reply, signed_in=False)
+
+    def sign_up(self, email: str, password: str) -> dict[str, Any]:
+        """A new customer account (POST /v1/accounts); the account as identity answers it."""
+        account: dict[str, Any] = self.call("POST", "/v1/accounts", body={"email": email, "password": password})
+        return account
+
+
+def _issued(body: dict[str, Any]) -> Issued:
+    refresh = body.get("refresh_token")
+    refresh_in = body.get("refresh_token_expires_in")
+    return Issued(
+        str(body["access_token"]),
+        int(body.get("expires_in", 0)),
+        str(refresh) if refresh else None,
+        int(refresh_in) if isinstance(refresh_in, int) else None,
+    )

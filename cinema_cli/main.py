@@ -1,7 +1,8 @@
 """The `cinema` command: browse, reserve, review and manage the catalog through the ingress.
 
 Every command speaks REST/JSON to one address, the ingress (default http://127.0.0.1:18080;
-`--url` or `CINEMA_URL` to change it). `cinema login` keeps a token (see cinema_cli.session);
+`--url` or `CINEMA_URL` to change it). `cinema login` (or `cinema signup`, for a new customer)
+keeps a token and its refresh token (see cinema_cli.session);
 lists are tables, `--json` prints the API's JSON instead; failures print one line on stderr
 and exit with a code that says what went wrong (`cinema --help` lists them).
 """
@@ -30,6 +31,7 @@ from cinema_cli.api import (
     USAGE,
     Api,
     CliError,
+    Issued,
 )
 
 DEFAULT_URL = "http://127.0.0.1:18080"
@@ -97,9 +99,40 @@ def _api(*, signed_in: bool = False) -> Api:
     saved = session.load(settings.url)
     if saved is None:
         raise CliError(NOT_SIGNED_IN, f"not signed in to {settings.url}: run `cinema login`")
+    if saved.due_for_refresh and saved.refresh_token is not None:
+        saved = _refreshed(saved.refresh_token)
     if saved.expired:
         raise CliError(NOT_SIGNED_IN, f"your session as {saved.username} has ended: run `cinema login` again")
     return Api(settings.url, saved.token)
+
+
+def _refreshed(refresh_token: str) -> session.Session:
+    """The session renewed by its refresh token (saved at once: the old refresh token is spent)."""
+    with Api(settings.url) as api:
+        try:
+            issued = api.refresh_grant(refresh_token)
+        except CliError:
+            session.forget(settings.url)
+            raise
+    renewed = session.session_from_token(
+        settings.url, issued.access_token, issued.expires_in, issued.refresh_token, issued.refresh_expires_in
+    )
+    session.save(renewed)
+    return renewed
+
+
+def _save_sign_in(issued: Issued) -> tuple[session.Session, str]:
+    """Keep a new sign-in; returns it and a sentence saying how long it lasts and where it is kept."""
+    saved = session.session_from_token(
+        settings.url, issued.access_token, issued.expires_in, issued.refresh_token, issued.refresh_expires_in
+    )
+    path = session.save(saved)
+    if saved.refresh_expires_at is not None:
+        days = max(1, round((saved.refresh_expires_at - datetime.now().timestamp()) / 86400))
+        lasts = f"the session renews itself for up to {days} days"
+    else:
+        lasts = f"the session lasts {max(0, round((saved.expires_at - datetime.now().timestamp()) / 60))} min"
+    return saved, f"{lasts} (kept in {path})"
 
 
 def _needs_role(role: str) -> None:
@@ -147,19 +180,47 @@ def login(
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else typer.prompt("password", hide_input=True)
     with _api() as api:
         issued = api.password_grant(username, password)
-    saved = session.session_from_token(settings.url, issued.access_token, issued.expires_in)
-    path = session.save(saved)
-    minutes = max(0, round((saved.expires_at - datetime.now().timestamp()) / 60))
-    render.say(
-        f"Signed in to {settings.url} as {saved.username} ({', '.join(saved.roles) or 'no roles'}); "
-        f"the session lasts {minutes} min (token kept in {path})."
-    )
+    saved, lasts = _save_sign_in(issued)
+    render.say(f"Signed in to {settings.url} as {saved.username} ({', '.join(saved.roles) or 'no roles'}); {lasts}.")
+
+
+@app.command()
+@reported
+def signup(
+    email: Annotated[
+        str | None, typer.Argument(help="Your e-mail address: it is your username (asked when left out).")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input (first line).")
+    ] = False,
+) -> None:
+    """Open a customer account (e-mail and password, at least 12 characters) and sign in with it."""
+    if email is None:
+        email = typer.prompt("e-mail address")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password (at least 12 characters)", hide_input=True, confirmation_prompt=True)
+    with _api() as api:
+        account = api.sign_up(email, password).get("account", {})
+        issued = api.password_grant(str(account.get("username", email)), password)
+    saved, lasts = _save_sign_in(issued)
+    render.say(f"Welcome: account {saved.username} opened on {settings.url} and signed in (customer); {lasts}.")
 
 
 @app.command()
 @reported
 def logout() -> None:
-    """Forget the saved token of this cinema."""
+    """Sign out of this cinema: the refresh token is revoked and the saved sign-in forgotten."""
+    saved = session.load(settings.url)
+    if saved is not None and saved.refresh_token is not None:
+        with _api() as api:
+            try:
+                api.revoke(saved.refresh_token)
+            except CliError as error:  # signed out here all the same; it ends on its own later
+                render.err.print(
+                    f"note: the cinema could not revoke the session now ({error.message})", highlight=False
+                )
     if session.forget(settings.url):
         render.say(f"Signed out of {settings.url}.")
     else:

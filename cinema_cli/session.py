@@ -2,7 +2,9 @@
 
 `$CINEMA_CONFIG_DIR/session.json` (default `$XDG_CONFIG_HOME/cinema`, else `~/.config/cinema`),
 mode 0600 in a 0700 folder, written atomically. A token is kept with the URL it came from (it is
-worth nothing elsewhere), the username and roles it carries, and when it expires.
+worth nothing elsewhere), the username and roles it carries, and when it expires; with it the
+refresh token identity issued at sign-in, which gets the next access token when this one ends
+(each refresh replaces both), so a session lasts as long as its refresh tokens, not 15 minutes.
 """
 
 from __future__ import annotations
@@ -32,10 +34,20 @@ class Session:
     username: str
     roles: tuple[str, ...]
     expires_at: float
+    refresh_token: str | None = None
+    refresh_expires_at: float | None = None
 
     @property
     def expired(self) -> bool:
         return time.time() >= self.expires_at - 5
+
+    @property
+    def due_for_refresh(self) -> bool:
+        """The access token ends within a minute (a command may take that long) and a refresh
+        token that has not ended is at hand."""
+        if self.refresh_token is None or time.time() >= (self.refresh_expires_at or 0) - 5:
+            return False
+        return time.time() >= self.expires_at - 60
 
 
 def claims_of(token: str) -> dict[str, Any]:
@@ -48,11 +60,15 @@ def claims_of(token: str) -> dict[str, Any]:
     return claims if isinstance(claims, dict) else {}
 
 
-def session_from_token(url: str, token: str, expires_in: int) -> Session:
+def session_from_token(
+    url: str, token: str, expires_in: int, refresh_token: str | None = None, refresh_expires_in: int | None = None
+) -> Session:
     claims = claims_of(token)
     expires_at = float(claims.get("exp") or time.time() + expires_in)
     username = str(claims.get("preferred_username") or claims.get("sub") or "?")
-    return Session(url, token, username, tuple(str(r) for r in claims.get("roles", [])), expires_at)
+    refresh_expires_at = time.time() + refresh_expires_in if refresh_token and refresh_expires_in else None
+    roles = tuple(str(r) for r in claims.get("roles", []))
+    return Session(url, token, username, roles, expires_at, refresh_token, refresh_expires_at)
 
 
 def _path() -> Path:
@@ -88,6 +104,8 @@ def load(url: str) -> Session | None:
             username=str(entry["username"]),
             roles=tuple(entry.get("roles", ())),
             expires_at=float(entry["expires_at"]),
+            refresh_token=str(entry["refresh_token"]) if entry.get("refresh_token") else None,
+            refresh_expires_at=float(entry["refresh_expires_at"]) if entry.get("refresh_expires_at") else None,
         )
     except (KeyError, TypeError, ValueError):
         return None

@@ -202,7 +202,14 @@ async def test_sign_up_refusals_say_what_is_wrong(
 async def test_sign_up_refuses_what_is_not_a_json_sign_up(identity: RunningIdentity, http: httpx.AsyncClient) -> None:
     url = f"{identity.url}/v1/accounts"
     as_form = await http.post(url, data={"email": "x@example.com", "password": "analytical-engine"})
-    assert as_form.status_code == 400 and as_form.json()["code"] == 3
+    assert as_form.status_code == 400 and as_form.json()["code"] == 3 and "not valid JSON" in as_form.json()["message"]
+    # as the REST gateway, the content type is not insisted on (curl -d sends a form's)
+    curl_like = await http.post(
+        url,
+        content=b'{"email": "curl.user@example.com", "password": "analytical-engine"}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert curl_like.status_code == 201, curl_like.text
     not_json = await http.post(url, content=b"{", headers={"Content-Type": "application/json"})
     assert not_json.status_code == 400 and "not valid JSON" in not_json.json()["message"]
     a_list = await http.post(url, json=["x"])
