@@ -36,6 +36,9 @@ class MessageKind(enum.StrEnum):
     # the message says neither "you cancelled" nor "we cancelled".
     CANCELLED = "CANCELLED"
     REFUNDED = "REFUNDED"
+    # The refund of a payment approved only after its reservation had ended (failed or
+    # cancelled meanwhile): nothing was booked, so the notice does not speak of a cancellation.
+    REFUNDED_LATE_PAYMENT = "REFUNDED_LATE_PAYMENT"
 
 
 class DeliveryState(enum.StrEnum):
@@ -203,7 +206,9 @@ def message_kind(facts: EventFacts) -> MessageKind | None:
     if facts.kind is EventKind.RESERVATION_CONFIRMED:
         return MessageKind.CONFIRMED
     if facts.kind is EventKind.PAYMENT_REFUNDED:
-        return MessageKind.REFUNDED
+        actor = facts.actor
+        late = actor is not None and actor.kind is ActorKind.SYSTEM and actor.cause == REASON_LATE_PAYMENT
+        return MessageKind.REFUNDED_LATE_PAYMENT if late else MessageKind.REFUNDED
     return classify_cancellation(facts.actor, facts.reason)
 
 

@@ -36,6 +36,7 @@ SUBJECTS: dict[MessageKind, Template] = {
     MessageKind.SCREENING_CANCELLED: Template("Screening cancelled: $movie_title on $starts_at"),
     MessageKind.CANCELLED: Template("Your reservation for $movie_title is cancelled"),
     MessageKind.REFUNDED: Template("Your refund of $amount is on its way"),
+    MessageKind.REFUNDED_LATE_PAYMENT: Template("Your refund of $amount is on its way"),
 }
 
 BODIES: dict[MessageKind, Template] = {
@@ -90,6 +91,15 @@ BODIES: dict[MessageKind, Template] = {
     MessageKind.REFUNDED: Template(
         "Hello,\n\n"
         "we have refunded $amount to your card for your cancelled reservation.\n\n"
+        "  Movie:   $movie_title\n"
+        "  When:    $starts_at\n"
+        "  Seats:   $seats\n\n"
+        "Depending on your bank it may take a few days to show. Reservation $reservation_id."
+    ),
+    MessageKind.REFUNDED_LATE_PAYMENT: Template(
+        "Hello,\n\n"
+        "your card payment was approved only after your reservation had already ended, so no\n"
+        "seats were held for it. We have refunded $amount to your card.\n\n"
         "  Movie:   $movie_title\n"
         "  When:    $starts_at\n"
         "  Seats:   $seats\n\n"

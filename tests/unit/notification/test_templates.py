@@ -161,6 +161,16 @@ def test_a_refund_only_cancellation_tells_nobody() -> None:
     assert classify_cancellation(None, "PAYMENT_APPROVED_AFTER_RESERVATION_ENDED") is None
 
 
+def test_the_refund_of_a_late_approval_does_not_speak_of_a_cancellation() -> None:
+    late = drafted(facts(EventKind.PAYMENT_REFUNDED, actor=LATE), known=FACTS)
+    assert late.message_kind is MessageKind.REFUNDED_LATE_PAYMENT
+    assert "approved only after your reservation had already ended" in late.body
+    assert "cancelled" not in late.body
+    for actor in (CUSTOMER, MANAGER, SCREENING, None):
+        refund = drafted(facts(EventKind.PAYMENT_REFUNDED, actor=actor), known=FACTS)
+        assert refund.message_kind is MessageKind.REFUNDED and "your cancelled reservation" in refund.body
+
+
 def test_a_refund_borrows_movie_time_and_seats_from_an_earlier_message() -> None:
     d = drafted(facts(EventKind.PAYMENT_REFUNDED), known=FACTS)
     assert d.subject == "Your refund of 24.00 EUR is on its way"
