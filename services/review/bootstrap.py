@@ -3,10 +3,12 @@ into the review use cases.
 
 `ReviewApp(settings)` owns everything the process runs besides the gRPC server:
 - start: the MongoDB client, the indexes (idempotent), the store, and (in the background, so
-  reviews are served while NATS is down) NATS with reconnect-forever, the streams and the
-  document outbox relay;
+  reviews are served while NATS is down) NATS with reconnect-forever, the streams, the
+  document outbox relay and the consumer of movie events that keeps review's replica of the
+  catalog (a review is accepted only for a movie it knows);
 - stop: the reverse, after the kit has drained the gRPC server.
-The service calls no other service: it works while the movie service is down.
+The service calls no other service: it works while the movie service is down (on the catalog
+as its replica last saw it).
 `app.host()` is the kit's ServiceHost around it; `main()` runs it until SIGTERM.
 """
 
@@ -25,11 +27,14 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.kit.events.connection import connect_forever, ensure_streams_forever
+from services.kit.events.consumer import EventConsumer
 from services.kit.events.doc_outbox import DocRelaySettings, DocumentOutboxRelay
 from services.kit.server import ServiceHost
 from services.review.adapters import grpc_api
+from services.review.adapters.catalog import MongoMovieCatalog
 from services.review.adapters.clock import MillisecondClock
 from services.review.adapters.mongo import COLLECTION, MongoReviewRepository, ensure_indexes
+from services.review.entrypoints.movie_events import movie_consumer
 from services.review.service_layer.reviews import ReviewDependencies
 from services.review.settings import ReviewSettings
 
@@ -83,6 +88,7 @@ class ReviewApp:
         self._signal = RelaySignal()
         self._nats: NATS | None = None
         self._relay: DocumentOutboxRelay | None = None
+        self._movies: EventConsumer | None = None
         self._events_task: asyncio.Task[None] | None = None
         self._events_ready = asyncio.Event()
         self._closing = False
@@ -118,6 +124,7 @@ class ReviewApp:
             reviews=MongoReviewRepository(self._db, retry_after_s=s.retry_after_s),
             clock=MillisecondClock(),
             outbox=self._signal,
+            catalog=MongoMovieCatalog(self._db, retry_after_s=s.retry_after_s),
             retry_after_s=s.retry_after_s,
         )
         self._events_task = asyncio.create_task(self._run_events(), name="review-events")
@@ -147,9 +154,10 @@ class ReviewApp:
             DocRelaySettings(service=SERVICE, poll_interval_s=self.settings.relay_poll_interval_s),
         )
         self._signal.relay = self._relay
+        self._movies = movie_consumer(js, self.deps.catalog)
         self._events_ready.set()
         log.info("review events running", extra={"nats_url": self.settings.nats_url})
-        await self._relay.run()
+        await asyncio.gather(self._relay.run(), self._movies.run())
 
     async def stop(self) -> None:
         """Stop the relay, close NATS and the MongoDB client. Safe if start failed half-way."""
@@ -157,6 +165,8 @@ class ReviewApp:
         self._signal.relay = None
         if self._relay is not None:
             self._relay.stop()
+        if self._movies is not None:
+            self._movies.stop()
         task, self._events_task = self._events_task, None
         if task is not None:
             if not self._events_ready.is_set():

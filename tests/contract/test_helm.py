@@ -407,18 +407,25 @@ def test_istio_traffic_policy_is_the_values(rendered: dict[str, list[Doc]]) -> N
         host = f"{FULL}-{name}.{NAMESPACE}.svc.cluster.local"
         vs = named(docs, "VirtualService", f"{FULL}-{name}")["spec"]
         assert vs["hosts"] == [host]
-        (route,) = vs["http"]
+        *reads, route = vs["http"]  # the public reads first (their own retries), then the rest
         assert route["timeout"] == traffic["timeout"]
         assert route["retries"] == traffic["retries"]
         assert route["route"][0]["destination"] == {"host": host, "port": {"number": serving_port(svc)}}
+        for read in reads:
+            assert read["name"] == f"{name}-reads"
+            assert read["retries"] == traffic.get("readRetries", traffic["retries"])
         dr = named(docs, "DestinationRule", f"{FULL}-{name}")["spec"]
         assert dr["host"] == host
         assert dr["trafficPolicy"]["connectionPool"] == {"http": traffic["connectionPool"]}
         assert dr["trafficPolicy"]["outlierDetection"] == traffic["outlierDetection"]
     ingress = named(docs, "VirtualService", f"{FULL}-ingress")["spec"]
-    for route in ingress["http"]:
-        traffic = chart_values()["services"][route["name"]]["traffic"]
-        assert (route["timeout"], route["retries"]) == (traffic["timeout"], traffic["retries"])
+    *routes, not_found = ingress["http"]
+    assert not_found["directResponse"]["status"] == 404  # what no route takes
+    for route in routes:
+        name, reads = route["name"].removesuffix("-reads"), route["name"].endswith("-reads")
+        traffic = chart_values()["services"][name]["traffic"]
+        retries = traffic.get("readRetries", traffic["retries"]) if reads else traffic["retries"]
+        assert (route["timeout"], route["retries"]) == (traffic["timeout"], retries)
 
 
 def test_mesh_security(rendered: dict[str, list[Doc]]) -> None:

@@ -4,8 +4,13 @@ A consumer is named after the subscribing service (and the stream), so every rep
 service shares it and JetStream hands each message to one replica. Acks are explicit; a
 handler failure is redelivered with backoff (`nak` with a delay) up to `max_deliver` times,
 then parked in the dead-letter stream with the error; an undecodable (poison) message is
-parked at once. Handlers must be idempotent (the inbox), because an ack can be lost when a
-process dies, and a late ack can land after a redelivery to another replica.
+parked at once. A handler that knows an event can never be applied (it names something that
+does not exist, it breaks a rule no retry can change) raises `Unappliable`: the event is counted
+(`cinema_events_unapplied_total`), logged at INFO and terminated at once -- it stays in its own
+stream, not redelivered, and does not go to the dead-letter stream, which is for failures an
+operator must look at (an event a customer could cause must never fill it). Handlers must be
+idempotent (the inbox), because an ack can be lost when a process dies, and a late ack can land
+after a redelivery to another replica.
 
 Each message is handled in a CONSUMER span whose parent is the event's creation context (the
 NATS `traceparent` header: the span that wrote the event), with the event's correlation key
@@ -50,6 +55,11 @@ tracer = trace.get_tracer("cinema.events")
 Handler = Callable[[EventEnvelope, Message], Awaitable[None]]
 
 CONSUMED = Counter("cinema_events_consumed_total", "Events handled by a consumer", ["consumer", "type", "outcome"])
+UNAPPLIED = Counter(
+    "cinema_events_unapplied_total",
+    "Events a handler found it can never apply (terminated in their stream, not dead-lettered)",
+    ["consumer", "type"],
+)
 DEAD_LETTERED = Counter("cinema_events_dead_lettered_total", "Events parked in the dead-letter stream", ["consumer"])
 REDELIVERED = Counter("cinema_events_redelivered_total", "Deliveries of an event after its first", ["consumer"])
 PENDING = Gauge(
@@ -73,6 +83,10 @@ CONSUMER_LAG = Histogram(
     ["consumer"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+
+
+class Unappliable(Exception):
+    """Raised by a handler for an event it can never apply: no retry, no dead letter (see above)."""
 
 
 @dataclass
@@ -223,6 +237,9 @@ class EventConsumer:
                     span.set_attribute(f"cinema.{key}", value)
                 try:
                     await self._handler(envelope, event)
+                except Unappliable as exc:
+                    await self._set_aside(msg, envelope, exc)
+                    return
                 except Exception as exc:
                     span.record_exception(exc)
                     await self._retry_or_park(msg, envelope, delivered, exc)
@@ -232,6 +249,15 @@ class EventConsumer:
                 CONSUMER_LAG.labels(self._s.durable).observe(max(0.0, time.time() - envelope.time.ToSeconds()))
         finally:
             otel_context.detach(token)
+
+    async def _set_aside(self, msg: Msg, envelope: EventEnvelope, exc: Unappliable) -> None:
+        log.info(
+            "event %s (%s, stream sequence %d) cannot be applied; set aside: %s",
+            envelope.id, envelope.type, msg.metadata.sequence.stream, exc,
+        )  # fmt: skip
+        await msg.term()
+        UNAPPLIED.labels(self._s.durable, envelope.type).inc()
+        CONSUMED.labels(self._s.durable, envelope.type, "unapplied").inc()
 
     async def _retry_or_park(self, msg: Msg, envelope: EventEnvelope, delivered: int, exc: Exception) -> None:
         if delivered >= self._s.max_deliver:

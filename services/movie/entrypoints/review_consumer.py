@@ -4,8 +4,8 @@ A durable pull consumer `movie` on the review stream (`cinema.review.posted`,
 `cinema.review.deleted`). The handler needs no inbox: each event is applied by review id as
 one conditional update of the movie's document (services.movie.domain.reviews), so a
 redelivered event, or one handled twice by two replicas, has no second effect. A review of a
-movie this catalog does not know raises, so it is retried with backoff and then parked in the
-dead-letter stream (see services.movie.service_layer.reviews).
+movie this catalog does not know can never be applied: it is counted and set aside, not
+retried and not dead-lettered (see services.movie.service_layer.reviews).
 """
 
 from __future__ import annotations

@@ -2,29 +2,32 @@
 
 Each event is applied once by review id (see services.movie.domain.reviews), so redelivery and
 a delete that overtakes its post change nothing twice. A review event for a movie this service
-does not know is refused (`MovieNotKnown`): the consumer retries it with backoff and then parks
-it in the dead-letter stream. Movie ids are minted here and a movie document is never removed
-(deletion is a flag), so an unknown id is a review of a movie that never existed (a bad id the
-review context accepted), not one we have yet to hear of; recording it on a stub would keep
-garbage forever, while the dead-letter stream shows it to an operator.
+does not know is refused (`MovieNotKnown`) as one that can never be applied: counted and set
+aside at once (services.kit.events.consumer.Unappliable), neither retried nor dead-lettered.
+Movie ids are minted here and a movie document is never removed (deletion is a flag), so an
+unknown id is a review of a movie that never existed, not one we have yet to hear of; recording
+it on a stub would keep garbage forever. The review service accepts reviews only of movies its
+replica of the catalog knows, so this is not something a customer can cause; the dead-letter
+stream stays for failures an operator must look at.
 """
 
 from __future__ import annotations
 
 import logging
 
+from services.kit.events.consumer import Unappliable
 from services.movie.domain.reviews import Outcome, valid_review_id
 from services.movie.service_layer.dependencies import CatalogDependencies
 
 log = logging.getLogger(__name__)
 
 
-class MovieNotKnown(Exception):
-    """A review event names a movie this catalog never had: retried, then dead-lettered."""
+class MovieNotKnown(Unappliable):
+    """A review event names a movie this catalog never had: set aside, counted."""
 
 
-class BadReviewEvent(Exception):
-    """A review event that can never apply (e.g. an id unfit as a key): dead-lettered after retries."""
+class BadReviewEvent(Unappliable):
+    """A review event that can never apply (e.g. an id unfit as a key): set aside, counted."""
 
 
 def _check(review_id: str, rating: int | None) -> None:

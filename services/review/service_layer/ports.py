@@ -58,6 +58,22 @@ class ReviewRepository(Protocol):
         ...
 
 
+class MovieCatalog(Protocol):
+    """Review's replica of the movie catalog (services.review.service_layer.catalog)."""
+
+    async def accepts_reviews(self, movie_id: str) -> bool:
+        """True if the movie was registered and not deleted."""
+        ...
+
+    async def record_registered(self, movie_id: str) -> None:
+        """The movie exists (idempotent)."""
+        ...
+
+    async def record_deleted(self, movie_id: str) -> None:
+        """The movie was deleted (idempotent, final: a registration seen later does not reopen it)."""
+        ...
+
+
 class Clock(Protocol):
     def now(self) -> datetime: ...
 

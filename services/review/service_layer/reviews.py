@@ -4,11 +4,10 @@ Who may do what is decided here and in the domain, from an `Author` the gRPC ada
 from the verified token: posting needs role `customer`; deleting needs `customer` (own review)
 or `manager` (any review); reading is open to anyone (anonymous included).
 
-The movie is NOT looked up: this service never calls the movie service, so reviews keep
-working while it is down. A review of a movie id nobody registered is stored and announced
-like any other; the movie service's consumer decides what an event about a movie it does not
-know means (it keeps the count for when the movie appears, or ignores it). The contract only
-demands a well-formed movie id (a UUID).
+A review is accepted only for a movie that exists and is not deleted, as review's own replica
+of the catalog knows it (services.review.service_layer.catalog): NOT_FOUND otherwise. The service
+never calls the movie service, so reviews keep working while it is down, and no customer can
+make review announce an event about a movie the movie service would have to park.
 
 Idempotency (AIP-155): with a `request_id`, the review id is derived from (customer, request_id)
 (a UUIDv5), so a retried request collides with its first attempt on the document id and gets
@@ -23,7 +22,14 @@ from dataclasses import dataclass, field
 
 from services.kit.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from services.review.domain.review import Review
-from services.review.service_layer.ports import Clock, DuplicateReview, OutboxSignal, ReviewPage, ReviewRepository
+from services.review.service_layer.ports import (
+    Clock,
+    DuplicateReview,
+    MovieCatalog,
+    OutboxSignal,
+    ReviewPage,
+    ReviewRepository,
+)
 
 # Namespace of the review ids derived from idempotency keys (a fixed, arbitrary UUID).
 REQUEST_NAMESPACE = uuid.UUID("6a3c2f0e-9a43-4c1e-b7f6-3f6d1f0c8e21")
@@ -68,6 +74,7 @@ class ReviewDependencies:
     reviews: ReviewRepository
     clock: Clock
     outbox: OutboxSignal
+    catalog: MovieCatalog
     new_id: Callable[[], str] = field(default=new_uuid)
     default_page_size: int = 50
     max_page_size: int = 100
@@ -75,7 +82,8 @@ class ReviewDependencies:
 
 
 async def post_review(cmd: PostReview, deps: ReviewDependencies) -> Review:
-    """Post a review; AlreadyExists if the author has a standing review of this movie."""
+    """Post a review; NotFound if the movie does not exist (or was deleted), AlreadyExists if the
+    author has a standing review of this movie."""
     customer_id = cmd.author.subject
     review_id = review_id_for_request(customer_id, cmd.request_id) if cmd.request_id else deps.new_id()
     review, posted = Review.post(
@@ -87,6 +95,9 @@ async def post_review(cmd: PostReview, deps: ReviewDependencies) -> Review:
         text=cmd.text,
         at=deps.clock.now(),
     )
+    # after the domain's checks (a malformed request is INVALID_ARGUMENT, not NOT_FOUND)
+    if not await deps.catalog.accepts_reviews(cmd.movie_id):
+        raise NotFound("movie", cmd.movie_id)
     for _attempt in range(POST_ATTEMPTS):
         try:
             await deps.reviews.add(review, [posted])

@@ -105,3 +105,13 @@ async def stub(
             review_pb2.ListReviewsRequest(movie_id=str(uuid.uuid4())), metadata=tokens.customer("warm-up")
         )
         yield stub
+
+
+@pytest.fixture(scope="module")
+async def open_movies(app: ReviewApp) -> list[str]:
+    """Movies review's replica of the catalog knows, written by its own adapter as the movie
+    events would (tests/integration/review/test_review_catalog.py proves the events do)."""
+    ids = [str(uuid.uuid4()) for _ in range(64)]
+    for movie_id in ids:
+        await app.deps.catalog.record_registered(movie_id)
+    return ids

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +18,7 @@ from cinema.events.v1.envelope_pb2 import EventEnvelope
 from cinema.review.v1 import review_pb2 as pb
 from services.kit.events import envelope as env
 from services.kit.testing_tokens import LocalTokenIssuer
+from services.review.bootstrap import ReviewApp
 from services.review.settings import ReviewSettings
 
 T = TypeVar("T")
@@ -149,3 +151,10 @@ def filter_fields(query: Mapping[str, Any]) -> Iterator[str]:
                 yield from filter_fields(branch)
         elif not key.startswith("$"):
             yield key
+
+
+async def open_movie(app: ReviewApp) -> str:
+    """A new movie review's replica of the catalog knows (its own adapter, as the events would)."""
+    movie_id = str(uuid.uuid4())
+    await app.deps.catalog.record_registered(movie_id)
+    return movie_id

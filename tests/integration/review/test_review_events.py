@@ -21,12 +21,13 @@ from cinema.review.v1 import events_pb2, review_pb2_grpc
 from cinema.review.v1 import review_pb2 as pb
 from services.kit.events import doc_outbox, jetstream
 from services.kit.events import envelope as env
+from services.review.adapters.catalog import MongoMovieCatalog
 from services.review.adapters.clock import MillisecondClock
 from services.review.adapters.mongo import COLLECTION, MongoReviewRepository, ensure_indexes
 from services.review.bootstrap import ReviewApp
 from services.review.service_layer import reviews
 from services.review.service_layer.reviews import Author, DeleteReview, PostReview, ReviewDependencies
-from tests.integration.review.helpers import Tokens, create_request, eventually, review_events
+from tests.integration.review.helpers import Tokens, create_request, eventually, open_movie, review_events
 from tests.support.servers import Server
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ pytestmark = pytest.mark.integration
 async def test_posted_then_deleted_reach_jetstream_in_order_once(
     stub: Stub, tokens: Tokens, js: JetStreamContext, app: ReviewApp
 ) -> None:
-    movie_id = str(uuid.uuid4())
+    movie_id = await open_movie(app)
     review = (await stub.CreateReview(create_request(movie_id, 4, "Good."), metadata=tokens.customer("liz"))).review
     await stub.DeleteReview(pb.DeleteReviewRequest(review_id=review.id), metadata=tokens.manager("boss"))
 
@@ -64,9 +65,10 @@ async def test_posted_then_deleted_reach_jetstream_in_order_once(
 
 
 async def test_concurrent_deletes_of_one_review_delete_it_once(
-    stub: Stub, tokens: Tokens, js: JetStreamContext
+    stub: Stub, tokens: Tokens, js: JetStreamContext, app: ReviewApp
 ) -> None:
-    review = (await stub.CreateReview(create_request(str(uuid.uuid4()), 3), metadata=tokens.customer("nia"))).review
+    movie_id = await open_movie(app)
+    review = (await stub.CreateReview(create_request(movie_id, 3), metadata=tokens.customer("nia"))).review
     callers = [tokens.customer("nia"), tokens.manager("m1")] * 5
     results = await asyncio.gather(
         *(stub.DeleteReview(pb.DeleteReviewRequest(review_id=review.id), metadata=m) for m in callers),
@@ -79,8 +81,10 @@ async def test_concurrent_deletes_of_one_review_delete_it_once(
     assert [s for s, _, _ in got] == ["cinema.review.posted", "cinema.review.deleted"]
 
 
-async def test_many_reviews_each_in_order_and_once(stub: Stub, tokens: Tokens, js: JetStreamContext) -> None:
-    movie_id = str(uuid.uuid4())
+async def test_many_reviews_each_in_order_and_once(
+    stub: Stub, tokens: Tokens, js: JetStreamContext, app: ReviewApp
+) -> None:
+    movie_id = await open_movie(app)
     posted = await asyncio.gather(
         *(
             stub.CreateReview(create_request(movie_id, i % 5 + 1), metadata=tokens.customer(f"many-{i}"))
@@ -124,8 +128,13 @@ class NoRelay:
 async def test_a_relay_killed_after_publishing_republishes_and_jetstream_drops_the_repeat(
     quiet_db: AsyncDatabase[Mapping[str, Any]], js: JetStreamContext
 ) -> None:
-    deps = ReviewDependencies(reviews=MongoReviewRepository(quiet_db), clock=MillisecondClock(), outbox=NoRelay())
-    review = await reviews.post_review(PostReview(Author("mia"), str(uuid.uuid4()), 5, "Loved it"), deps)
+    catalog = MongoMovieCatalog(quiet_db)
+    deps = ReviewDependencies(
+        reviews=MongoReviewRepository(quiet_db), clock=MillisecondClock(), outbox=NoRelay(), catalog=catalog
+    )
+    movie_id = str(uuid.uuid4())
+    await catalog.record_registered(movie_id)
+    review = await reviews.post_review(PostReview(Author("mia"), movie_id, 5, "Loved it"), deps)
     await reviews.delete_review(DeleteReview(Author("mia"), review.id), deps)
     # The tombstone carries both: the post was still pending when the review was deleted.
     assert await quiet_db[COLLECTION].find_one({"_id": review.id}) is None

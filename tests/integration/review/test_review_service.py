@@ -26,8 +26,17 @@ else:
     Stub = Any
 
 
+_OPEN: list[str] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _open_movies(open_movies: list[str]) -> None:
+    _OPEN[:] = open_movies
+
+
 def new_movie() -> str:
-    return str(uuid.uuid4())
+    """A movie the service takes reviews of (one its replica of the catalog knows)."""
+    return _OPEN.pop()
 
 
 async def post(stub: Stub, tokens: Tokens, customer: str, movie_id: str, rating: int = 4, text: str = "") -> pb.Review:

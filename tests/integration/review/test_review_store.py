@@ -17,7 +17,14 @@ from cinema.review.v1 import review_pb2_grpc
 from services.review.adapters.mongo import COLLECTION, to_document
 from services.review.bootstrap import ReviewApp
 from services.review.domain.review import Review
-from tests.integration.review.helpers import QueryRecorder, Tokens, create_request, filter_fields, review_events
+from tests.integration.review.helpers import (
+    QueryRecorder,
+    Tokens,
+    create_request,
+    filter_fields,
+    open_movie,
+    review_events,
+)
 
 if TYPE_CHECKING:
     Stub = review_pb2_grpc.ReviewServiceAsyncStub
@@ -64,7 +71,7 @@ async def test_every_query_the_service_makes_is_served_by_an_index(
 ) -> None:
     # Every use case, every branch that reads: post, duplicate, idempotent retry, get, two
     # pages, delete by author and by a manager, another's refused delete; then the relay.
-    movie_id, request_id = str(uuid.uuid4()), str(uuid.uuid4())
+    movie_id, request_id = await open_movie(app), str(uuid.uuid4())
     first = (
         await stub.CreateReview(create_request(movie_id, 3, "", request_id), metadata=tokens.customer("q1"))
     ).review
@@ -116,7 +123,7 @@ async def test_a_deletion_cut_short_by_a_crash_is_healed_by_the_reads(
     app: ReviewApp, stub: Stub, tokens: Tokens
 ) -> None:
     """The process died after inserting the tombstone and before removing the standing review."""
-    movie_id = str(uuid.uuid4())
+    movie_id = await open_movie(app)
     posted = (await stub.CreateReview(create_request(movie_id, 2), metadata=tokens.customer("oz"))).review
     review = await app.deps.reviews.get(posted.id)
     assert isinstance(review, Review)
@@ -132,7 +139,7 @@ async def test_a_deletion_cut_short_by_a_crash_is_healed_by_the_reads(
 
 
 async def test_a_leftover_does_not_block_the_authors_next_review(app: ReviewApp, stub: Stub, tokens: Tokens) -> None:
-    movie_id = str(uuid.uuid4())
+    movie_id = await open_movie(app)
     posted = (await stub.CreateReview(create_request(movie_id, 2), metadata=tokens.customer("pat"))).review
     review = await app.deps.reviews.get(posted.id)
     assert isinstance(review, Review)

@@ -24,6 +24,23 @@ class FakeClock:
 
 
 @dataclass
+class FakeMovieCatalog:
+    """The replica of the catalog: the movies registered and those deleted (deletion is final)."""
+
+    registered: set[str] = field(default_factory=set)
+    deleted: set[str] = field(default_factory=set)
+
+    async def accepts_reviews(self, movie_id: str) -> bool:
+        return movie_id in self.registered and movie_id not in self.deleted
+
+    async def record_registered(self, movie_id: str) -> None:
+        self.registered.add(movie_id)
+
+    async def record_deleted(self, movie_id: str) -> None:
+        self.deleted.add(movie_id)
+
+
+@dataclass
 class FakeOutbox:
     wakes: int = 0
 

@@ -11,7 +11,7 @@ import pytest
 from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.review.domain.events import ReviewDeleted, ReviewPosted
 from services.review.domain.review import ReviewState
-from services.review.service_layer import reviews
+from services.review.service_layer import catalog, reviews
 from services.review.service_layer.reviews import (
     Author,
     DeleteReview,
@@ -144,3 +144,22 @@ async def test_listing_is_newest_first_with_default_and_capped_page_sizes(deps: 
         if not token:
             break
     assert walked == [r.id for r in reversed(posted)]
+
+
+async def test_a_review_of_a_movie_the_catalog_does_not_know_is_not_found_and_writes_nothing(
+    deps: ReviewDependencies, store: FakeReviewRepository, outbox: FakeOutbox
+) -> None:
+    unknown = str(uuid.uuid4())
+    with pytest.raises(NotFound) as caught:
+        await reviews.post_review(PostReview(ALICE, unknown, 5, "Who?"), deps)
+    assert (caught.value.resource_type, caught.value.resource_name) == ("movie", unknown)
+    assert store.documents == {} and outbox.wakes == 0
+
+
+async def test_a_deleted_movie_takes_no_more_reviews_but_keeps_its_own(deps: ReviewDependencies) -> None:
+    kept = await reviews.post_review(PostReview(ALICE, MOVIE, 4, "Fine"), deps)
+    await catalog.on_movie_deleted(MOVIE, deps.catalog)
+    await catalog.on_movie_registered(MOVIE, deps.catalog)  # a late registration does not reopen it
+    with pytest.raises(NotFound):
+        await reviews.post_review(PostReview(BOB, MOVIE, 2, "Late"), deps)
+    assert await reviews.get_review(kept.id, deps) == kept
