@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -17,7 +18,9 @@ import (
 
 	// The google.rpc error details the services attach (BadRequest, ErrorInfo, RetryInfo,
 	// ResourceInfo, …): registered so the JSON body can show them with their fields.
-	_ "google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // errorHandler writes every failure as HTTP status + google.rpc.Status JSON body (code, message,
@@ -42,8 +45,17 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 	st = readableMessage(st)
 	if info != nil && isTransportFailure(st) {
 		// grpc-go's own message names the address it could not dial: keep it for the log
-		// (info.upstreamError), tell the client which service is down.
-		st = status.New(codes.Unavailable, serviceOf(info.rpc)+" is unavailable; retry later")
+		// (info.upstreamError), tell the client which service is down and when to try again.
+		st = withDetails(status.New(codes.Unavailable, serviceOf(info.rpc)+" is unavailable; retry later"),
+			&errdetails.ErrorInfo{Reason: "UNAVAILABLE", Domain: errorDomain},
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+	}
+	if isBodyTooLarge(st) {
+		// grpc-gateway reports the body reader's refusal as a decoding error (400): it is a
+		// request over the gateway's size limit, 413 like the edge's own
+		st = withDetails(status.New(codes.ResourceExhausted, "the request body is too large"),
+			&errdetails.ErrorInfo{Reason: "REQUEST_TOO_LARGE", Domain: errorDomain})
+		withHTTPStatus = &runtime.HTTPStatusError{HTTPStatus: http.StatusRequestEntityTooLarge}
 	}
 	err = st.Err()
 	if withHTTPStatus != nil {
@@ -103,18 +115,20 @@ func knownDetailsOnly(st *status.Status) *status.Status {
 // UNIMPLEMENTED, which its default mapping would answer with 501.
 func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
 	var code codes.Code
+	var reason, message string
 	switch httpStatus {
 	case http.StatusBadRequest:
-		code = codes.InvalidArgument
+		code, reason, message = codes.InvalidArgument, "BAD_REQUEST", "the request cannot be routed"
 	case http.StatusNotFound:
-		code = codes.NotFound
+		code, reason, message = codes.NotFound, "ROUTE_NOT_FOUND", "no such path at this API"
 	case http.StatusMethodNotAllowed:
-		code = codes.Unimplemented
+		code, reason, message = codes.Unimplemented, "METHOD_NOT_ALLOWED", r.Method+" is not allowed on this path"
 	default:
-		code = codes.Internal
+		code, reason, message = codes.Internal, "ROUTING_FAILED", http.StatusText(httpStatus)
 	}
-	err := status.Error(code, http.StatusText(httpStatus))
-	errorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: err})
+	// the same reasons and domain as the edge's own refusals (mesh.ingress.errors)
+	st := withDetails(status.New(code, message), &errdetails.ErrorInfo{Reason: reason, Domain: errorDomain})
+	errorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: st.Err()})
 }
 
 // challengeFor is the RFC 6750 challenge: no token at all gets the bare scheme, a rejected one
@@ -145,6 +159,21 @@ func (b *bearerChallenge) WriteHeader(code int) {
 }
 
 func (b *bearerChallenge) Unwrap() http.ResponseWriter { return b.ResponseWriter }
+
+// errorDomain is the ErrorInfo domain of every error of the system (services.kit.grpc_errors).
+const errorDomain = "cinema"
+
+func withDetails(st *status.Status, details ...protoadapt.MessageV1) *status.Status {
+	if with, err := st.WithDetails(details...); err == nil {
+		return with
+	}
+	return st
+}
+
+// isBodyTooLarge: the decoding error grpc-gateway makes of http.MaxBytesReader's refusal.
+func isBodyTooLarge(st *status.Status) bool {
+	return st.Code() == codes.InvalidArgument && strings.Contains(st.Message(), "http: request body too large")
+}
 
 // isTransportFailure: UNAVAILABLE raised by grpc-go itself (no connection to the service), as
 // opposed to an UNAVAILABLE the service answered with its own message and details (e.g. payment

@@ -149,12 +149,23 @@ def test_unknown_route_is_404_and_wrong_method_405(client: httpx.Client) -> None
     assert_status_body(client.put("/v1/movies"), 405, 12)
 
 
-def test_review_author_is_the_subject_of_the_forwarded_token(client: httpx.Client, identity: Identity) -> None:
+def test_review_author_is_the_subject_of_the_forwarded_token(
+    client: httpx.Client, identity: Identity, manager: dict[str, str]
+) -> None:
     """Authorization reaches the service: it names the review's author from the token."""
-    movie_id = str(uuid.uuid4())
     subject = f"customer-{uuid.uuid4().hex[:6]}"
     customer = bearer(identity, subject, "customer", name="Ada Lovelace")
-    reply = client.post(f"/v1/movies/{movie_id}/reviews", json={"rating": 5, "text": "Superb"}, headers=customer)
+    # a movie nobody registered is 404 (review's replica of the catalog); a real one, once the
+    # replica has its MovieRegistered event, takes the review
+    unknown = client.post(f"/v1/movies/{uuid.uuid4()}/reviews", json={"rating": 5}, headers=customer)
+    assert_status_body(unknown, 404, 5)
+    movie_id = create_movie(client, manager, "Reviewed")["id"]
+    deadline = time.monotonic() + 15
+    while True:
+        reply = client.post(f"/v1/movies/{movie_id}/reviews", json={"rating": 5, "text": "Superb"}, headers=customer)
+        if reply.status_code != 404 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert reply.status_code == 200, reply.text
     review = reply.json()["review"]
     assert (review["customerId"], review["authorName"], review["movieId"]) == (subject, "Ada Lovelace", movie_id)
