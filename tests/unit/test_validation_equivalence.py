@@ -188,11 +188,16 @@ def _scalar_candidates(fd: FieldDescriptor, rules: validate_pb2.FieldRules | Non
         return _string_candidates(fd, rules.string if type_case == "string" else None)  # type: ignore[union-attr]
     if fd.type in INT_LIMITS:
         return _int_candidates(fd, getattr(rules, type_case) if type_case else None)
-    assert type_case is None, f"{fd.full_name}: teach the generator {type_case} rules"
     if fd.type == FieldDescriptor.TYPE_ENUM:
         assert fd.enum_type is not None
+        if type_case == "enum":  # `defined_only`: 99 below is the undefined value it refuses
+            unknown = {f.name for f, _ in rules.enum.ListFields()} - {"defined_only"}  # type: ignore[union-attr]
+            assert not unknown, f"{fd.full_name}: teach the generator the rules {unknown}"
+        else:
+            assert type_case is None, f"{fd.full_name}: teach the generator {type_case} rules"
         numbers = list(fd.enum_type.values_by_number)
         return Candidates(lambda rng: rng.choice(numbers), [0, 99])
+    assert type_case is None, f"{fd.full_name}: teach the generator {type_case} rules"
     if fd.type == FieldDescriptor.TYPE_BOOL:
         return Candidates(lambda rng: rng.random() < 0.5, [])
     if fd.type == FieldDescriptor.TYPE_DOUBLE:
