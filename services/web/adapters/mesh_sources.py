@@ -19,7 +19,8 @@ from services.web.service_layer.mesh import EnvoyStats, Sample
 # Only what the graph shows: Envoy has thousands of statistics, this keeps a round small.
 ENVOY_FILTER = (
     r"^(cluster\.[a-z_]+\.(upstream_rq_total|upstream_rq_5xx|upstream_rq_retry|upstream_rq_retry_overflow"
-    r"|upstream_rq_pending_overflow|upstream_cx_overflow|upstream_rq_timeout|membership_healthy|membership_total"
+    r"|upstream_rq_pending_overflow|upstream_cx_overflow|upstream_cx_none_healthy|upstream_rq_timeout"
+    r"|membership_healthy|membership_total"
     r"|outlier_detection\.ejections_enforced_total|outlier_detection\.ejections_active|upstream_rq_time)"
     r"|http\.(ingress|egress_[a-z_]+)\.downstream_rq_(total|5xx|time))$"
 )

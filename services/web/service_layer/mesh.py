@@ -3,7 +3,8 @@ from what the system already measures (Kiali's view without Istio's telemetry).
 
 Inputs, read by `MeshSampler` through the `MeshSources` port every few seconds:
 - Envoy's statistics (one Envoy runs the ingress and one egress listener per service): per
-  cluster requests, 5xx (Envoy maps a gRPC status to its HTTP code: UNAVAILABLE is a 503),
+  cluster requests, 5xx (Envoy maps a gRPC status to its HTTP code: UNAVAILABLE is a 503) and
+  requests refused for want of a healthy instance,
   retries, breaker overflows, outlier ejections, healthy/total hosts and the p99 of the last
   flush interval; per listener the requests it took (ingress, egress_<service>);
 - each service's Prometheus exposition: its gRPC RED metrics, consumers, outbox and start time;
@@ -53,6 +54,8 @@ STORES: Mapping[str, tuple[str, ...]] = {
 # which only reservation calls (the mesh's retries, timeout and breaker of that call).
 EGRESS_CALLER: Mapping[str, str] = {"payment": "reservation"}
 CLIENT, INGRESS, NATS = "client", "ingress", "nats"
+# Envoy's own clusters that are no hop of a request: identity's keys (JWT) and the trace exporter
+INFRASTRUCTURE_CLUSTERS = frozenset({"jwks", "otlp"})
 
 
 def health_of(error_ratio: float | None, requests_per_s: float) -> str:
@@ -348,14 +351,16 @@ def build_view(now: RawSample, before: RawSample | None, restarts: RestartCounte
 
     for cluster in clusters:
         c = f"cluster.{cluster}."
-        total = d.envoy(c + "upstream_rq_total")
-        errors = d.envoy(c + "upstream_rq_5xx")
+        # a request Envoy could not send (no healthy instance left) is a failure of the edge too
+        none_healthy = d.envoy(c + "upstream_cx_none_healthy") or 0.0
+        sent = d.envoy(c + "upstream_rq_total")
+        total = None if sent is None else sent + none_healthy
+        errors = None if sent is None else (d.envoy(c + "upstream_rq_5xx") or 0.0) + none_healthy
         ratio = (errors or 0.0) / total if total else None
         hosts = int(counters.get(c + "membership_total", 0))
         healthy = int(counters.get(c + "membership_healthy", 0))
         egress = d.envoy(f"http.egress_{cluster}.downstream_rq_total")
-        is_service = c + "membership_healthy" in counters and cluster not in ("identity_jwks",)
-        if not is_service:
+        if cluster in INFRASTRUCTURE_CLUSTERS or c + "membership_healthy" not in counters:
             continue
         edge_health = health_of(ratio, total or 0.0)
         common: dict[str, Any] = {
