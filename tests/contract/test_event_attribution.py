@@ -51,6 +51,7 @@ ATTRIBUTED = [
     (reservation_events.ReservationFailed, "failed_by", 7),
     (payment_events.PaymentRefunded, "cancelled_by", 6),
     (movie_events.ScreeningCancelled, "cancelled_by", 6),
+    (movie_events.MovieDeleted, "deleted_by", 3),
 ]
 
 

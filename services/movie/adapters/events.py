@@ -60,7 +60,9 @@ def message_of(event: domain.CatalogEvent) -> Message:
             poster_url=event.poster_url,
         )
     if isinstance(event, domain.MovieDeleted):
-        return pb.MovieDeleted(movie_id=event.aggregate_id, title=event.title)
+        return pb.MovieDeleted(
+            movie_id=event.aggregate_id, title=event.title, deleted_by=actor_message(event.deleted_by)
+        )
     if isinstance(event, domain.ScreeningScheduled):
         return pb.ScreeningScheduled(
             screening_id=event.aggregate_id,

@@ -127,8 +127,8 @@ class MovieServicer(pb_grpc.MovieServiceServicer):
 
     async def DeleteMovie(self, request: pb.DeleteMovieRequest, context: Context) -> Any:
         validate(request)
-        require_role(current_caller(), MANAGER)
-        await catalog.delete_movie(request.movie_id, self._deps)
+        manager = require_role(current_caller(), MANAGER)
+        await catalog.delete_movie(request.movie_id, self._deps, by=Actor.manager(manager.subject or ""))
         return pb.DeleteMovieResponse()
 
     async def ScheduleScreening(self, request: pb.ScheduleScreeningRequest, context: Context) -> Any:

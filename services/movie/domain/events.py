@@ -36,6 +36,7 @@ class MovieUpdated(MovieRegistered):
 @dataclass(frozen=True)
 class MovieDeleted(CatalogEvent):
     title: str
+    deleted_by: Actor  # the manager who deleted it
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from services.kit.actor import Actor
 from services.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from services.movie.domain.events import CatalogEvent, MovieDeleted, MovieRegistered, MovieUpdated
 from services.movie.domain.values import raise_violations
@@ -151,12 +152,12 @@ class Movie:
         )
         return True
 
-    def delete(self, now: datetime) -> bool:
-        """Remove from the catalog; a second delete changes nothing (returns False)."""
+    def delete(self, now: datetime, by: Actor) -> bool:
+        """Remove from the catalog (`by` whom); a second delete changes nothing (returns False)."""
         if self.deleted:
             return False
         self.deleted = True
         self.updated_at = now
         self.version += 1
-        self.pending.append(MovieDeleted(aggregate_id=self.id, version=self.version, title=self.title))
+        self.pending.append(MovieDeleted(aggregate_id=self.id, version=self.version, title=self.title, deleted_by=by))
         return True

@@ -107,11 +107,12 @@ async def update_movie(
     raise _conflict(f"movie {movie_id}")
 
 
-async def delete_movie(movie_id: str, deps: CatalogDependencies) -> None:
+async def delete_movie(movie_id: str, deps: CatalogDependencies, *, by: Actor) -> None:
+    """Delete (`by` the manager calling); its future screenings are then cancelled by the system."""
     for _ in range(WRITE_ATTEMPTS):
         movie = await get_movie(movie_id, deps)
         loaded_version = movie.version
-        movie.delete(deps.clock.now())
+        movie.delete(deps.clock.now(), by)
         if await deps.movies.save(movie, loaded_version):
             deps.events_written()
             break

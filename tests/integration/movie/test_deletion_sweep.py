@@ -15,6 +15,7 @@ import pytest
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.kit.actor import Actor
 from services.movie.adapters import mongo
 from services.movie.domain.movie import MovieDetails
 from services.movie.domain.screening import ScreeningState
@@ -88,7 +89,7 @@ async def delete_without_cancelling(deps: CatalogDependencies, movie_id: str) ->
     movie = await deps.movies.get(movie_id)
     assert movie is not None
     version = movie.version
-    movie.delete(datetime.now(UTC))
+    movie.delete(datetime.now(UTC), Actor.manager("manager-1"))
     assert await deps.movies.save(movie, version)
 
 

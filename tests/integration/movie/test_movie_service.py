@@ -18,6 +18,7 @@ from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 from nats.js.client import JetStreamContext
 from pymongo.asynchronous.database import AsyncDatabase
 
+from cinema.common.v1 import actor_pb2
 from cinema.movie.v1 import events_pb2 as movie_events
 from cinema.movie.v1 import movie_pb2 as pb
 from cinema.movie.v1 import movie_pb2_grpc
@@ -261,7 +262,12 @@ async def test_deleting_a_movie_cancels_its_future_screenings(
     cancelled = [e for _, e in events if isinstance(e, movie_events.ScreeningCancelled)]
     assert sorted(c.screening_id for c in cancelled) == sorted(s.id for s in screenings)
     assert all(c.movie_id == movie.id and c.reason for c in cancelled)
-    assert [type(e).__name__ for _, e in events if isinstance(e, movie_events.MovieDeleted)] == ["MovieDeleted"]
+    [deleted] = [e for _, e in events if isinstance(e, movie_events.MovieDeleted)]
+    # Who did it: the manager deleted the movie; the system cancelled its screenings for that.
+    assert (deleted.deleted_by.kind, deleted.deleted_by.id) == (actor_pb2.ACTOR_KIND_MANAGER, "manager-1")
+    assert {(c.cancelled_by.kind, c.cancelled_by.cause) for c in cancelled} == {
+        (actor_pb2.ACTOR_KIND_SYSTEM, "MOVIE_WITHDRAWN")
+    }
     # A new screening for the deleted movie is refused.
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await schedule(stub, manager, movie.id, new_hall(), BASE + timedelta(days=9))
@@ -309,6 +315,8 @@ async def test_events_reach_jetstream_in_per_aggregate_order(
     rescheduled = [e for _, e in events if isinstance(e, movie_events.ScreeningRescheduled)]
     assert rescheduled[1].previous_hall == rescheduled[0].hall
     assert all(envelope.subject == envelope.aggregate_id for envelope, _ in events)
+    [cancelled] = [e for _, e in events if isinstance(e, movie_events.ScreeningCancelled)]
+    assert (cancelled.cancelled_by.kind, cancelled.cancelled_by.id) == (actor_pb2.ACTOR_KIND_MANAGER, "manager-1")
 
 
 async def test_retried_create_with_a_request_id_returns_the_first_result(

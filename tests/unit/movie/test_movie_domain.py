@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.kit.actor import Actor
 from services.kit.errors import FailedPrecondition, InvalidArgument
 from services.movie.domain.events import MovieDeleted, MovieRegistered, MovieUpdated
 from services.movie.domain.movie import Movie, MovieDetails
@@ -94,9 +95,9 @@ def test_mask_must_name_editable_fields(mask: list[str]) -> None:
 def test_delete_once_then_no_more_updates() -> None:
     movie = Movie.register("m1", METROPOLIS, NOW)
     movie.pending.clear()
-    assert movie.delete(NOW)
-    assert movie.pending == [MovieDeleted("m1", 2, "Metropolis")]
-    assert not movie.delete(NOW)  # a second delete: nothing new
+    assert movie.delete(NOW, Actor.manager("manager-1"))
+    assert movie.pending == [MovieDeleted("m1", 2, "Metropolis", Actor.manager("manager-1"))]
+    assert not movie.delete(NOW, Actor.manager("manager-1"))  # a second delete: nothing new
     assert movie.version == 2
     with pytest.raises(FailedPrecondition):
         movie.update({"title": "x"}, ["title"], NOW)

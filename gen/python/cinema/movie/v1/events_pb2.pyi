@@ -132,19 +132,27 @@ class MovieDeleted(_message.Message):
 
     MOVIE_ID_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
+    DELETED_BY_FIELD_NUMBER: _builtins.int
     movie_id: _builtins.str
     """Id of the movie."""
     title: _builtins.str
     """Its title, for messages and logs."""
+    @_builtins.property
+    def deleted_by(self) -> _actor_pb2.Actor:
+        """The manager who deleted it (its future screenings follow, cancelled by the system with cause
+        MOVIE_WITHDRAWN). Unset in events written before attribution.
+        """
+
     def __init__(
         self,
         *,
         movie_id: _builtins.str = ...,
         title: _builtins.str = ...,
+        deleted_by: _actor_pb2.Actor | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deleted_by", b"deleted_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["movie_id", b"movie_id", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted_by", b"deleted_by", "movie_id", b"movie_id", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -222,7 +222,10 @@ type MovieDeleted struct {
 	// Id of the movie.
 	MovieId string `protobuf:"bytes,1,opt,name=movie_id,json=movieId,proto3" json:"movie_id,omitempty"`
 	// Its title, for messages and logs.
-	Title         string `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	Title string `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	// The manager who deleted it (its future screenings follow, cancelled by the system with cause
+	// MOVIE_WITHDRAWN). Unset in events written before attribution.
+	DeletedBy     *v1.Actor `protobuf:"bytes,3,opt,name=deleted_by,json=deletedBy,proto3" json:"deleted_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -269,6 +272,13 @@ func (x *MovieDeleted) GetTitle() string {
 		return x.Title
 	}
 	return ""
+}
+
+func (x *MovieDeleted) GetDeletedBy() *v1.Actor {
+	if x != nil {
+		return x.DeletedBy
+	}
+	return nil
 }
 
 // A screening was scheduled. Subject `cinema.movie.screening_scheduled`; envelope subject =
@@ -597,10 +607,12 @@ const file_cinema_movie_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"poster_url\x18\x06 \x01(\tR\tposterUrl\x12;\n" +
 	"\vupdate_mask\x18\a \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
-	"updateMask\"?\n" +
+	"updateMask\"w\n" +
 	"\fMovieDeleted\x12\x19\n" +
 	"\bmovie_id\x18\x01 \x01(\tR\amovieId\x12\x14\n" +
-	"\x05title\x18\x02 \x01(\tR\x05title\"\xd2\x02\n" +
+	"\x05title\x18\x02 \x01(\tR\x05title\x126\n" +
+	"\n" +
+	"deleted_by\x18\x03 \x01(\v2\x17.cinema.common.v1.ActorR\tdeletedBy\"\xd2\x02\n" +
 	"\x12ScreeningScheduled\x12!\n" +
 	"\fscreening_id\x18\x01 \x01(\tR\vscreeningId\x12\x19\n" +
 	"\bmovie_id\x18\x02 \x01(\tR\amovieId\x12\x1f\n" +
@@ -654,25 +666,26 @@ var file_cinema_movie_v1_events_proto_goTypes = []any{
 	(*ScreeningRescheduled)(nil),  // 4: cinema.movie.v1.ScreeningRescheduled
 	(*ScreeningCancelled)(nil),    // 5: cinema.movie.v1.ScreeningCancelled
 	(*fieldmaskpb.FieldMask)(nil), // 6: google.protobuf.FieldMask
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(*v1.SeatMap)(nil),            // 8: cinema.common.v1.SeatMap
-	(*v1.Money)(nil),              // 9: cinema.common.v1.Money
-	(*v1.Actor)(nil),              // 10: cinema.common.v1.Actor
+	(*v1.Actor)(nil),              // 7: cinema.common.v1.Actor
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*v1.SeatMap)(nil),            // 9: cinema.common.v1.SeatMap
+	(*v1.Money)(nil),              // 10: cinema.common.v1.Money
 }
 var file_cinema_movie_v1_events_proto_depIdxs = []int32{
 	6,  // 0: cinema.movie.v1.MovieUpdated.update_mask:type_name -> google.protobuf.FieldMask
-	7,  // 1: cinema.movie.v1.ScreeningScheduled.start_time:type_name -> google.protobuf.Timestamp
-	8,  // 2: cinema.movie.v1.ScreeningScheduled.seat_map:type_name -> cinema.common.v1.SeatMap
-	9,  // 3: cinema.movie.v1.ScreeningScheduled.price:type_name -> cinema.common.v1.Money
-	7,  // 4: cinema.movie.v1.ScreeningRescheduled.start_time:type_name -> google.protobuf.Timestamp
-	7,  // 5: cinema.movie.v1.ScreeningRescheduled.previous_start_time:type_name -> google.protobuf.Timestamp
-	7,  // 6: cinema.movie.v1.ScreeningCancelled.start_time:type_name -> google.protobuf.Timestamp
-	10, // 7: cinema.movie.v1.ScreeningCancelled.cancelled_by:type_name -> cinema.common.v1.Actor
-	8,  // [8:8] is the sub-list for method output_type
-	8,  // [8:8] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	7,  // 1: cinema.movie.v1.MovieDeleted.deleted_by:type_name -> cinema.common.v1.Actor
+	8,  // 2: cinema.movie.v1.ScreeningScheduled.start_time:type_name -> google.protobuf.Timestamp
+	9,  // 3: cinema.movie.v1.ScreeningScheduled.seat_map:type_name -> cinema.common.v1.SeatMap
+	10, // 4: cinema.movie.v1.ScreeningScheduled.price:type_name -> cinema.common.v1.Money
+	8,  // 5: cinema.movie.v1.ScreeningRescheduled.start_time:type_name -> google.protobuf.Timestamp
+	8,  // 6: cinema.movie.v1.ScreeningRescheduled.previous_start_time:type_name -> google.protobuf.Timestamp
+	8,  // 7: cinema.movie.v1.ScreeningCancelled.start_time:type_name -> google.protobuf.Timestamp
+	7,  // 8: cinema.movie.v1.ScreeningCancelled.cancelled_by:type_name -> cinema.common.v1.Actor
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_cinema_movie_v1_events_proto_init() }
