@@ -7,7 +7,7 @@ modules' tests in the shared streams are not replayed) and its own sink folder.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +28,26 @@ from tests.support.servers import Server
 STREAMS = ("CINEMA_RESERVATION", "CINEMA_PAYMENT")
 
 
-@pytest.fixture(scope="module")
-async def js(nats_server: Server) -> AsyncIterator[JetStreamContext]:
+@contextlib.asynccontextmanager
+async def fresh_streams(nats_url: str, durables: Iterable[tuple[str, str]]) -> AsyncIterator[JetStreamContext]:
+    """The streams, with the given (stream, durable) consumers deleted so that they start afresh."""
     nc = NATS()
-    await nc.connect(nats_server.url, connect_timeout=2)
+    await nc.connect(nats_url, connect_timeout=2)
     js = nc.jetstream()
     await jetstream.ensure_streams(js)
-    for stream in STREAMS:
+    for stream, durable in durables:
         with contextlib.suppress(NotFoundError):
-            await js.delete_consumer(stream, DURABLE)
-    yield js
-    await nc.close()
+            await js.delete_consumer(stream, durable)
+    try:
+        yield js
+    finally:
+        await nc.close()
+
+
+@pytest.fixture(scope="module")
+async def js(nats_server: Server) -> AsyncIterator[JetStreamContext]:
+    async with fresh_streams(nats_server.url, [(stream, DURABLE) for stream in STREAMS]) as js:
+        yield js
 
 
 @pytest.fixture(scope="session")

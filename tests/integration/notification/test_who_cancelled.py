@@ -8,7 +8,6 @@ the manager's address; one with no address at all is parked NO_RECIPIENT, counte
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -19,16 +18,13 @@ from typing import TYPE_CHECKING
 import asyncpg
 import grpc.aio
 import pytest
-from nats.aio.client import Client as NATS
 from nats.js.client import JetStreamContext
-from nats.js.errors import NotFoundError
 from prometheus_client import REGISTRY
 
 from cinema.movie.v1 import events_pb2 as movie_events
 from cinema.reservation.v1 import reservation_pb2 as pb
 from cinema.reservation.v1 import reservation_pb2_grpc
 from services.kit.events import envelope as env
-from services.kit.events import jetstream
 from services.kit.server import ServiceHost
 from services.kit.testing_tokens import LocalTokenIssuer
 from services.notification.bootstrap import NotificationApp
@@ -37,7 +33,7 @@ from services.notification.entrypoints.consumers import NotificationEventHandler
 from services.payment.entrypoints.reservation_events import DURABLE as PAYMENT_DURABLE
 from services.reservation.bootstrap import ReservationApp
 from services.reservation.entrypoints.catalog_consumer import DURABLE as RESERVATION_DURABLE
-from tests.integration.notification.conftest import consumers_exist, settings_for
+from tests.integration.notification.conftest import consumers_exist, fresh_streams, settings_for
 from tests.integration.notification.helpers import SmtpSink, eventually
 
 # The real payment and reservation services, as the reservation tests start them.
@@ -63,20 +59,14 @@ TITLE = "Metropolis"
 @pytest.fixture(scope="module")
 async def js(nats_server: Server) -> AsyncIterator[JetStreamContext]:
     """The streams, with every durable these services use started afresh for this module."""
-    nc = NATS()
-    await nc.connect(nats_server.url, connect_timeout=2)
-    js = nc.jetstream()
-    await jetstream.ensure_streams(js)
-    for stream, durable in (
+    durables = [
         ("CINEMA_MOVIE", RESERVATION_DURABLE),
         ("CINEMA_RESERVATION", PAYMENT_DURABLE),
         ("CINEMA_RESERVATION", NOTIFICATION_DURABLE),
         ("CINEMA_PAYMENT", NOTIFICATION_DURABLE),
-    ):
-        with contextlib.suppress(NotFoundError):
-            await js.delete_consumer(stream, durable)
-    yield js
-    await nc.close()
+    ]
+    async with fresh_streams(nats_server.url, durables) as js:
+        yield js
 
 
 @pytest.fixture(scope="module")
