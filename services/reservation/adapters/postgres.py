@@ -21,12 +21,12 @@ from typing import Any
 
 import asyncpg
 
-from services.kit.actor import Actor, ActorKind
+from services.kit.actor import SYSTEM_ID, Actor, ActorKind
 from services.kit.errors import InvalidArgument, Unavailable
 from services.reservation.adapters import metrics as booking_metrics
 from services.reservation.adapters.outbox import PgOutbox
 from services.reservation.domain.errors import SeatsTaken
-from services.reservation.domain.reservation import Reservation, ReservationState
+from services.reservation.domain.reservation import SCREENING_CANCELLED, Reservation, ReservationState
 from services.reservation.domain.screening import MovieTitle, Screening, ScreeningDetails, ScreeningStatus
 from services.reservation.domain.values import Money, SeatLabel, SeatMap
 from services.reservation.service_layer.ports import (
@@ -88,9 +88,16 @@ def _as_uuid(value: str) -> uuid.UUID | None:
 
 
 def _cancelled_by(row: asyncpg.Record) -> Actor | None:
-    if row["cancelled_by"] is None:
+    canceller = row["cancelled_by"]
+    if canceller is None:
         return None
-    return Actor(ActorKind(row["cancelled_by_kind"]), row["cancelled_by"], row["cancel_cause"])
+    if row["cancelled_by_kind"] is not None:
+        return Actor(ActorKind(row["cancelled_by_kind"]), canceller, row["cancel_cause"])
+    # Written without the kind by an instance older than migration 002 (a rolling upgrade): read
+    # as the migration backfills it.
+    if canceller == SYSTEM_ID:
+        return Actor.system(SCREENING_CANCELLED)
+    return Actor.customer(canceller) if canceller == row["customer_id"] else Actor.manager(canceller)
 
 
 def _reservation_from(row: asyncpg.Record) -> Reservation:

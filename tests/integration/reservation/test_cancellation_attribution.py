@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,11 +27,13 @@ from cinema.payment.v1 import events_pb2 as payment_events
 from cinema.reservation.v1 import events_pb2 as reservation_events
 from cinema.reservation.v1 import reservation_pb2 as pb
 from services.kit import pg
+from services.kit.actor import Actor
 from services.kit.testing_tokens import LocalTokenIssuer
 from services.payment.domain.processor import CARD_INSUFFICIENT_FUNDS
-from services.reservation.adapters.postgres import MIGRATIONS
+from services.reservation.adapters.postgres import MIGRATIONS, PgUnitOfWork
 from tests.integration.reservation.conftest import Metadata
 from tests.integration.reservation.helpers import create_request, events_of, eventually, publish, schedule
+from tests.integration.reservation.test_booking_store import a_reservation, with_screening
 from tests.support.servers import Server, create_database
 
 if TYPE_CHECKING:
@@ -225,3 +228,42 @@ async def test_reservations_cancelled_before_attribution_get_it_from_the_migrati
         ids["system"]: ("SYSTEM", "SCREENING_CANCELLED"),  # before attribution the system cancelled only for that
         ids["standing"]: (None, ""),
     }
+
+
+async def test_the_store_keeps_who_cancelled_and_reads_rows_an_older_instance_wrote(postgres_server: Server) -> None:
+    database = await create_database(postgres_server, "reservation_attribution_store")
+    await pg.migrate(database, MIGRATIONS)
+    pool = await pg.create_pool(database, min_size=1, max_size=2)
+    try:
+        screening = await with_screening(pool)
+        reservation = a_reservation(screening, ["A1"])
+        async with PgUnitOfWork(pool) as uow:
+            await uow.reservations.add(reservation)
+            await uow.commit()
+        async with PgUnitOfWork(pool) as uow:
+            loaded = await uow.reservations.get(reservation.id, lock=True)
+            assert loaded is not None
+            loaded.cancel(Actor.manager("manager-1"), "hall flooded", datetime.now(UTC))
+            await uow.commit()
+
+        async def read_back() -> Actor | None:
+            async with PgUnitOfWork(pool) as uow:
+                stored = await uow.reservations.get(reservation.id)
+            assert stored is not None
+            return stored.cancelled_by
+
+        assert await read_back() == Actor.manager("manager-1")
+        # During a rolling upgrade an instance from before migration 002 writes only the id.
+        for written, expected in (
+            ("c1", Actor.customer("c1")),  # the reservation's own customer
+            ("manager-2", Actor.manager("manager-2")),
+            ("system", Actor.system("SCREENING_CANCELLED")),
+        ):
+            await pool.execute(
+                "UPDATE reservations SET cancelled_by = $2, cancelled_by_kind = NULL, cancel_cause = '' WHERE id = $1",
+                uuid.UUID(reservation.id),
+                written,
+            )
+            assert await read_back() == expected
+    finally:
+        await pool.close()
