@@ -14,8 +14,6 @@ from datetime import UTC, datetime
 from services.kit.errors import InvalidArgument
 from services.reservation.domain.values import Money, SeatMap
 
-SYSTEM = "system"  # who cancels when nobody in particular does (e.g. the catalog cancelled the screening)
-
 
 class ScreeningStatus(enum.StrEnum):
     SCHEDULED = "SCHEDULED"
