@@ -5,6 +5,7 @@
 "use strict";
 (() => {
   const TOKEN_KEY = "cinema.token";
+  const REFRESH_KEY = "cinema.refresh"; // the refresh token: a new access token before this one ends
   const MAX_SEATS = 10; // CreateReservation takes one to ten seats
   const PAGE_SIZE = 24; // movies per page of the board ("Show more movies" fetches the next)
   const $ = (id) => document.getElementById(id);
@@ -99,7 +100,7 @@
     get retryable() { return this.status === 0 || this.status === 503 || this.status === 504 || this.code === 14; }
   }
 
-  async function api(method, path, body, { auth = true } = {}) {
+  async function api(method, path, body, { auth = true, renewed = false } = {}) {
     const headers = { Accept: "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const token = auth ? state.token : null;
@@ -120,7 +121,8 @@
     try { data = text ? JSON.parse(text) : null; } catch { data = null; }
     if (reply.ok) return data;
     if (reply.status === 401 && token) {
-      signOut("Your session has ended: please sign in again.");
+      if (!renewed && token === state.token && (await renew())) return api(method, path, body, { auth, renewed: true });
+      if (state.token === token) signOut("Your session has ended: please sign in again.");
       if (method === "GET") return api(method, path, body, { auth: false }); // a public read still works
     }
     const message = (data && (data.message || data.error_description)) || text.trim() || reply.statusText;
@@ -141,22 +143,76 @@
 
   function hasRole(role) { return !!(state.claims && (state.claims.roles || []).includes(role)); }
 
-  function adopt(token) {
+  function adopt(token, refreshToken) {
     const claims = claimsOf(token);
     if (!claims || !claims.exp || claims.exp * 1000 <= Date.now() + 5000) return false;
     state.token = token;
     state.claims = claims;
     sessionStorage.setItem(TOKEN_KEY, token);
+    if (refreshToken) sessionStorage.setItem(REFRESH_KEY, refreshToken);
     clearTimeout(state.logoutTimer);
-    state.logoutTimer = setTimeout(() => signOut("Your session has ended: please sign in again."), claims.exp * 1000 - Date.now());
+    const left = claims.exp * 1000 - Date.now();
+    // with a refresh token, a new access token a minute before this one ends (no password again)
+    state.logoutTimer = sessionStorage.getItem(REFRESH_KEY)
+      ? setTimeout(renewOrSignOut, Math.max(1000, left - 60000))
+      : setTimeout(() => signOut("Your session has ended: please sign in again."), left);
     return true;
   }
 
+  // The refresh token grant: each use answers with the next refresh token (the one used is spent),
+  // so one renewal at a time.
+  let renewing = null;
+  function renew() {
+    const refreshToken = sessionStorage.getItem(REFRESH_KEY);
+    if (!refreshToken) return Promise.resolve(false);
+    if (!renewing) {
+      renewing = (async () => {
+        try {
+          const reply = await fetch("/oauth2/token", {
+            method: "POST",
+            headers: { "Content-Type": "application/x-www-form-urlencoded", Accept: "application/json" },
+            body: new URLSearchParams({ grant_type: "refresh_token", refresh_token: refreshToken }),
+            cache: "no-store",
+          });
+          const data = await reply.json().catch(() => ({}));
+          if (reply.ok && data.access_token && adopt(data.access_token, data.refresh_token)) return true;
+          if (reply.status === 400 || reply.status === 401) sessionStorage.removeItem(REFRESH_KEY); // spent or revoked
+          return false;
+        } catch {
+          return false;
+        } finally {
+          renewing = null;
+        }
+      })();
+    }
+    return renewing;
+  }
+
+  async function renewOrSignOut() {
+    if (await renew()) return;
+    if (sessionStorage.getItem(REFRESH_KEY) && state.claims && state.claims.exp * 1000 > Date.now() + 10000) {
+      state.logoutTimer = setTimeout(renewOrSignOut, 10000); // identity unreachable: try again while the token lasts
+      return;
+    }
+    signOut("Your session has ended: please sign in again.");
+  }
+
   function signOut(why) {
+    const refreshToken = sessionStorage.getItem(REFRESH_KEY);
+    if (refreshToken && !why) {
+      // signing out on purpose ends the session at identity too (RFC 7009); nothing waits for it
+      fetch("/oauth2/revoke", {
+        method: "POST",
+        headers: { "Content-Type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ token: refreshToken, token_type_hint: "refresh_token" }),
+        cache: "no-store",
+      }).catch(() => {});
+    }
     state.token = null;
     state.claims = null;
     state.mine = [];
     sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(REFRESH_KEY);
     clearTimeout(state.logoutTimer);
     closeBooking();
     renderAccount();
@@ -176,8 +232,8 @@
         cache: "no-store",
       });
       const data = await reply.json().catch(() => ({}));
-      if (!reply.ok || !data.access_token || !adopt(data.access_token)) {
-        say(reply.status === 429 ? "Too many attempts: wait a few minutes and try again." :
+      if (!reply.ok || !data.access_token || !adopt(data.access_token, data.refresh_token)) {
+        say(reply.status === 429 ? `Too many attempts: try again in ${reply.headers.get("Retry-After") || "a few"} seconds.` :
           reply.status >= 500 ? "Signing in is not possible right now; try again in a moment." :
           "Wrong username or password.");
         form.password.select();
@@ -194,9 +250,44 @@
     }
   }
 
+  // A new customer: POST /v1/accounts (identity), then the password grant with the new account.
+  async function signUp(event) {
+    event.preventDefault();
+    const form = event.target;
+    const button = form.querySelector("button");
+    button.disabled = true;
+    try {
+      const email = form.email.value.trim();
+      const password = form.password.value;
+      const { account } = await api("POST", "/v1/accounts", { email, password }, { auth: false });
+      const reply = await fetch("/oauth2/token", {
+        method: "POST",
+        headers: { "Content-Type": "application/x-www-form-urlencoded", Accept: "application/json" },
+        body: new URLSearchParams({ grant_type: "password", username: account.username, password }),
+        cache: "no-store",
+      });
+      const data = await reply.json().catch(() => ({}));
+      form.reset();
+      if (!reply.ok || !data.access_token || !adopt(data.access_token, data.refresh_token)) {
+        say("Your account is ready: sign in with your e-mail address and password.", true);
+        return;
+      }
+      $("signup-box").open = false;
+      say(`Welcome! Your account ${account.username} is ready and you are signed in.`, true);
+      renderAccount();
+      $("signout").focus();
+    } catch (error) {
+      say(error.message); // the service's own words: which field, and why
+      form.email.focus();
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   function renderAccount() {
     const signedIn = !!state.token;
     $("signin").hidden = signedIn;
+    $("signup-box").hidden = signedIn;
     $("whoami").hidden = !signedIn;
     if (signedIn) {
       $("who").textContent = state.claims.preferred_username || state.claims.sub;
@@ -832,6 +923,7 @@
   // --- start ------------------------------------------------------------------------------------
 
   $("signin").addEventListener("submit", signIn);
+  $("signup").addEventListener("submit", signUp);
   $("signout").addEventListener("click", () => { signOut(); say(""); $("username").focus(); });
   $("pay").addEventListener("submit", pay);
   $("booking-close").addEventListener("click", closeBooking);
@@ -848,7 +940,11 @@
   window.addEventListener("hashchange", route);
   $("more").addEventListener("click", loadMore);
   const saved = sessionStorage.getItem(TOKEN_KEY);
-  if (saved && !adopt(saved)) sessionStorage.removeItem(TOKEN_KEY);
+  if (!saved || !adopt(saved)) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    // the access token ended (or is gone) but the session has a refresh token: carry on with it
+    if (sessionStorage.getItem(REFRESH_KEY)) renew().then((ok) => { if (ok) renderAccount(); });
+  }
   renderAccount();
   connectLive();
   loadBoard();
