@@ -17,6 +17,7 @@ import os
 import signal
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,7 +27,10 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
+from cinema.common.v1.money_pb2 import Money
+from cinema.common.v1.seat_pb2 import SeatMap
 from cinema.movie.v1 import movie_pb2, movie_pb2_grpc
+from cinema.payment.v1 import payment_pb2, payment_pb2_grpc
 from cinema.payment.v1.payment_pb2 import Card
 from cinema.reservation.v1 import reservation_pb2, reservation_pb2_grpc
 from cinema.viewpage.v1 import board_pb2, board_pb2_grpc
@@ -204,12 +208,30 @@ def _forged_tokens(stack: Stack) -> dict[str, str]:
             "expired": expired}  # fmt: skip
 
 
+def _status(reply: httpx.Response) -> dict[str, Any]:
+    """The google.rpc.Status body of a refusal (checked for its shape)."""
+    assert reply.headers["content-type"].startswith("application/json"), reply.text
+    status: dict[str, Any] = reply.json()
+    assert isinstance(status["code"], int) and status["message"] and isinstance(status["details"], list), status
+    return status
+
+
 def test_rest_refusals(stack: Stack) -> None:
     _, screening_id = _first_screening(stack)
     body = {"screeningId": screening_id, "seats": ["A1"], "requestId": str(uuid.uuid4()), "card": CARD}
 
     missing = httpx.post(f"{stack.base}/v1/reservations", json=body, timeout=30)
     assert missing.status_code == 401, missing.text
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert _status(missing)["code"] == grpc.StatusCode.UNAUTHENTICATED.value[0]
+    # an unknown path is 404, with or without a token (it used to fall into the web screen's route)
+    for headers in ({}, _bearer(stack.token(edge.DEMO_CUSTOMER))):
+        unknown = httpx.get(f"{stack.base}/v1/no-such-thing", headers=headers, timeout=30)
+        assert unknown.status_code == 404, unknown.text
+        assert _status(unknown)["details"][0]["reason"] == "ROUTE_NOT_FOUND"
+    # a known path with a method it does not have: the gateway's 405, the same format
+    wrong = httpx.put(f"{stack.base}/v1/board", headers=_bearer(stack.token(edge.DEMO_CUSTOMER)), timeout=30)
+    assert wrong.status_code == 405 and _status(wrong)["details"][0]["reason"] == "METHOD_NOT_ALLOWED"
 
     for name, token in _forged_tokens(stack).items():
         reply = httpx.post(f"{stack.base}/v1/reservations", json=body, headers=_bearer(token), timeout=30)
@@ -255,6 +277,14 @@ async def test_grpc_refusals(stack: Stack) -> None:
                 timeout=30,
             )
         assert forbidden.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        # what the ingress does not expose is UNIMPLEMENTED, not a stream closed without trailers
+        with pytest.raises(grpc.aio.AioRpcError) as hidden:
+            await payment_pb2_grpc.PaymentServiceStub(channel).GetPaymentByReservation(
+                payment_pb2.GetPaymentByReservationRequest(reservation_id=str(uuid.uuid4())),
+                metadata=(("authorization", f"Bearer {customer}"),),
+                timeout=30,
+            )
+        assert hidden.value.code() == grpc.StatusCode.UNIMPLEMENTED, hidden.value
 
 
 async def test_rate_limit_gives_429_and_resource_exhausted(stack: Stack) -> None:
@@ -281,6 +311,70 @@ async def test_rate_limit_gives_429_and_resource_exhausted(stack: Stack) -> None
         assert rest_code == 429
         assert grpc_code == grpc.StatusCode.RESOURCE_EXHAUSTED
     await asyncio.sleep(3)  # let the bucket refill for the tests after this one
+
+
+# --- public reads under a crowd --------------------------------------------------------------------
+
+CROWD = 25  # concurrent clients, as `siege -c 25`
+CROWD_S = 20.0
+CATALOG_SIZE = 64
+
+
+async def _grow_catalog(stack: Stack, size: int) -> None:
+    """Movies (each with a screening) up to `size`, written at the movie service itself."""
+    manager = (("authorization", f"Bearer {await asyncio.to_thread(stack.token, edge.DEMO_MANAGER)}"),)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.port('CINEMA_MOVIE_PORT')}") as channel:
+        movies = movie_pb2_grpc.MovieServiceStub(channel)
+        have = len((await movies.ListMovies(movie_pb2.ListMoviesRequest(page_size=100), timeout=30)).movies)
+        for n in range(have, size):
+            created = await movies.CreateMovie(
+                movie_pb2.CreateMovieRequest(
+                    movie=movie_pb2.Movie(title=f"Crowd {n}", duration_minutes=90 + n, genres=["drama"]),
+                    request_id=str(uuid.uuid4()),
+                ),
+                metadata=manager,
+                timeout=30,
+            )
+            screening = movie_pb2.Screening(
+                hall=str(n % 9 + 1), seat_map=SeatMap(rows=8, seats_per_row=12),
+                price=Money(minor_units=900, currency_code="EUR"),
+            )  # fmt: skip
+            screening.start_time.FromSeconds(int(time.time()) + 86_400 * (2 + n % 5) + 60 * n)
+            await movies.ScheduleScreening(
+                movie_pb2.ScheduleScreeningRequest(
+                    movie_id=created.movie.id, screening=screening, request_id=str(uuid.uuid4())
+                ),
+                metadata=manager,
+                timeout=30,
+            )
+
+
+async def test_public_reads_under_a_crowd_never_5xx(stack: Stack) -> None:
+    """`siege -c 25` on /v1/board and /v1/movies, as 25 clients (each its own address, as 25
+    people are: one address would be one client's budget), against a catalog of 64 movies: no
+    5xx, a stall of a service is retried by the mesh, not passed on."""
+    await _grow_catalog(stack, CATALOG_SIZE)
+
+    def board_size() -> int:
+        board = httpx.get(f"{stack.base}/v1/board", params={"pageSize": 100}, timeout=30).json()
+        return len(board.get("movies", []))
+
+    _wait_for("the whole catalog on the board", lambda: board_size() >= CATALOG_SIZE, timeout=60)
+    statuses: Counter[int] = Counter()
+    stop = time.monotonic() + CROWD_S
+
+    async def client(n: int) -> None:
+        transport = httpx.AsyncHTTPTransport(local_address=f"127.0.1.{n + 1}")
+        async with httpx.AsyncClient(base_url=stack.base, transport=transport, timeout=30) as http:
+            while time.monotonic() < stop:
+                for path in ("/v1/board", "/v1/movies"):
+                    statuses[(await http.get(path)).status_code] += 1
+
+    await asyncio.gather(*(client(n) for n in range(CROWD)))
+    total = sum(statuses.values())
+    print(f"\n{CROWD} clients for {CROWD_S:.0f} s: {total} reads, {dict(statuses)}")
+    assert not [code for code in statuses if code >= 500], statuses
+    assert statuses[200] >= 0.95 * total and total >= CROWD * 4, statuses
 
 
 # --- the mesh keeps bookings going ---------------------------------------------------------------
