@@ -29,7 +29,7 @@ from services.identity.domain.model import (
     parse_roles,
 )
 from services.identity.service_layer.dependencies import IdentityDependencies
-from services.kit.errors import FieldViolation, InvalidArgument
+from services.kit.errors import AlreadyExists, FieldViolation, InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,11 @@ async def sign_up(deps: IdentityDependencies, email: str, password: str) -> User
         roles=frozenset({Role.CUSTOMER}),
         email=address,
     )
-    await deps.users.add(user)
+    try:
+        await deps.users.add(user)
+    except AlreadyExists:
+        # the address is the username too: whichever unique index refused it, say it the same way
+        raise AlreadyExists("user", address, "an account with this e-mail address already exists") from None
     log.info("customer signed up", extra={"user_id": user.id})
     return user
 
