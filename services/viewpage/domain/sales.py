@@ -17,7 +17,7 @@ reservations that sold any); a movie's are the sum over its screenings.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.viewpage.domain.events import RESERVATION_CANCELLED, RESERVATION_CONFIRMED
@@ -144,41 +144,28 @@ def screening_sales(screening_id: str, screening: Document, reservations: Iterab
     )
 
 
+# The counts and sums a movie's sales add up over its screenings.
+_ADDED = (
+    "seats_sold",
+    "seats_free",
+    "seats_blocked",
+    "reservations_confirmed",
+    "cancellations",
+    "revenue_minor",
+    "refunds_minor",
+    "refund_count",
+)
+
+
 def total(parts: Iterable[Sales]) -> Sales:
     """The sum of several screenings' sales (one currency: the cinema's)."""
+    every = list(parts)
     timeline = _Timeline()
-    sums = [0] * 8
-    currency = ""
-    for sales in parts:
-        currency = currency or sales.currency
-        for i, value in enumerate(
-            (
-                sales.seats_sold,
-                sales.seats_free,
-                sales.seats_blocked,
-                sales.reservations_confirmed,
-                sales.cancellations,
-                sales.revenue_minor,
-                sales.refunds_minor,
-                sales.refund_count,
-            )
-        ):
-            sums[i] += value
+    for sales in every:
         for point in sales.timeline:
             timeline.add(point.start_ms, point.seats_sold, point.revenue_minor, point.refunds_minor)
-    sold, free, blocked, confirmed, cancelled, revenue, refunds, refund_count = sums
-    return Sales(
-        currency=currency,
-        seats_sold=sold,
-        seats_free=free,
-        seats_blocked=blocked,
-        reservations_confirmed=confirmed,
-        cancellations=cancelled,
-        revenue_minor=revenue,
-        refunds_minor=refunds,
-        refund_count=refund_count,
-        timeline=timeline.points(),
-    )
+    summed = Sales(currency=next((s.currency for s in every if s.currency), ""), timeline=timeline.points())
+    return replace(summed, **{name: sum(getattr(s, name) for s in every) for name in _ADDED})
 
 
 def movie_sales(movie_id: str, movie: Document, screenings: Iterable[ScreeningSales]) -> MovieSales:

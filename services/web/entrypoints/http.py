@@ -135,16 +135,7 @@ def build_app(state: HttpState) -> Starlette:
         return StreamingResponse(notices(), media_type=EVENT_STREAM, headers=headers)
 
     def mesh_page(request: Request) -> Response:
-        page = app.mesh_page
-        headers = {
-            **_SECURITY_HEADERS,
-            "Content-Security-Policy": page.content_security_policy,
-            "Cache-Control": "no-cache",
-            "ETag": page.etag,
-        }
-        if request.headers.get("if-none-match") == page.etag:
-            return Response(status_code=304, headers=headers)
-        return Response(page.html, media_type="text/html; charset=utf-8", headers=headers)
+        return static_page(request, app.mesh_page)
 
     manager = build_page("manager.html", "app.css", "manager.js", extra_style="manager.css")
 

@@ -182,7 +182,7 @@
     const body = table.querySelector("tbody");
     body.replaceChildren();
     for (const screening of answer.screenings || []) {
-      const label = `${when(screening.startTime)} · ${screening.hall || ""}${screening.cancelled ? " (cancelled)" : ""}`;
+      const label = `${when(screening.startTime)} · hall ${screening.hall || ""}${screening.cancelled ? " (cancelled)" : ""}`;
       const button = el("button", { type: "button", class: "secondary", text: "Reservations", dataset: { screening: screening.screeningId } });
       button.addEventListener("click", () => openBookings(screening.screeningId, label));
       body.append(el("tr", { dataset: { screening: screening.screeningId } },
@@ -225,12 +225,18 @@
     points.forEach((point, i) => {
       const h = (seats[i] / maxSeats) * plotH;
       const x = left + i * step;
-      const bar = svg("rect", { class: "bar-sold", x: x + step * 0.15, y: top + plotH - h, width: Math.max(1, step * 0.7), height: h });
+      const barW = Math.max(1, Math.min(step * 0.7, 48));
+      const bar = svg("rect", { class: "bar-sold", x: x + (step - barW) / 2, y: top + plotH - h, width: barW, height: h });
       bar.append(svg("title", {}, `${when(point.startTime)}: ${seats[i]} seat(s)`));
       chart.append(bar);
-      line.push(`${x + step / 2},${top + plotH - (Math.max(0, net[i]) / maxNet) * plotH}`);
+      line.push([x + step / 2, top + plotH - (Math.max(0, net[i]) / maxNet) * plotH]);
     });
-    chart.append(svg("polyline", { class: "line-net", points: line.join(" ") }));
+    chart.append(svg("polyline", { class: "line-net", points: line.map((p) => p.join(",")).join(" ") }));
+    line.forEach(([cx, cy], i) => {
+      const dot = svg("circle", { class: "dot-net", cx, cy, r: 3 });
+      dot.append(svg("title", {}, `${when(points[i].startTime)}: net revenue so far ${money({ minorUnits: net[i], currencyCode: revenue.currencyCode })}`));
+      chart.append(dot);
+    });
     chart.append(svg("text", { x: left, y: height - 8 }, when(points[0].startTime)));
     if (points.length > 1) {
       chart.append(svg("text", { x: left + plotW, y: height - 8, "text-anchor": "end" }, when(points[points.length - 1].startTime)));

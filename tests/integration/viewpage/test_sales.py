@@ -7,7 +7,7 @@ same again after a rebuild by replay, and only for managers.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -193,26 +193,23 @@ async def test_sales_are_for_managers_only_and_bad_ids_are_named(
     assert (empty.sales.seats_sold, empty.sales.seats_free, empty.sales.revenue.minor_units) == (0, 100, 0)
 
     customer = issuer.metadata(issuer.mint("customer-1", roles={"customer"}, ttl_s=600))
-    screening_request = board_pb2.GetScreeningSalesRequest(screening_id=screening_id)
-    movie_request = board_pb2.GetMovieSalesRequest(movie_id=movie_id)
+
+    async def status_of(call: Awaitable[object]) -> grpc.StatusCode:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+        return caught.value.code()
+
+    def screening(sid: str) -> board_pb2.GetScreeningSalesRequest:
+        return board_pb2.GetScreeningSalesRequest(screening_id=sid)
+
+    def movie(mid: str) -> board_pb2.GetMovieSalesRequest:
+        return board_pb2.GetMovieSalesRequest(movie_id=mid)
+
     for metadata, code in ((customer, grpc.StatusCode.PERMISSION_DENIED), (None, grpc.StatusCode.UNAUTHENTICATED)):
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.GetScreeningSales(screening_request, metadata=metadata)
-        assert caught.value.code() == code
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.GetMovieSales(movie_request, metadata=metadata)
-        assert caught.value.code() == code
-    for request, code in (
-        (board_pb2.GetScreeningSalesRequest(screening_id=h.new_id()), grpc.StatusCode.NOT_FOUND),
-        (board_pb2.GetScreeningSalesRequest(screening_id="nope"), grpc.StatusCode.INVALID_ARGUMENT),
-    ):
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.GetScreeningSales(request, metadata=manager)
-        assert caught.value.code() == code
-    for movie_request, code in (
-        (board_pb2.GetMovieSalesRequest(movie_id=h.new_id()), grpc.StatusCode.NOT_FOUND),
-        (board_pb2.GetMovieSalesRequest(movie_id=""), grpc.StatusCode.INVALID_ARGUMENT),
-    ):
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.GetMovieSales(movie_request, metadata=manager)
-        assert caught.value.code() == code
+        assert await status_of(stub.GetScreeningSales(screening(screening_id), metadata=metadata)) == code
+        assert await status_of(stub.GetMovieSales(movie(movie_id), metadata=metadata)) == code
+    not_found, invalid = grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT
+    assert await status_of(stub.GetScreeningSales(screening(h.new_id()), metadata=manager)) == not_found
+    assert await status_of(stub.GetScreeningSales(screening("nope"), metadata=manager)) == invalid
+    assert await status_of(stub.GetMovieSales(movie(h.new_id()), metadata=manager)) == not_found
+    assert await status_of(stub.GetMovieSales(movie(""), metadata=manager)) == invalid
