@@ -24,9 +24,7 @@ class PgScreeningReservations:
         self._pool = pool
 
     async def screening_known(self, screening_id: str) -> bool:
-        found = await self._pool.fetchval(
-            "SELECT 1 FROM screenings WHERE id = $1 AND movie_id <> ''", screening_id
-        )
+        found = await self._pool.fetchval("SELECT 1 FROM screenings WHERE id = $1 AND movie_id <> ''", screening_id)
         return found is not None
 
     async def list_for_screening(

@@ -73,8 +73,7 @@ async def test_a_manager_lists_a_screenings_reservations_by_page_and_state(
     token = manager(issuer)
     listed = await all_pages(stub, token, pb.ListScreeningReservationsRequest(screening_id=screening_id, page_size=2))
     rows = await pool.fetch(
-        "SELECT id, customer_id, state FROM reservations WHERE screening_id = $1"
-        " ORDER BY created_at DESC, id DESC",
+        "SELECT id, customer_id, state FROM reservations WHERE screening_id = $1 ORDER BY created_at DESC, id DESC",
         screening_id,
     )
     assert [r.id for r in listed] == [str(row["id"]) for row in rows]

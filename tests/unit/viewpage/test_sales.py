@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from services.viewpage.domain.sales import HOUR_MS, movie_sales, screening_sales
 
 SCREENING = {"movie_id": "m", "hall": "H", "start_time_ms": 5 * HOUR_MS, "total_seats": 48, "blocked_seats": 2}
 
 
 def test_a_screening_adds_up_its_reservations() -> None:
-    docs = [
+    docs: list[dict[str, Any]] = [
         {"state": "CONFIRMED", "seats": ["A1", "A2"], "confirmed_at_ms": 10, "paid_minor": 2400, "paid_at_ms": 11},
         {
             "state": "CANCELLED",
