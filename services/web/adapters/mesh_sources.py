@@ -8,11 +8,11 @@ source (a SIGSTOPped service) costs a round at most that long.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from services.web.service_layer.mesh import EnvoyStats, Sample
 
@@ -24,19 +24,22 @@ ENVOY_FILTER = (
     r"|outlier_detection\.ejections_enforced_total|outlier_detection\.ejections_active|upstream_rq_time)"
     r"|http\.(ingress|egress_[a-z_]+)\.downstream_rq_(total|5xx|time))$"
 )
-# The metric families the graph reads from a service (the rest of its exposition is dropped).
-SERVICE_FAMILIES = frozenset(
+# The samples the graph reads from a service; the rest of its exposition is skipped unparsed (the
+# prometheus_client parser took ~10 ms a service a round for lines that are thrown away).
+SERVICE_SAMPLES = frozenset(
     {
-        "grpc_server_handled",
-        "grpc_server_handling_seconds",
+        "grpc_server_handled_total",
+        "grpc_server_handling_seconds_bucket",
         "process_start_time_seconds",
-        "cinema_events_consumed",
-        "cinema_events_dead_lettered",
+        "cinema_events_consumed_total",
+        "cinema_events_dead_lettered_total",
         "cinema_outbox_backlog",
         "cinema_outbox_oldest_age_seconds",
-        "cinema_outbox_published",
+        "cinema_outbox_published_total",
     }
 )
+_PREFIXES = tuple(sorted({name.split("_", 2)[0] + "_" + name.split("_", 2)[1] for name in SERVICE_SAMPLES}))
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
 def parse_envoy_stats(document: Mapping[str, Any]) -> EnvoyStats:
@@ -64,13 +67,28 @@ def parse_envoy_stats(document: Mapping[str, Any]) -> EnvoyStats:
     return EnvoyStats(counters, p99)
 
 
+def _unescape(value: str) -> str:
+    return value.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
+
+
 def parse_exposition(text: str) -> list[Sample]:
+    """The samples of SERVICE_SAMPLES in a Prometheus text exposition (`name{labels} value`)."""
     samples: list[Sample] = []
-    for family in text_string_to_metric_families(text):
-        if family.name not in SERVICE_FAMILIES:
+    for line in text.splitlines():
+        if not line.startswith(_PREFIXES):
             continue
-        for s in family.samples:
-            samples.append(Sample(s.name, dict(s.labels), float(s.value)))
+        brace, space = line.find("{"), line.find(" ")
+        if brace != -1 and (space == -1 or brace < space):
+            name, close = line[:brace], line.rfind("}")
+            labels = {k: _unescape(v) for k, v in _LABEL.findall(line[brace + 1 : close])}
+            fields = line[close + 1 :].split()
+        else:
+            name, labels, fields = line[:space], {}, line[space + 1 :].split()
+        if name in SERVICE_SAMPLES and fields:
+            try:
+                samples.append(Sample(name, labels, float(fields[0])))
+            except ValueError:
+                continue
     return samples
 
 

@@ -334,7 +334,8 @@ def build_view(now: RawSample, before: RawSample | None, restarts: RestartCounte
         rps=ingress_rps,
         error_ratio=ingress_ratio,
         p99_ms=p99s.get("http.ingress.downstream_rq_time"),
-        instances=None if envoy is None else 1,
+        instances=1,
+        healthy_instances=0 if envoy is None else 1,
         note="Envoy: JWT, rate limit, routes" if envoy else "Envoy's admin endpoint does not answer",
     )
     edges.append(
@@ -439,14 +440,12 @@ def build_view(now: RawSample, before: RawSample | None, restarts: RestartCounte
         rate = sum(o.published_per_s or 0.0 for o in outboxes if o.service == service)
         edges.append(Edge(service, NATS, "event", rps=rate if before else None, health=HEALTHY, note="outbox relay"))
     for consumer in consumers:
-        consumer.service = durable_owner.get(consumer.name, "")
-        if consumer.service:
+        # the service that counted it; before its first event, the one it is named after
+        consumer.service = durable_owner.get(consumer.name, consumer.name if consumer.name in now.services else "")
+        samples = now.services[consumer.service].samples if consumer.service else None
+        if samples is not None:
             consumer.handled_per_s = d.service(consumer.service, "cinema_events_consumed_total", consumer=consumer.name)
-            consumer.dead_lettered = _sum(
-                now.services[consumer.service].samples or [],
-                "cinema_events_dead_lettered_total",
-                consumer=consumer.name,
-            )
+            consumer.dead_lettered = _sum(samples, "cinema_events_dead_lettered_total", consumer=consumer.name)
     for service in sorted({c.service for c in consumers if c.service}):
         mine = [c for c in consumers if c.service == service]
         handled = [c.handled_per_s for c in mine if c.handled_per_s is not None]

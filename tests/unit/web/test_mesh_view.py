@@ -211,13 +211,20 @@ def test_envoys_json_stats_and_a_services_exposition_parse() -> None:
         'grpc_server_handled_total{grpc_code="OK",grpc_method="M",grpc_service="S",grpc_type="unary"} 4.0\n'
         "# TYPE python_gc_objects_collected_total counter\n"
         'python_gc_objects_collected_total{generation="0"} 9.0\n'
+        'grpc_server_started_total{grpc_method="M"} 4.0\n'
+        'grpc_server_handling_seconds_bucket{grpc_method="M",le="+Inf"} 4.0\n'
+        "process_start_time_seconds 1.7e+09\n"
+        'cinema_outbox_backlog{outbox="a \\"quoted\\" one",service="s"} 2.0 1700000000000\n'
     )
     assert samples == [
         Sample(
             "grpc_server_handled_total",
             {"grpc_code": "OK", "grpc_method": "M", "grpc_service": "S", "grpc_type": "unary"},
             4.0,
-        )
+        ),
+        Sample("grpc_server_handling_seconds_bucket", {"grpc_method": "M", "le": "+Inf"}, 4.0),
+        Sample("process_start_time_seconds", {}, 1.7e9),
+        Sample("cinema_outbox_backlog", {"outbox": 'a "quoted" one', "service": "s"}, 2.0),
     ]
 
 
