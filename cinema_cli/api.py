@@ -184,18 +184,22 @@ class Api:
             if not token:
                 return items
 
-    def password_grant(self, username: str, password: str) -> Issued:
-        reply = self._send(
-            "POST",
-            "/oauth2/token",
-            data={"grant_type": "password", "username": username, "password": password},
-        )
+    def _token_request(self, form: dict[str, str]) -> tuple[httpx.Response, Any, Issued | None]:
+        """One call of the OAuth2 token endpoint: the reply, its JSON, and the tokens when issued."""
+        reply = self._send("POST", "/oauth2/token", data=form)
         try:
             body: Any = reply.json()
         except ValueError:
             body = {}
-        if reply.is_success and isinstance(body, dict) and "access_token" in body:
-            return _issued(body)
+        issued = _issued(body) if reply.is_success and isinstance(body, dict) and "access_token" in body else None
+        return reply, body, issued
+
+    def password_grant(self, username: str, password: str) -> Issued:
+        reply, body, issued = self._token_request(
+            {"grant_type": "password", "username": username, "password": password}
+        )
+        if issued is not None:
+            return issued
         description = str(body.get("error_description", "")) if isinstance(body, dict) else ""
         if reply.status_code == 429:
             after = reply.headers.get("retry-after", "a few minutes")
@@ -207,15 +211,9 @@ class Api:
     def refresh_grant(self, refresh_token: str) -> Issued:
         """The next access token (and refresh token) for a saved refresh token; NOT_SIGNED_IN when
         identity refuses it (expired, revoked, or already used by someone else)."""
-        reply = self._send(
-            "POST", "/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": refresh_token}
-        )
-        try:
-            body: Any = reply.json()
-        except ValueError:
-            body = {}
-        if reply.is_success and isinstance(body, dict) and "access_token" in body:
-            return _issued(body)
+        reply, _body, issued = self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token})
+        if issued is not None:
+            return issued
         if reply.status_code in (400, 401):
             raise CliError(NOT_SIGNED_IN, "your session has ended: run `cinema login` again")
         raise error_of(reply, signed_in=False)

@@ -73,8 +73,7 @@ class TokenService:
         client_address: str = UNKNOWN_ADDRESS,
     ) -> IssuedToken:
         deps = self._deps
-        requested = parse_scope(scope)
-        client_id = (await self._authenticate_client(client, client_address)).client_id if client else None
+        requested, client_id = await self._scope_and_client(scope, client, client_address)
         try:
             name = normalise_username(username)
         except InvalidArgument:
@@ -109,8 +108,7 @@ class TokenService:
     ) -> IssuedToken:
         """RFC 6749 §6: a new access token and the family's next refresh token for a valid one."""
         deps = self._deps
-        requested = parse_scope(scope)
-        client_id = (await self._authenticate_client(client, client_address)).client_id if client else None
+        requested, client_id = await self._scope_and_client(scope, client, client_address)
         now = deps.clock.now()
         presented = await deps.refresh_tokens.claim(refresh_token_digest(refresh_token), now)
         if presented is None:
@@ -157,6 +155,15 @@ class TokenService:
         revoked = await deps.refresh_tokens.revoke_family(found.family_id, deps.clock.now())
         log.info("refresh token family revoked", extra={"family_id": found.family_id, "tokens": revoked})
         return revoked > 0
+
+    async def _scope_and_client(
+        self, scope: str | None, client: ClientCredentials | None, client_address: str
+    ) -> tuple[frozenset[str] | None, str | None]:
+        """The requested scope (checked before any credential) and the authenticated client's id,
+        if the request names a client (a public client, the web screen or `cinema`, does not)."""
+        requested = parse_scope(scope)
+        client_id = (await self._authenticate_client(client, client_address)).client_id if client else None
+        return requested, client_id
 
     @staticmethod
     def _still_holds(user: User, scope: frozenset[str] | None) -> None:

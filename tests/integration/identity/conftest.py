@@ -19,6 +19,7 @@ from services.identity.bootstrap import IdentityApp
 from services.identity.entrypoints.server import IdentityServer
 from services.identity.service_layer import accounts
 from services.identity.settings import IdentitySettings
+from services.kit.auth import JwksCache, JwtVerifier, UrlJwksSource
 from tests.support.servers import Server, create_database
 
 CHEAP_ARGON2: dict[str, Any] = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
@@ -64,6 +65,16 @@ class RunningIdentity:
     @property
     def issuer(self) -> str:
         return self.server.settings.effective_issuer
+
+    def verifier(self, leeway_s: int = 0) -> JwtVerifier:
+        """A verifier of this identity's tokens, as a service has one (JWKS by URL, no cache floor)."""
+        return JwtVerifier(
+            JwksCache(UrlJwksSource(self.jwks_url), min_refresh_s=0),
+            issuer=self.issuer,
+            audience="cinema",
+            algorithms=("RS256",),
+            leeway_s=leeway_s,
+        )
 
 
 async def start_identity(database_url: str, **overrides: Any) -> RunningIdentity:

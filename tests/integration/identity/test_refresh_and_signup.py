@@ -15,22 +15,13 @@ import pytest
 from services.identity.domain.refresh import refresh_token_digest
 from services.identity.service_layer import accounts
 from services.kit import errors
-from services.kit.auth import JwksCache, JwtVerifier, UrlJwksSource, jwks_source_from
+from services.kit.auth import JwksCache, JwtVerifier, jwks_source_from
 from tests.integration.identity.conftest import RunningIdentity, start_identity
 from tests.support.servers import Server, create_database
 
 pytestmark = pytest.mark.integration
 
 CUSTOMER = accounts.DEMO_USERS[0]
-
-
-def verifier(identity: RunningIdentity) -> JwtVerifier:
-    return JwtVerifier(
-        JwksCache(UrlJwksSource(identity.jwks_url), min_refresh_s=0),
-        issuer=identity.issuer,
-        audience="cinema",
-        algorithms=("RS256",),
-    )
 
 
 async def sign_in(http: httpx.AsyncClient, identity: RunningIdentity, username: str, password: str) -> dict[str, str]:
@@ -62,7 +53,7 @@ async def test_a_refresh_token_rotates_and_the_new_access_token_is_the_same_pers
     body = renewed.json()
     assert body["refresh_token"] != first["refresh_token"] and body["token_type"] == "Bearer"
     assert body["expires_in"] == 900
-    check = verifier(identity)
+    check = identity.verifier()
     before, after = await check.verify(first["access_token"]), await check.verify(body["access_token"])
     assert after.subject == before.subject and after.roles == {"customer"}
     assert after.claims["email"] == CUSTOMER.email and after.claims["jti"] != before.claims["jti"]
@@ -152,7 +143,7 @@ async def test_a_refresh_token_issued_to_a_client_is_that_clients_only(
         http, identity, again["refresh_token"], client_id="reservation", client_secret=identity.client_secret
     )
     assert renewed.status_code == 200, renewed.text
-    assert (await verifier(identity).verify(renewed.json()["access_token"])).claims["client_id"] == "reservation"
+    assert (await identity.verifier().verify(renewed.json()["access_token"])).claims["client_id"] == "reservation"
 
 
 async def test_a_customer_signs_up_and_signs_in_with_the_address(
@@ -165,7 +156,7 @@ async def test_a_customer_signs_up_and_signs_in_with_the_address(
     assert account["email"] == account["username"] == "ada.lovelace@example.com"
     assert account["roles"] == ["customer"] and created.headers["location"] == f"/v1/accounts/{account['id']}"
     signed = await sign_in(http, identity, "ada.lovelace@example.com", "analytical-engine")
-    caller = await verifier(identity).verify(signed["access_token"])
+    caller = await identity.verifier().verify(signed["access_token"])
     assert caller.subject == account["id"] and caller.roles == {"customer"}
     assert caller.claims["email"] == "ada.lovelace@example.com"
     # the same address in another case: ALREADY_EXISTS, nothing written
@@ -244,7 +235,7 @@ async def test_admin_add_user_gives_a_manager_an_email_claim(
         identity.app.deps, "floor-manager", "a-managers-password", ["manager"], "Floor.Manager@Example.com"
     )
     signed = await sign_in(http, identity, "floor-manager", "a-managers-password")
-    caller = await verifier(identity).verify(signed["access_token"])
+    caller = await identity.verifier().verify(signed["access_token"])
     assert caller.roles == {"manager"} and caller.claims["email"] == "floor.manager@example.com"
     with pytest.raises(errors.AlreadyExists, match="e-mail address"):
         await accounts.add_user(
