@@ -47,7 +47,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-admin = typer.Typer(help="Manage the catalog (needs the manager role).", no_args_is_help=True)
+admin = typer.Typer(
+    help="Manage the catalog, see who booked and the sales (needs the manager role).", no_args_is_help=True
+)
 admin_movie = typer.Typer(help="Movies of the catalog.", no_args_is_help=True)
 admin_screening = typer.Typer(help="Screenings of a movie.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
