@@ -95,3 +95,54 @@ func TestAServiceTheGatewayCannotReachIs503WithRetryInfo(t *testing.T) {
 		t.Errorf("%d %+v", rec.Code, body)
 	}
 }
+
+// The reads of every upstream, and only they, are retried on UNAVAILABLE, within a budget.
+func TestReadRetryServiceConfig(t *testing.T) {
+	var config struct {
+		MethodConfig []struct {
+			Name []struct {
+				Service string `json:"service"`
+				Method  string `json:"method"`
+			} `json:"name"`
+			RetryPolicy struct {
+				MaxAttempts          int      `json:"maxAttempts"`
+				RetryableStatusCodes []string `json:"retryableStatusCodes"`
+			} `json:"retryPolicy"`
+		} `json:"methodConfig"`
+		RetryThrottling map[string]float64 `json:"retryThrottling"`
+	}
+	if err := json.Unmarshal([]byte(readRetryServiceConfig()), &config); err != nil {
+		t.Fatal(err)
+	}
+	methods := map[string]bool{}
+	for _, n := range config.MethodConfig[0].Name {
+		methods[n.Service+"/"+n.Method] = true
+	}
+	for _, read := range []string{"cinema.viewpage.v1.BoardService/GetBoard", "cinema.movie.v1.MovieService/ListMovies"} {
+		if !methods[read] {
+			t.Errorf("%s is not retried", read)
+		}
+	}
+	for _, write := range []string{"cinema.reservation.v1.ReservationService/CreateReservation", "cinema.movie.v1.MovieService/DeleteMovie"} {
+		if methods[write] {
+			t.Errorf("%s must not be retried by the gateway", write)
+		}
+	}
+	// grpc-go parses it when the connection is made: a config it rejects would stop the gateway
+	conns, err := dial(config0())
+	if err != nil {
+		t.Fatalf("the service config is refused: %v", err)
+	}
+	closeAll(conns)
+	if p := config.MethodConfig[0].RetryPolicy; p.MaxAttempts != 3 || len(p.RetryableStatusCodes) != 1 || config.RetryThrottling["maxTokens"] == 0 {
+		t.Errorf("%+v %+v", p, config.RetryThrottling)
+	}
+}
+
+func config0() config {
+	cfg, err := loadConfig(lookup(map[string]string{}))
+	if err != nil {
+		panic(err)
+	}
+	return cfg
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	moviev1 "cinema.local/gateway/gen/go/cinema/movie/v1"
 	notificationv1 "cinema.local/gateway/gen/go/cinema/notification/v1"
@@ -51,6 +54,54 @@ type connection struct {
 	conn    *grpc.ClientConn
 }
 
+// readRetryServiceConfig is the gRPC service config of every upstream: its reads (the Get*/List*
+// methods, bound to GET) refused with UNAVAILABLE -- a service shedding load past its capacity
+// (services.kit.admission hints 250 ms), or an instance gone -- are sent again after a backoff
+// from 250 ms, at most 3 attempts in all, within the request's deadline. Writes are never
+// retried here (their request id makes the client's own retry safe, not ours). Retries have a
+// budget (gRPC's retry throttling): each failure costs a token, each success earns 0.2, and
+// retries stop while fewer than half the 20 tokens are left, i.e. once more than about one call
+// in six fails, so retries cannot multiply an overload.
+func readRetryServiceConfig() string {
+	var names []map[string]string
+	protoregistry.GlobalFiles.RangeFiles(func(file protoreflect.FileDescriptor) bool {
+		services := file.Services()
+		for i := 0; i < services.Len(); i++ {
+			service := services.Get(i)
+			if !strings.HasPrefix(string(service.FullName()), "cinema.") {
+				continue
+			}
+			methods := service.Methods()
+			for j := 0; j < methods.Len(); j++ {
+				method := methods.Get(j)
+				name := string(method.Name())
+				if (strings.HasPrefix(name, "Get") || strings.HasPrefix(name, "List")) && !method.IsStreamingClient() && !method.IsStreamingServer() {
+					names = append(names, map[string]string{"service": string(service.FullName()), "method": name})
+				}
+			}
+		}
+		return true
+	})
+	config := map[string]any{
+		"methodConfig": []map[string]any{{
+			"name": names,
+			"retryPolicy": map[string]any{
+				"maxAttempts":          3,
+				"initialBackoff":       "0.25s",
+				"maxBackoff":           "1s",
+				"backoffMultiplier":    2,
+				"retryableStatusCodes": []string{"UNAVAILABLE"},
+			},
+		}},
+		"retryThrottling": map[string]any{"maxTokens": 20, "tokenRatio": 0.2},
+	}
+	out, err := json.Marshal(config)
+	if err != nil {
+		panic(err) // a literal of maps and strings always marshals
+	}
+	return string(out)
+}
+
 // dial creates the client connections without connecting: grpc.NewClient is lazy, so a service
 // that is down (or not started yet) never stops the gateway from starting; its routes answer
 // 503 UNAVAILABLE until it is up. The reconnect backoff is capped at a few seconds (gRPC's
@@ -68,6 +119,7 @@ func dial(cfg config, interceptors ...grpc.UnaryClientInterceptor) ([]connection
 			}),
 			grpc.WithUserAgent("cinema-gateway/"+version),
 			grpc.WithChainUnaryInterceptor(interceptors...),
+			grpc.WithDefaultServiceConfig(readRetryServiceConfig()),
 		)
 		if err != nil {
 			closeAll(conns)

@@ -2,8 +2,9 @@
 
 Bad input must never leave a partial write behind: a state change without its event, a seat
 held twice or by a reservation that does not stand, a reservation without its seats, a second
-standing review by one customer of one movie, two screenings sharing a hall at once. These
-checks read PostgreSQL and MongoDB directly (never through the APIs under test) and return a
+standing review by one customer of one movie, two screenings sharing a hall at once; and no
+client input may put an event in the dead-letter stream. These checks read PostgreSQL, MongoDB
+and JetStream directly (never through the APIs under test) and return a
 list of the problems found, so the test can wait for the asynchronous parts (outbox relays,
 consumers) to settle before it reports.
 
@@ -23,8 +24,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from nats.aio.client import Client as NATS
+from nats.js.errors import NotFoundError
 from pymongo import AsyncMongoClient
 
+from services.kit.events.naming import DEAD_LETTER_STREAM
 from tests.fuzz.system import FuzzSystem
 
 ACTIVE = ("PENDING", "CONFIRMED")
@@ -226,9 +230,34 @@ async def notification_problems(system: FuzzSystem) -> list[str]:
     return problems
 
 
+async def dead_letter_problems(system: FuzzSystem) -> list[str]:
+    """The dead-letter stream is empty: nothing a client sent made an event no consumer could
+    handle (an event that can never apply is set aside, not dead-lettered; review refuses reviews
+    of movies that do not exist)."""
+    if not system.nats_url:
+        return []
+    nc = NATS()
+    await nc.connect(system.nats_url, connect_timeout=5)
+    try:
+        js = nc.jetstream()
+        try:
+            info = await js.stream_info(DEAD_LETTER_STREAM)
+        except NotFoundError:
+            return []
+        parked = info.state.messages
+        if not parked:
+            return []
+        sample = await js.get_msg(DEAD_LETTER_STREAM, info.state.first_seq)
+        why = (sample.headers or {}).get("Cinema-Dead-Letter-Error", "")
+        return [f"{parked} event(s) in {DEAD_LETTER_STREAM}, the first: {sample.subject}: {why}"]
+    finally:
+        await nc.close()
+
+
 async def all_problems(system: FuzzSystem) -> list[str]:
     return [
         *(await booking_problems(system)),
         *(await catalog_problems(system)),
         *(await notification_problems(system)),
+        *(await dead_letter_problems(system)),
     ]

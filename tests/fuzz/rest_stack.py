@@ -54,6 +54,7 @@ class RestStack(ScratchStack):
             review_database="review",
             redis_url=stores.redis_url(self.port("CINEMA_REDIS_PORT")),
             viewpage_prefix="",
+            nats_url=f"nats://127.0.0.1:{self.port('CINEMA_NATS_PORT')}",
         )
 
 

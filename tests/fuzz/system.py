@@ -106,6 +106,7 @@ class FuzzSystem:
     review_database: str
     redis_url: str
     viewpage_prefix: str
+    nats_url: str = ""  # where the dead-letter stream is read (tests/fuzz/invariants.py)
     seeded: Seeded = field(default_factory=Seeded)
     _tokens: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     _channels: dict[str, grpc.Channel] = field(default_factory=dict)
@@ -315,6 +316,7 @@ def start_services(
         review_database,
         redis_url,
         viewpage_prefix,
+        nats_url,
     )
 
 
