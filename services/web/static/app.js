@@ -473,16 +473,19 @@
     const free = s.freeSeats || 0;
     const total = s.totalSeats || 0;
     const changed = previous.has(s.screeningId) && previous.get(s.screeningId) !== free;
-    const label = `Choose seats for ${movie.title}, ${when(s.startTime)}, hall ${s.hall}, ${free} of ${total} seats free, ${money(s.price)}`;
+    // The accessible name is the chip's own text (what it shows), after a screen-reader-only
+    // "Choose seats for <movie>, <day>," that says what pressing it does.
     const start = withDay ? when(s.startTime) : clock(s.startTime);
+    const day = withDay ? "" : `${new Date(s.startTime).toLocaleDateString(undefined, { weekday: "short", day: "numeric", month: "short" })}, `;
     const chip = el("a", {
       href: `#screening=${encodeURIComponent(s.screeningId)}`, role: "button",
       class: `showtime${free ? "" : " sold-out"}${changed ? " flash" : ""}`,
-      "aria-label": label, dataset: { screeningId: s.screeningId },
+      dataset: { screeningId: s.screeningId },
     },
-    el("strong", { class: "time", text: start }),
-    el("span", { class: "hall", text: `Hall ${s.hall}` }),
-    el("span", { class: "seats" }, el("span", { class: "free", dataset: { free }, text: `${free} of ${total}` }), " free"),
+    el("span", { class: "sr-only", text: `Choose seats for ${movie.title}, ${day}` }),
+    el("strong", { class: "time", text: start }), " ",
+    el("span", { class: "hall", text: `Hall ${s.hall}` }), " ",
+    el("span", { class: "seats" }, el("span", { class: "free", dataset: { free }, text: `${free} of ${total}` }), " free"), " ",
     el("span", { class: "price", text: money(s.price) }));
     chip.addEventListener("keydown", (event) => { if (event.key === " ") { event.preventDefault(); chip.click(); } });
     return el("li", {}, chip);
@@ -733,7 +736,7 @@
         const unsold = blocked.has(seat);
         const chosen = booking.chosen.has(seat);
         const button = el("button", {
-          type: "button", class: "seat", text: String(n), dataset: { seat },
+          type: "button", class: "seat", text: seat, dataset: { seat },
           "aria-label": `Seat ${seat}${taken ? ", taken" : unsold ? ", not for sale" : ""}`,
           "aria-pressed": taken || unsold ? null : String(chosen), disabled: taken || unsold,
         });
