@@ -455,11 +455,15 @@ def test_mesh_security(rendered: dict[str, list[Doc]]) -> None:
     rest = [{"method": o["operation"]["methods"][0], "path": o["operation"]["paths"][0]} for o in rest_rule["to"]]
     assert rest == ingress["publicRestPaths"] and {r["method"] for r in rest} == {"GET"}
     assert edge_rule["to"][0]["operation"]["paths"] == ingress["publicEdgePaths"]
-    # the public edge paths are the identity provider's and the API documents, nothing else
-    prefixes = [p for name in ("identity", "gateway") for p in values["services"][name]["ingressPrefixes"]]
+    # the public edge paths are the identity provider's, the API documents and the web screen's
+    # pages, nothing else; of the API (/v1/) only identity's own sign-up
+    services = values["services"]
+    prefixes = [p for name in ("identity", "gateway", "web") for p in services[name].get("ingressPrefixes", [])]
+    exact = [p for name in ("identity", "web") for p in services[name].get("ingressPaths", [])]
     for path in ingress["publicEdgePaths"]:
-        assert any(path.rstrip("*").startswith(prefix) or prefix.startswith(path.rstrip("*")) for prefix in prefixes)
-        assert not path.startswith("/v1/")
+        bare = path.rstrip("*")
+        assert path in exact or any(bare.startswith(prefix) or prefix.startswith(bare) for prefix in prefixes), path
+        assert not path.startswith("/v1/") or path in services["identity"]["ingressPaths"], path
 
 
 def test_dockerfile_is_multi_stage_pinned_and_non_root() -> None:
