@@ -8,6 +8,7 @@ source (a SIGSTOPped service) costs a round at most that long.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -42,6 +43,14 @@ _PREFIXES = tuple(sorted({name.split("_", 2)[0] + "_" + name.split("_", 2)[1] fo
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
+def _number(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
 def parse_envoy_stats(document: Mapping[str, Any]) -> EnvoyStats:
     """Envoy's `/stats?format=json`: plain stats, and the p99 of each histogram (the last flush
     interval's when there was traffic in it, else the cumulative one)."""
@@ -59,11 +68,12 @@ def parse_envoy_stats(document: Mapping[str, Any]) -> EnvoyStats:
             for computed in histograms.get("computed_quantiles") or []:
                 values = computed.get("values") or []
                 if index < len(values):
-                    chosen = values[index].get("interval")
-                    if chosen is None:
-                        chosen = values[index].get("cumulative")
-                    if isinstance(chosen, int | float):
-                        p99[str(computed.get("name"))] = float(chosen)
+                    # a quantile of no samples comes as null (or NaN): the interval's, else since start
+                    for key in ("interval", "cumulative"):
+                        chosen = _number(values[index].get(key))
+                        if chosen is not None:
+                            p99[str(computed.get("name"))] = chosen
+                            break
     return EnvoyStats(counters, p99)
 
 

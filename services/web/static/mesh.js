@@ -13,10 +13,11 @@
     ["client"],
     ["ingress"],
     ["web", "gateway", "identity"],
-    ["reservation", "payment", "movie", "review", "viewpage", "notification"],
+    ["reservation", "movie", "review", "viewpage", "notification"],
+    ["payment"],
     ["postgres", "mongo", "redis", "nats"],
   ];
-  const WIDTH = 1200, HEIGHT = 560, BOX_W = 150, BOX_H = 54;
+  const WIDTH = 1600, HEIGHT = 600, BOX_W = 124, BOX_H = 54;
 
   function place(names) {
     const at = {};
@@ -70,7 +71,7 @@
       if (e.kind !== "store") {
         const label = [`${num(e.rps)}/s`];
         if (e.error_ratio) label.push(`err ${pct(e.error_ratio)}`);
-        if (e.p99_ms !== null && e.p99_ms !== undefined && e.kind !== "event") label.push(`p99 ${ms(e.p99_ms)}`);
+        if (e.rps && e.p99_ms !== null && e.p99_ms !== undefined && e.kind !== "event") label.push(`p99 ${ms(e.p99_ms)}`);
         if (e.ejected_now) label.push(`ejected ${e.ejected_now}`);
         if (e.retries_per_s) label.push(`retry ${num(e.retries_per_s)}/s`);
         const mx = (a.x + BOX_W / 2 + b.x - BOX_W / 2) / 2, my = (a.y + b.y) / 2 - 4;
