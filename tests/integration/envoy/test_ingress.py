@@ -69,7 +69,7 @@ async def test_a_protected_rpc_without_token_is_refused_by_envoy(edge: Edge, cha
         await stub.ListReservations(reservation_pb2.ListReservationsRequest(), timeout=5)
     assert refused_by_envoy(caught.value), (caught.value.code(), caught.value.details())
     assert caught.value.details() == "Jwt is missing"
-    line = await edge.envoy.log_line(lambda line: line["path"].endswith("/ListReservations"))
+    line = await edge.envoy.log_line(lambda line: (line["path"] or "").endswith("/ListReservations"))
     assert line["details"] == "jwt_authn_access_denied{Jwt_is_missing}"
     assert line["grpc_status"] == "Unauthenticated" and line["upstream_host"] is None
 
