@@ -39,7 +39,7 @@ from services.kit.events.consumer import ConsumerSettings, EventConsumer
 from services.kit.events.naming import parse_full_name
 from services.kit.testing_tokens import LocalTokenIssuer
 from services.review.bootstrap import ReviewApp
-from tests.integration.review.helpers import Tokens, create_request, eventually, review_settings
+from tests.integration.review.helpers import Tokens, create_request, eventually, open_movie, review_settings
 from tests.support.servers import Server
 
 pytestmark = pytest.mark.integration
@@ -62,7 +62,7 @@ async def js(nats_server: Server) -> AsyncIterator[JetStreamContext]:
 @pytest.fixture(scope="module")
 async def review_address(
     mongo_server: Server, nats_server: Server, js: JetStreamContext, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[tuple[str, Tokens]]:
+) -> AsyncIterator[tuple[str, Tokens, ReviewApp]]:
     issuer = LocalTokenIssuer()
     jwks = issuer.write_jwks(tmp_path_factory.mktemp("review-contract") / "jwks.json")
     client: AsyncMongoClient[Mapping[str, Any]] = AsyncMongoClient(mongo_server.url, tz_aware=True)
@@ -71,7 +71,7 @@ async def review_address(
     try:
         async with app.host() as host:
             await app.wait_events_ready()
-            yield host.address, Tokens(issuer)
+            yield host.address, Tokens(issuer), app
     finally:
         await client.drop_database(database)
         await client.close()
@@ -97,10 +97,10 @@ def test_the_subjects_are_the_ones_the_movie_consumer_subscribes_to() -> None:
 
 
 async def test_published_review_events_carry_what_the_movie_consumer_needs(
-    review_address: tuple[str, Tokens], js: JetStreamContext
+    review_address: tuple[str, Tokens, ReviewApp], js: JetStreamContext
 ) -> None:
-    address, tokens = review_address
-    movie_id = str(uuid.uuid4())
+    address, tokens, app = review_address
+    movie_id = await open_movie(app)  # a movie review's replica of the catalog knows
     async with grpc.aio.insecure_channel(address) as channel:
         stub = review_pb2_grpc.ReviewServiceStub(channel)
         kept = (await stub.CreateReview(create_request(movie_id, 5, "Yes"), metadata=tokens.customer("c1"))).review

@@ -382,10 +382,13 @@ async def seed(system: FuzzSystem) -> Seeded:
         s.reservation_id, s.payment_id = reserved.reservation.id, reserved.reservation.payment_id
 
         reviews = review_pb2_grpc.ReviewServiceStub(channels["review"])
-        posted = await reviews.CreateReview(
-            review_pb2.CreateReviewRequest(movie_id=s.movie_id, review=review_pb2.Review(rating=4, text="Moving.")),
-            metadata=customer,
-            timeout=30,
+        review_request = review_pb2.CreateReviewRequest(
+            movie_id=s.movie_id, review=review_pb2.Review(rating=4, text="Moving."), request_id=str(uuid.uuid4())
+        )
+        # NOT_FOUND until review's replica of the catalog has the movie's MovieRegistered
+        posted = await _eventually(
+            lambda: reviews.CreateReview(review_request, metadata=customer, timeout=30),
+            "the review service's replica of the catalog never learned of the seeded movie",
         )
         s.review_id = posted.review.id
 

@@ -46,7 +46,7 @@ from cinema.events.v1.envelope_pb2 import EventEnvelope
 from services.kit import telemetry
 from services.kit.aio import honour_cancellation, wait_event
 from services.kit.events import envelope as env
-from services.kit.events.naming import stream_for
+from services.kit.events.naming import parse_full_name, stream_for
 from services.kit.logging import bind_correlation
 
 log = logging.getLogger("cinema.consumer")
@@ -112,6 +112,15 @@ class ConsumerSettings:
     @property
     def stream(self) -> str:
         return stream_for(self.context)
+
+    @classmethod
+    def of_events(cls, durable: str, events: Sequence[type[Message]]) -> ConsumerSettings:
+        """A consumer of these event messages, all of one context (its stream and subjects)."""
+        names = [parse_full_name(event.DESCRIPTOR.full_name) for event in events]
+        contexts = {name.context for name in names}
+        if len(contexts) != 1:
+            raise ValueError(f"one consumer reads one context's stream, not {sorted(contexts)}")
+        return cls(durable=durable, context=contexts.pop(), subjects=[name.subject for name in names])
 
 
 class EventConsumer:

@@ -16,7 +16,6 @@ from nats.js.client import JetStreamContext
 from cinema.events.v1.envelope_pb2 import EventEnvelope
 from cinema.review.v1 import events_pb2 as review_events
 from services.kit.events.consumer import ConsumerSettings, EventConsumer
-from services.kit.events.naming import parse_full_name
 from services.movie.service_layer import reviews
 from services.movie.service_layer.dependencies import CatalogDependencies
 
@@ -25,11 +24,7 @@ REVIEW_EVENTS: tuple[type[Message], ...] = (review_events.ReviewPosted, review_e
 
 
 def consumer_settings(durable: str = DURABLE) -> ConsumerSettings:
-    return ConsumerSettings(
-        durable=durable,
-        context="review",
-        subjects=[parse_full_name(cls.DESCRIPTOR.full_name).subject for cls in REVIEW_EVENTS],
-    )
+    return ConsumerSettings.of_events(durable, REVIEW_EVENTS)
 
 
 class ReviewEventHandler:

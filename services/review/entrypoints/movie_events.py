@@ -14,7 +14,6 @@ from nats.js.client import JetStreamContext
 from cinema.events.v1.envelope_pb2 import EventEnvelope
 from cinema.movie.v1 import events_pb2 as movie_events
 from services.kit.events.consumer import ConsumerSettings, EventConsumer
-from services.kit.events.naming import parse_full_name
 from services.review.service_layer import catalog
 from services.review.service_layer.ports import MovieCatalog
 
@@ -23,11 +22,7 @@ MOVIE_EVENTS: tuple[type[Message], ...] = (movie_events.MovieRegistered, movie_e
 
 
 def consumer_settings(durable: str = DURABLE) -> ConsumerSettings:
-    return ConsumerSettings(
-        durable=durable,
-        context="movie",
-        subjects=[parse_full_name(cls.DESCRIPTOR.full_name).subject for cls in MOVIE_EVENTS],
-    )
+    return ConsumerSettings.of_events(durable, MOVIE_EVENTS)
 
 
 class MovieEventHandler:
