@@ -162,6 +162,9 @@ def test_after_bookings_the_graph_shows_the_edges_they_took(mesh_page: Page, sta
             ("reservation", "payment"),
         ):
             eventually(f"{source} -> {target} carries traffic", carries(page, source, target), 45)
+        # Envoy computes its quantiles when it flushes its statistics (every 5 s)
+        call = edge_of(page, "gateway", "reservation")
+        eventually("the gateway -> reservation edge has its p99", lambda: number(call, "data-p99") > 0, 45)
         expect(node_of(page, "reservation")).to_have_attribute("data-health", "healthy")
         expect(node_of(page, "payment")).to_have_attribute("data-health", "healthy")
     assert bookings.made, bookings.answers

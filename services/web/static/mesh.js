@@ -64,7 +64,7 @@
       if (!a || !b) continue;
       const g = el("g", {
         class: `edge ${e.health} ${e.kind}`, "data-source": e.source, "data-target": e.target,
-        "data-rps": e.rps ?? "", "data-errors": e.error_ratio ?? "", "data-ejections": e.ejections ?? "",
+        "data-rps": e.rps ?? "", "data-errors": e.error_ratio ?? "", "data-p99": e.p99_ms ?? "", "data-ejections": e.ejections ?? "",
         "data-health": e.health,
       });
       g.appendChild(el("line", { x1: a.x + BOX_W / 2, y1: a.y, x2: b.x - BOX_W / 2, y2: b.y }));
