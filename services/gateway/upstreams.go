@@ -62,9 +62,9 @@ type connection struct {
 // clients reading at once on a busy machine: 51 of 1,254 reads were 503 without these retries,
 // 1 of 908 with 3 attempts). Writes are never retried
 // here (their request id makes the client's own retry safe, not ours). Retries have a budget
-// (gRPC's retry throttling): each failure costs a token, each success earns 0.5, and retries stop
-// while fewer than half the 100 tokens are left, i.e. once more than about one call in three
-// fails, so retries cannot multiply a lasting overload.
+// (gRPC's retry throttling): each failure costs a token, each success earns one, and retries stop
+// while fewer than half the 100 tokens are left, i.e. once more calls fail than succeed, so
+// retries cannot multiply a lasting overload.
 func readRetryServiceConfig() string {
 	var names []map[string]string
 	protoregistry.GlobalFiles.RangeFiles(func(file protoreflect.FileDescriptor) bool {
@@ -96,7 +96,7 @@ func readRetryServiceConfig() string {
 				"retryableStatusCodes": []string{"UNAVAILABLE"},
 			},
 		}},
-		"retryThrottling": map[string]any{"maxTokens": 100, "tokenRatio": 0.5},
+		"retryThrottling": map[string]any{"maxTokens": 100, "tokenRatio": 1},
 	}
 	out, err := json.Marshal(config)
 	if err != nil {
