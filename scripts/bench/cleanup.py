@@ -10,7 +10,8 @@ board drops them. Then it waits until the board no longer shows any of them.
 Benchmark movies are recognised by what the benchmarks write: the description "Benchmark …
 of run TAG." (catalog.bench_description) and the run tag at the end of the title. `python -m scripts.bench.cleanup`
 removes the leftovers of every earlier run (a run killed by SIGKILL could not clean up), and
-`--tag` only one run's.
+`--tag` only one run's (and then its customer accounts, `bench-TAG-customer-N`, too: they are
+deleted with identity's admin command `remove-user`, as a run's own cleanup does).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import grpc.aio
 
 from cinema.movie.v1 import movie_pb2, movie_pb2_grpc
 from cinema.viewpage.v1 import board_pb2_grpc
-from scripts.bench.auth import Metadata
+from scripts.bench.auth import Metadata, remove_customers
 from scripts.bench.catalog import RETRYABLE, Progress, call_with_retry, whole_board
 from scripts.bench.stack import Stack
 
@@ -138,9 +139,13 @@ async def remove_run_data_async(stack: Stack, tag: str | None) -> int:
     (the run's own result matters more), says what it could not do."""
     try:
         manager = await asyncio.to_thread(manager_metadata, stack)
-        return await remove_bench_movies(
+        removed = await remove_bench_movies(
             stack.address("movie", "direct"), stack.address("viewpage", "direct"), manager, tag=tag
         )
+        if tag is not None:
+            report = await asyncio.to_thread(remove_customers, stack.data_dir, stack.store_urls, tag)
+            print(f"  the run's customer accounts: {report}", flush=True)
+        return removed
     except Exception as exc:  # reported, with the command that finishes the job
         print(
             f"could not remove the benchmark's movies ({type(exc).__name__}: {exc}); "
@@ -181,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     print(f"removed {removed} benchmark movies" if removed else "no benchmark movies in the catalog")
+    if args.tag:
+        print(f"the run's customer accounts: {remove_customers(stack.data_dir, stack.store_urls, args.tag)}")
     return 0
 
 

@@ -6,8 +6,10 @@ every kind of failure as one readable line with its exit code.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -16,7 +18,9 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
+import asyncpg
 import pytest
 from typer.testing import CliRunner
 
@@ -263,4 +267,20 @@ def test_a_benchmark_on_the_running_stack_leaves_the_catalog_as_it_was(cli: Cli,
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "the board shows all 3 screenings" in done.stdout, done.stdout[-3000:]
     assert "the board no longer shows the 2 benchmark movies" in done.stdout, done.stdout[-3000:] + done.stderr
+    assert "the run's customer accounts: removed 2 of 24 accounts" in done.stdout, done.stdout[-3000:]
     assert catalog() == before
+    # the run's customers are gone from identity's own table
+    tag = re.search(r"benchmark (\d{8}T\d{6}): report", done.stdout)
+    assert tag is not None, done.stdout[:2000]
+    state = json.loads((stack.data / "run" / "state.json").read_text())
+    postgres = next(c["url"] for c in state["components"] if c["name"] == "postgres")
+
+    async def bench_accounts() -> int:
+        connection = await asyncpg.connect(urlparse(postgres)._replace(path="/identity").geturl())
+        try:
+            count = await connection.fetchval("SELECT count(*) FROM users WHERE username LIKE $1", f"bench-{tag[1]}-%")
+            return int(count)
+        finally:
+            await connection.close()
+
+    assert asyncio.run(bench_accounts()) == 0

@@ -110,6 +110,12 @@ class PgUsers:
                 password_hash,
             )
 
+    async def remove(self, username: str) -> bool:
+        with store_outage_is_unavailable():
+            # refresh_tokens go with it (ON DELETE CASCADE); tokens already issued end on their own
+            status = await self._pool.execute("DELETE FROM users WHERE username = $1", username)
+        return str(status) == "DELETE 1"
+
 
 class PgClients:
     def __init__(self, pool: asyncpg.Pool) -> None:

@@ -86,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     user.add_argument("username")
     user.add_argument("--role", action="append", required=True, dest="roles")
     user.add_argument("--email", help="the person's e-mail address (tokens carry it; notification mails to it)")
+    remove = commands.add_parser("remove-user", help="delete accounts (their sessions can no longer be renewed)")
+    remove.add_argument("usernames", nargs="+", metavar="username")
     client = commands.add_parser("add-client", help="add a client with a generated secret")
     client.add_argument("client_id")
     client.add_argument("--role", action="append", required=True, dest="roles")
@@ -123,6 +125,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     async def add_user(app: IdentityApp) -> None:
         await accounts.add_user(app.deps, args.username, password, args.roles, args.email)
 
+    async def remove_users(app: IdentityApp) -> None:
+        removed = [name for name in args.usernames if await accounts.remove_user(app.deps, name)]
+        print(f"removed {len(removed)} of {len(args.usernames)} accounts", flush=True)
+
     async def add_client(app: IdentityApp) -> None:
         _client, secret = await accounts.add_client(app.deps, args.client_id, args.roles)
         if args.secret_file is not None:
@@ -135,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "rotate-keys": rotate,
         "seed-demo": seed_demo,
         "add-user": add_user,
+        "remove-user": remove_users,
         "add-client": add_client,
     }
     password = read_password(prompt=True) if command == "add-user" else ""

@@ -73,6 +73,16 @@ async def add_user(
     return user
 
 
+async def remove_user(deps: IdentityDependencies, username: str) -> bool:
+    """Delete a person's account (an administrator's command): they can no longer sign in or
+    renew a session; access tokens already issued end within their lifetime. False when the
+    account did not exist."""
+    name = normalise_username(username)
+    removed = await deps.users.remove(name)
+    log.info("user removed" if removed else "no such user to remove", extra={"username": name})
+    return removed
+
+
 async def sign_up(deps: IdentityDependencies, email: str, password: str) -> User:
     """A new customer account named by its e-mail address. InvalidArgument (every bad field at
     once), AlreadyExists when the address is taken."""

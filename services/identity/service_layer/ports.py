@@ -53,6 +53,10 @@ class UserRepository(Protocol):
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
 
+    async def remove(self, username: str) -> bool:
+        """Delete the account and its refresh tokens; False when there was none."""
+        ...
+
 
 class ClientRepository(Protocol):
     async def get(self, client_id: str) -> Client | None: ...
