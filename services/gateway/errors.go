@@ -41,6 +41,7 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 	if info != nil && info.grpcCode == "" {
 		info.grpcCode = codeName(st.Code())
 	}
+	st = lastAttempt(st)
 	st = knownDetailsOnly(st)
 	st = readableMessage(st)
 	if info != nil && isTransportFailure(st) {
@@ -168,6 +169,25 @@ func withDetails(st *status.Status, details ...protoadapt.MessageV1) *status.Sta
 		return with
 	}
 	return st
+}
+
+// lastAttempt: the status of a read's last attempt. When the gateway's retries (upstreams.go) are
+// spent, grpc-go prefixes the last status' message with its summary, "max retries exhausted: failed
+// after 3 attempts: rpc error: code = Unavailable desc = <the message>"; the client gets the
+// service's own message (and its details, which grpc-go keeps), as without retries.
+func lastAttempt(st *status.Status) *status.Status {
+	const summary = "max retries exhausted: "
+	m := st.Message()
+	if !strings.HasPrefix(m, summary) {
+		return st
+	}
+	i := strings.Index(m, " desc = ")
+	if i < 0 {
+		return st
+	}
+	p := st.Proto() // a copy
+	p.Message = m[i+len(" desc = "):]
+	return status.FromProto(p)
 }
 
 // isBodyTooLarge: the decoding error grpc-gateway makes of http.MaxBytesReader's refusal.

@@ -134,7 +134,7 @@ func TestReadRetryServiceConfig(t *testing.T) {
 		t.Fatalf("the service config is refused: %v", err)
 	}
 	closeAll(conns)
-	if p := config.MethodConfig[0].RetryPolicy; p.MaxAttempts != 5 || len(p.RetryableStatusCodes) != 1 || config.RetryThrottling["maxTokens"] == 0 {
+	if p := config.MethodConfig[0].RetryPolicy; p.MaxAttempts != 3 || len(p.RetryableStatusCodes) != 1 || config.RetryThrottling["maxTokens"] == 0 {
 		t.Errorf("%+v %+v", p, config.RetryThrottling)
 	}
 }

@@ -103,6 +103,14 @@ func TestTransportFailures(t *testing.T) {
 	if !isTransportFailure(status.New(codes.Unavailable, "connection error: desc = \"dial tcp 127.0.0.1:1: refused\"")) {
 		t.Error("grpc-go's dial failure not recognised")
 	}
+	retried := "max retries exhausted: failed after 3 attempts: rpc error: code = Unavailable desc = connection error: desc = \"transport: Error while dialing: dial tcp 127.0.0.1:1: connect: connection refused\""
+	if !isTransportFailure(lastAttempt(status.New(codes.Unavailable, retried))) {
+		t.Error("a retried read that never reached its service is a transport failure")
+	}
+	own := lastAttempt(status.New(codes.Unavailable, "max retries exhausted: failed after 3 attempts: rpc error: code = Unavailable desc = movie is overloaded"))
+	if isTransportFailure(own) || own.Message() != "movie is overloaded" || own.Code() != codes.Unavailable {
+		t.Errorf("a service's own refusal, retried, is passed on as it was: %v", own)
+	}
 	if isTransportFailure(status.New(codes.Unavailable, "payment is unavailable; retry in 1 s")) {
 		t.Error("a service's own UNAVAILABLE must pass unchanged")
 	}
