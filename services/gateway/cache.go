@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 )
 
 // HTTP caching of the public reads (the board and the catalog) for anonymous callers.
@@ -26,7 +27,17 @@ import (
 // Never cached: an authenticated request (its answer may depend on the caller, and a shared cache
 // must not keep it: `Cache-Control: private, no-store`), the customer's own reservations
 // (/v1/board/reservations), any other method, and every answer but 200.
+//
+// Identical anonymous reads that arrive while one of them is being answered share that answer
+// (coalescing, not caching: nothing is kept once the call ends). A crowd reading the same page
+// (25 clients reading /v1/movies as fast as they are answered) then costs the service one call at
+// a time instead of 25, which it would shed past its capacity. Only a request that asks nothing
+// of freshness joins: one with If-None-Match (a browser revalidating what it holds, e.g. the web
+// screen refetching after a change notice) or Cache-Control/Pragma no-cache or max-age=0 always
+// makes its own call, so it never gets an answer that was started before the change it was told
+// about. A shared answer that is not a 200 is not shared: each waiter then makes its own call.
 func httpCache(next http.Handler, maxAge int) http.Handler {
+	flights := &coalescer{inFlight: map[string]*flight{}}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch cacheClass(r) {
 		case notCacheable:
@@ -35,11 +46,93 @@ func httpCache(next http.Handler, maxAge int) http.Handler {
 			w.Header().Set("Cache-Control", "private, no-store")
 			next.ServeHTTP(w, r)
 		case public:
-			buf := &bufferedResponse{header: w.Header()}
-			next.ServeHTTP(buf, r)
-			buf.send(w, r, maxAge)
+			if !mayShare(r) {
+				buf := &bufferedResponse{header: w.Header()}
+				next.ServeHTTP(buf, r)
+				buf.send(w, r, maxAge)
+				return
+			}
+			key := r.URL.RequestURI() + "\x00" + r.Header.Get("Accept")
+			shared := flights.do(r, key, func() *bufferedResponse {
+				buf := &bufferedResponse{header: http.Header{}}
+				next.ServeHTTP(buf, r)
+				return buf
+			})
+			if shared == nil || (shared.status != 0 && shared.status != http.StatusOK) {
+				if shared == nil || !shared.ownedBy(r) {
+					buf := &bufferedResponse{header: w.Header()}
+					next.ServeHTTP(buf, r)
+					buf.send(w, r, maxAge)
+					return
+				}
+			}
+			for name, values := range shared.header {
+				if name == "Content-Type" || strings.HasPrefix(name, "Grpc-Metadata-Content-Type") {
+					w.Header()[name] = values
+				}
+			}
+			if shared.ownedBy(r) { // the caller's own answer: every header it set is its own
+				for name, values := range shared.header {
+					w.Header()[name] = values
+				}
+			}
+			shared.send(w, r, maxAge)
 		}
 	})
+}
+
+// mayShare: an anonymous read that asks nothing of freshness (see httpCache).
+func mayShare(r *http.Request) bool {
+	if r.Header.Get("If-None-Match") != "" {
+		return false
+	}
+	for _, name := range []string{"Cache-Control", "Pragma"} {
+		for _, value := range r.Header.Values(name) {
+			v := strings.ToLower(value)
+			if strings.Contains(v, "no-cache") || strings.Contains(v, "no-store") || strings.Contains(v, "max-age=0") {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// flight is one call being answered; waiters get its buffered answer when done is closed.
+type flight struct {
+	done chan struct{}
+	resp *bufferedResponse
+}
+
+type coalescer struct {
+	mu       sync.Mutex
+	inFlight map[string]*flight
+}
+
+// do runs call for the first request of `key`, and hands its answer to the requests of the same
+// key that arrive meanwhile; a waiter whose own request ends first stops waiting (nil).
+func (c *coalescer) do(r *http.Request, key string, call func() *bufferedResponse) *bufferedResponse {
+	c.mu.Lock()
+	if f, ok := c.inFlight[key]; ok {
+		c.mu.Unlock()
+		select {
+		case <-f.done:
+			return f.resp
+		case <-r.Context().Done():
+			return nil
+		}
+	}
+	f := &flight{done: make(chan struct{})}
+	c.inFlight[key] = f
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.inFlight, key)
+		c.mu.Unlock()
+		close(f.done)
+	}()
+	f.resp = call()
+	f.resp.owner = r
+	return f.resp
 }
 
 type cacheability int
@@ -74,7 +167,10 @@ type bufferedResponse struct {
 	header http.Header
 	status int
 	body   bytes.Buffer
+	owner  *http.Request // the request whose call made it (coalescing)
 }
+
+func (b *bufferedResponse) ownedBy(r *http.Request) bool { return b.owner == r }
 
 func (b *bufferedResponse) Header() http.Header { return b.header }
 
