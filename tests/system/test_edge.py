@@ -352,9 +352,10 @@ async def _grow_catalog(stack: Stack, size: int) -> None:
 async def test_public_reads_under_a_crowd_never_5xx(stack: Stack) -> None:
     """`siege -c 25` on /v1/board and /v1/movies, as 25 clients (each its own address, as 25
     people are: one address would be one client's budget), against a catalog of 64 movies: no
-    5xx but a service shedding load past its capacity (503 OVERLOADED with RetryInfo) that the
-    gateway's budgeted retries could not absorb, and those at most 1 % (measured on a busy 2-core
-    machine: 0 of 1,102, 4 of 1,126; without the gateway's retries 51 of 1,254)."""
+    5xx at all. The gateway shares one answer among the identical anonymous reads in flight, so
+    the crowd costs movie and viewpage one call per page at a time (measured on this 2-core
+    machine: 7,850 reads in 20 s, all 200; before, 1,100-1,350 reads of which 4-120 were 503
+    OVERLOADED: movie shedding ListMovies past its capacity)."""
     await _grow_catalog(stack, CATALOG_SIZE)
 
     def board_size() -> int:
@@ -379,10 +380,8 @@ async def test_public_reads_under_a_crowd_never_5xx(stack: Stack) -> None:
     await asyncio.gather(*(client(n) for n in range(CROWD)))
     total = sum(statuses.values())
     print(f"\n{CROWD} clients for {CROWD_S:.0f} s: {total} reads, {dict(statuses)}")
-    shed = [f for f in failures if " 503 " in f and '"OVERLOADED"' in f and "RetryInfo" in f]
-    assert len(shed) == len(failures), failures  # nothing failed but load shedding with a hint
-    assert set(statuses) <= {200, 503}, (statuses, failures)
-    assert statuses[503] <= 0.01 * total and total >= CROWD * 4, (statuses, failures)
+    assert not failures, (statuses, failures[:5])
+    assert set(statuses) == {200} and total >= CROWD * 4, statuses
 
 
 # --- the mesh keeps bookings going ---------------------------------------------------------------
