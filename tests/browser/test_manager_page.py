@@ -11,19 +11,17 @@ after a refresh. No script error and no CSP violation on the way. Screenshot:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from scripts.stack import edge
 from tests.browser.stack import REPO, Stack, scratch_stack
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = REPO / ".data" / "screenshots"
 SETTLE_MS = 30_000  # an event's way to the read model on a busy machine: outbox -> NATS -> viewpage
 
@@ -32,15 +30,6 @@ SETTLE_MS = 30_000  # an event's way to the read model on a busy machine: outbox
 def stack() -> Iterator[Stack]:
     with scratch_stack("manager-page") as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run scripts/bootstrap (it installs Debian's chromium)"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield launched
-        launched.close()
 
 
 def sign_in(page: Page, user: tuple[str, str]) -> None:

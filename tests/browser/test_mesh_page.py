@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from scripts.stack import edge
 from tests.browser.stack import CARD, REPO, Stack, eventually
@@ -32,7 +32,6 @@ from tests.support.scratch_stack import scratch_stack
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = REPO / ".data" / "screenshots"
 README_SHOT = REPO / "docs" / "images" / "mesh.png"
 SEEN_MS = 30_000  # a few sampling rounds (3 s each) on a busy machine
@@ -42,15 +41,6 @@ SEEN_MS = 30_000  # a few sampling rounds (3 s each) on a busy machine
 def stack() -> Iterator[Stack]:
     with scratch_stack("mesh", Stack, {"CINEMA_TRACE_SAMPLE_RATIO": "1"}) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run scripts/bootstrap (it installs Debian's chromium)"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

@@ -33,13 +33,13 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Request, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Request, expect
 
 from mesh import policy
 from scripts.audit import lighthouse
 from scripts.stack import edge
 from tests.browser.stack import REPO, Stack, eventually, scratch_stack
-from tests.browser.test_web_screen import CHROMIUM, LIVE_TIMEOUT_MS, sign_in
+from tests.browser.test_web_screen import LIVE_TIMEOUT_MS, sign_in
 
 pytestmark = pytest.mark.integration
 
@@ -76,15 +76,6 @@ class Showing:
 def stack() -> Iterator[Stack]:
     with scratch_stack("audit") as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run scripts/bootstrap (it installs Debian's chromium)"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

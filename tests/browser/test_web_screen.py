@@ -30,7 +30,6 @@ from playwright.sync_api import (
     Page,
     ViewportSize,
     expect,
-    sync_playwright,
 )
 
 from scripts.stack import edge
@@ -38,7 +37,6 @@ from tests.browser.stack import REPO, Stack, eventually, scratch_stack
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = REPO / ".data" / "screenshots"
 README_SHOT = REPO / "docs" / "images" / "board.png"
 LIVE_TIMEOUT_MS = 15_000  # an event's way: outbox relay -> NATS -> viewpage -> Redis -> web -> page -> REST
@@ -48,15 +46,6 @@ LIVE_TIMEOUT_MS = 15_000  # an event's way: outbox relay -> NATS -> viewpage -> 
 def stack() -> Iterator[Stack]:
     with scratch_stack("web") as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run scripts/bootstrap (it installs Debian's chromium)"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield launched
-        launched.close()
 
 
 class Watched:
