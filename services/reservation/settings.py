@@ -14,12 +14,26 @@ services.kit.settings), the service reads:
 - `RESERVATION_PAYMENT_WAIT_MS` (default 1500): the most CreateReservation spends asking payment
   before it answers UNAVAILABLE (retry with the same request id); the caller's own deadline
   may leave less. Below the mesh's per-try timeout of the reservation route (2 s).
-- `RESERVATION_PENDING_WINDOW_S` (default 15): a PENDING reservation whose payment still has no
-  outcome this long after its seats were claimed is failed (PAYMENT_NOT_COMPLETED) and its seats
-  are released; until then the reconciler settles it by payment's outcome, whenever it comes.
+- `RESERVATION_PAYMENT_OUTAGE_WINDOW_S` (default 30): the payment outage (down, restarting,
+  stalled) a reservation rides out. A customer who keeps retrying with the same request id
+  through an outage no longer than this gets the reservation (CONFIRMED once payment approves),
+  and a reservation process that stays up settles it by itself once payment is back (its
+  background authorization keeps asking, the pause between attempts at most 1 s); no sale is
+  lost to it. The pending window is derived from it.
+- `RESERVATION_PENDING_WINDOW_S` (default derived: the outage window plus 8.6 s with the
+  defaults, 38.6 s): a PENDING reservation whose payment still has no outcome this long after its
+  seats were claimed is failed (PAYMENT_NOT_COMPLETED) and its seats are released; until then the
+  reconciler settles it by payment's outcome, whenever it comes. This bounds how long the seats
+  of an unpaid reservation stay held (plus a reconciler round; while payment cannot be asked at
+  all, until it can: an authorization it may have approved must not be left standing). Set
+  explicitly, it decides the outage window instead (what it leaves after the bounds below);
+  setting both inconsistently is refused.
 - `RESERVATION_PAYMENT_WORK_LIMIT_S` (default 5): how long payment may keep working on an
   authorization (payment's `PAYMENT_AUTHORIZATION_LIMIT_S`; keep this at least as large). No
-  authorization is sent later than the pending window minus this after the claim.
+  authorization is sent later than the pending window minus this (and the payment deadline and
+  its 0.5 s grace) after the claim, so none can still be approved when the window ends; that
+  last moment is the outage window plus the recovery time (the deadline, its grace and the
+  longest pause, 2.3 s with the defaults) after the claim.
 - `RESERVATION_PAYMENT_TOKEN_FILE`: file holding the bearer token (a JWT with role `service`)
   sent to payment; re-read when it changes. Empty: calls go without a token.
 - `RESERVATION_TOKEN_URL`, `RESERVATION_CLIENT_ID` (default `reservation`),
@@ -38,6 +52,15 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.kit.settings import KitSettings
+from services.reservation.service_layer.booking import outage_window_within, pending_window_for
+
+# Reservation's own guard on top of the payment deadline (BookingDependencies.payment_grace_s).
+PAYMENT_GRACE_S = 0.5
+
+
+def _derive(settings: KitSettings, name: str, value: float) -> None:
+    """Fill in a derived value while validating (the settings are frozen once built)."""
+    object.__setattr__(settings, name, value)
 
 
 class ReservationSettings(KitSettings):
@@ -55,7 +78,9 @@ class ReservationSettings(KitSettings):
     payment_address: str = "127.0.0.1:15052"
     payment_deadline_ms: int = Field(default=800, ge=10)
     payment_wait_ms: int = Field(default=1500, ge=10)
-    pending_window_s: float = Field(default=15.0, gt=0)
+    payment_outage_window_s: float = Field(default=30.0, ge=0)
+    # 0: derived from the outage window (see the validator).
+    pending_window_s: float = Field(default=0.0, ge=0)
     payment_work_limit_s: float = Field(default=5.0, gt=0)
     payment_token_file: str = ""
     token_url: str = ""
@@ -76,13 +101,37 @@ class ReservationSettings(KitSettings):
         return self.payment_wait_ms / 1000
 
     @model_validator(mode="after")
+    def _windows(self) -> ReservationSettings:
+        """Derive the pending window from the outage window, or the outage window from an
+        explicit pending window; refuse the two set apart."""
+        bounds = {
+            "payment_deadline_s": self.payment_deadline_s,
+            "payment_grace_s": PAYMENT_GRACE_S,
+            "payment_work_limit_s": self.payment_work_limit_s,
+        }
+        needed = pending_window_for(self.payment_outage_window_s, **bounds)
+        if not self.pending_window_s:
+            _derive(self, "pending_window_s", round(needed, 3))
+            return self
+        if "payment_outage_window_s" in self.model_fields_set:
+            if self.pending_window_s < needed - 1e-9:
+                raise ValueError(
+                    f"RESERVATION_PENDING_WINDOW_S={self.pending_window_s:g} is too short for "
+                    f"RESERVATION_PAYMENT_OUTAGE_WINDOW_S={self.payment_outage_window_s:g} (needs {needed:g}); "
+                    "set one of them"
+                )
+            return self
+        _derive(self, "payment_outage_window_s", max(0.0, outage_window_within(self.pending_window_s, **bounds)))
+        return self
+
+    @model_validator(mode="after")
     def _window_exceeds_deadline(self) -> ReservationSettings:
         # A shorter window would fail reservations whose authorization is still in flight.
-        if self.reconciler_window_s <= self.payment_deadline_s + 0.5:
+        if self.reconciler_window_s <= self.payment_deadline_s + PAYMENT_GRACE_S:
             raise ValueError("RESERVATION_RECONCILER_WINDOW_S must exceed the payment deadline (plus its 0.5 s grace)")
         if (
             self.pending_window_s
-            <= self.payment_work_limit_s + self.payment_deadline_s + 0.5 + self.reconciler_window_s
+            <= self.payment_work_limit_s + self.payment_deadline_s + PAYMENT_GRACE_S + self.reconciler_window_s
         ):
             # Otherwise no authorization could ever be sent, or the reconciler could give up on
             # one that payment is still allowed to approve.

@@ -6,18 +6,20 @@ inside a database transaction (it would hold row locks for the length of a netwo
 1. one transaction: idempotency lookup, validation against the replica, seat claim (the
    unique constraint decides races), reservation saved PENDING;
 2. no transaction: payment.Authorize, each attempt with a deadline, asked again while payment
-   is busy;
+   is busy or out of reach;
 3. a second transaction: CONFIRMED (+ ReservationConfirmed in the outbox), or FAILED with
    the seats released.
 
-Once the seats are claimed, a busy machine must not cost the customer the sale. Phases 2 and
-3 run in a task of their own (services.reservation.service_layer.in_progress) that outlives
-the call: the caller waits for it at most `payment_wait_s` (or its own deadline), and the
-authorization goes on after it has left. Payment is idempotent per reservation and finishes an
-authorization it has started even when our deadline passes, so a slow attempt is simply asked
-again: the repeat joins the one in progress or reads its stored outcome, and never charges
-twice. A refusal before any work (payment at its concurrency limit, with a retry hint) is
-asked again after the hint. A payment that cannot be reached ends the attempt at once.
+Once the seats are claimed, neither a busy machine nor a short payment outage may cost the
+customer the sale. Phases 2 and 3 run in a task of their own
+(services.reservation.service_layer.in_progress) that outlives the call: the caller waits for it
+at most `payment_wait_s` (or its own deadline), and the authorization goes on after it has
+left. Payment is idempotent per reservation and finishes an authorization it has started even
+when our deadline passes, so a slow attempt is simply asked again: the repeat joins the one in
+progress or reads its stored outcome, and never charges twice. A refusal before any work
+(payment at its concurrency limit, with a retry hint) is asked again after the hint. A payment
+that cannot be reached (down, restarting) is asked again too, with a pause doubling up to
+MAX_RETRY_PAUSE_S, but the callers waiting hear at once that it is out of reach.
 
 When payment has not answered in the caller's time, the caller gets UNAVAILABLE (retry with
 the same request_id) and the reservation stays PENDING. We do not void it on the spot because
@@ -26,10 +28,14 @@ leave an approved payment for a reservation that does not stand. Whatever answer
 gives settles it (the background task, the caller's retry, or the reconciler, which asks
 payment for the outcome); the reconciler fails one for lack of a payment only after
 `pending_window_s`. A retry with the same request_id returns the same reservation and, if it
-is still PENDING, joins the authorization in progress or starts another (idempotent) one, so
-it gets the eventual result. No authorization is sent once too little of the window is left
-for payment to finish it (`payment_work_limit_s`): from then on a retry only asks payment what
-became of it.
+is still PENDING, joins the authorization in progress (in a process that was restarted meanwhile,
+starts another, idempotent, one) and gets the eventual result.
+
+The window is derived from the payment outage it must ride out (pending_window_for): an outage
+of `outage` seconds that begins at the claim ends while authorizations may still be sent (until
+`outage` plus the recovery time, payment_recovery_s, after the claim), and no authorization is
+sent once too little of the window is left for payment to finish it (`payment_work_limit_s`,
+our deadline and grace): from then on a retry only asks payment what became of it.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ from services.reservation.service_layer.commands import (
     ListReservations,
 )
 from services.reservation.service_layer.dependencies import BookingDependencies
+from services.reservation.service_layer.in_progress import Attempts
 from services.reservation.service_layer.ports import (
     DuplicateRequest,
     PaymentCard,
@@ -100,30 +107,73 @@ async def create_reservation(cmd: CreateReservation, deps: BookingDependencies) 
         raise payment_unavailable(deps)  # no time left to wait for an answer: do not even ask
     # Phases 2 and 3 run in a task of their own that outlives this call: once the seats are
     # claimed, the answer of a busy payment must settle the reservation even if this caller is
-    # gone (its deadline passed, or we answered UNAVAILABLE first). A retry joins the same task.
-    paying = deps.payments_in_progress.start(reservation.id, lambda: _pay(reservation, cmd.card, deps))
-    try:
-        async with asyncio.timeout(wait_s):
-            settled = await asyncio.shield(paying)
-    except TimeoutError:
-        log.info(
-            "payment has not answered yet; the caller is told to retry, the authorization goes on",
-            extra={"reservation_id": reservation.id},
-        )
-        raise payment_unavailable(deps) from None
-    return outcome(settled, deps)
+    # gone (its deadline passed, or we answered UNAVAILABLE first). A retry joins the same task
+    # and has it ask payment again now if it was pausing between two attempts.
+    authorization, joined = deps.payments_in_progress.start(
+        reservation.id, lambda attempts: _pay(reservation, cmd.card, deps, attempts)
+    )
+    unreachable = authorization.attempts.unreachable()
+    if joined:
+        authorization.attempts.wake()
+    done, _ = await asyncio.wait((authorization.task, unreachable), timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+    if authorization.task in done:
+        return outcome(authorization.task.result(), deps)
+    log.info(
+        "payment has not answered yet; the caller is told to retry, the authorization goes on",
+        extra={"reservation_id": reservation.id, "unreachable": unreachable.done()},
+    )
+    raise payment_unavailable(deps)
 
 
-async def _pay(reservation: Reservation, card: PaymentCard, deps: BookingDependencies) -> Reservation:
-    """Phases 2 and 3: authorize (asking again while payment is busy), then settle."""
+async def _pay(
+    reservation: Reservation, card: PaymentCard, deps: BookingDependencies, attempts: Attempts
+) -> Reservation:
+    """Phases 2 and 3: authorize (asking again while payment is busy or out of reach), then settle."""
     try:
-        result = await _authorize(reservation, card, deps)
+        result = await _authorize(reservation, card, deps, attempts)
     except InvalidArgument:
         # Payment refused the card as malformed or expired: nothing was charged, so the
         # seats go back now and the caller learns which card field is wrong.
         await _fail_and_release(reservation.id, INVALID_CARD, deps)
         raise
     return await settle(reservation.id, result, deps)
+
+
+# The longest pause between two attempts of a background authorization (see _authorize).
+MAX_RETRY_PAUSE_S = 1.0
+
+
+def payment_recovery_s(payment_deadline_s: float, payment_grace_s: float) -> float:
+    """The longest an authorization task takes to ask payment again once payment is back: an
+    attempt sent to the absent payment runs out its deadline (and grace), then the longest pause."""
+    return payment_deadline_s + payment_grace_s + MAX_RETRY_PAUSE_S
+
+
+def pending_window_for(
+    outage_window_s: float, *, payment_deadline_s: float, payment_grace_s: float, payment_work_limit_s: float
+) -> float:
+    """The pending window that lets a reservation ride out a payment outage of `outage_window_s`.
+
+    An outage that begins at the claim ends `outage_window_s` later; the authorization task asks
+    again within the recovery time, so that is the last moment an authorization may be sent.
+    Payment may work on that one up to its work limit, and our deadline and grace bound the
+    call: only after all of it may the reservation be failed for lack of a payment.
+    """
+    last_send_s = outage_window_s + payment_recovery_s(payment_deadline_s, payment_grace_s)
+    return last_send_s + payment_work_limit_s + payment_deadline_s + payment_grace_s
+
+
+def outage_window_within(
+    pending_window_s: float, *, payment_deadline_s: float, payment_grace_s: float, payment_work_limit_s: float
+) -> float:
+    """The payment outage a pending window rides out (the inverse of pending_window_for)."""
+    no_outage = pending_window_for(
+        0.0,
+        payment_deadline_s=payment_deadline_s,
+        payment_grace_s=payment_grace_s,
+        payment_work_limit_s=payment_work_limit_s,
+    )
+    return pending_window_s - no_outage
 
 
 def _authorization_time_left(reservation: Reservation, deps: BookingDependencies) -> float:
@@ -199,29 +249,37 @@ def _require_same_request(existing: Reservation, cmd: CreateReservation) -> None
 
 # An attempt with less time than this is not worth sending.
 _MIN_ATTEMPT_S = 0.01
-_MAX_PAUSE_S = 1.0
 
 
-async def _authorize(reservation: Reservation, card: PaymentCard, deps: BookingDependencies) -> PaymentResult:
+async def _authorize(
+    reservation: Reservation, card: PaymentCard, deps: BookingDependencies, attempts: Attempts
+) -> PaymentResult:
     """Phase 2: ask payment until it answers, each attempt with a deadline, until the last
     moment an authorization may be sent for the reservation (see _authorization_time_left).
 
-    Tried again: a deadline that passed (payment is slow; the repeat joins the authorization in
-    progress, after a pause doubling from `payment_retry_pause_s`) and a refusal with a retry
-    hint (payment was full and started nothing; we wait the hint, at least that pause). A
-    payment that cannot be reached (down, breaker open) ends it at once with UNAVAILABLE: the
-    caller hears so now, and its retry with the same request id tries again.
+    Every way of not answering is asked again: a deadline that passed (payment is slow, or
+    stopped; the repeat joins the authorization in progress there), a refusal with a retry hint
+    (payment was full and started nothing; we wait the hint, at least the pause), and a payment
+    that cannot be reached (down, restarting, breaker open) — the waiting callers hear that at
+    once (`attempts`) and answer UNAVAILABLE, while this goes on. The pause between attempts
+    doubles from `payment_retry_pause_s` up to MAX_RETRY_PAUSE_S, and a caller joining cuts it
+    short. Past the last moment it ends with UNAVAILABLE and leaves the reservation to the
+    reconciler, which settles it by payment's outcome or fails it at the end of the pending window.
     """
-    loop = asyncio.get_running_loop()
-    give_up_at = loop.time() + _authorization_time_left(reservation, deps)
     pause_s = deps.payment_retry_pause_s
-    attempts = 0
+    tries = 0
     while True:
-        deadline_s = min(deps.payment_deadline_s, give_up_at - loop.time())
+        time_left = _authorization_time_left(reservation, deps)
+        deadline_s = min(deps.payment_deadline_s, time_left)
+        if deadline_s < _MIN_ATTEMPT_S:
+            log.warning(
+                "payment has not answered; no authorization may be sent any more, "
+                "the reservation is left PENDING for the reconciler",
+                extra={"reservation_id": reservation.id, "attempts": tries},
+            )
+            raise payment_unavailable(deps)
+        tries += 1
         try:
-            if deadline_s < _MIN_ATTEMPT_S:
-                raise PaymentUnavailable("no time left to call payment")
-            attempts += 1
             async with asyncio.timeout(deadline_s + deps.payment_grace_s):
                 return await deps.payments.authorize(
                     reservation.id,
@@ -234,16 +292,17 @@ async def _authorize(reservation: Reservation, card: PaymentCard, deps: BookingD
         except (PaymentUnavailable, TimeoutError) as error:
             hint = error.retry_after_s if isinstance(error, PaymentUnavailable) else None
             slow = not isinstance(error, PaymentUnavailable) or error.slow
-            wait_s = pause_s if hint is None else max(hint, pause_s)
-            worth_retrying = attempts > 0 and (slow or hint is not None)
-            if not worth_retrying or loop.time() + wait_s + _MIN_ATTEMPT_S > give_up_at:
-                log.warning(
-                    "payment has not answered; reservation left PENDING for a retry or the reconciler",
-                    extra={"reservation_id": reservation.id, "error": type(error).__name__, "attempts": attempts},
+            if not slow and hint is None:
+                attempts.found_unreachable()  # the callers waiting for it answer UNAVAILABLE now
+            if tries == 1:
+                log.info(
+                    "payment has not answered; asking again until it does",
+                    extra={"reservation_id": reservation.id, "error": type(error).__name__},
                 )
-                raise payment_unavailable(deps) from error
-            await asyncio.sleep(wait_s)
-            pause_s = min(pause_s * 2, _MAX_PAUSE_S)
+            wait_s = pause_s if hint is None else max(hint, pause_s)
+            # Never longer than the window's bound assumes, nor past the last moment to send.
+            await attempts.pause(min(wait_s, MAX_RETRY_PAUSE_S, max(0.0, time_left - deadline_s)))
+            pause_s = min(pause_s * 2, MAX_RETRY_PAUSE_S)
 
 
 async def _look_up(reservation: Reservation, deps: BookingDependencies) -> PaymentResult:

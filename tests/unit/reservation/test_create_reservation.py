@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
@@ -356,14 +357,119 @@ async def test_a_retry_joins_the_authorization_in_progress(
     assert len(payments.authorize_calls) - calls <= deps.payment_wait_s / deps.payment_retry_pause_s
 
 
-async def test_a_payment_that_cannot_be_reached_ends_the_authorization_at_once(
+async def until_no_authorization_runs(deps: BookingDependencies) -> None:
+    for _ in range(300):
+        if len(deps.payments_in_progress) == 0:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the background authorization never ended")
+
+
+# ------------------------------------------------------------ a payment outage (issue 21)
+
+
+async def test_a_payment_out_of_reach_answers_the_caller_at_once_and_is_asked_until_it_is_back(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
+) -> None:
+    deps = dataclasses.replace(deps, payment_wait_s=5.0)
+    payments.mode = "unavailable"
+    started = time.monotonic()
+    with pytest.raises(Unavailable) as raised:
+        await reserve(deps, ["A1"])
+
+    # Unreachable: the caller hears so at once (not after its 5 s wait), with the retry hint.
+    assert time.monotonic() - started < 2.5
+    assert raised.value.retry_after_s == 3.0 and raised.value.reason == "PAYMENT_UNAVAILABLE"
+    (pending,) = store.reservations.values()
+    assert pending.state is ReservationState.PENDING and store.held("scr-1") == {A1}
+    assert len(deps.payments_in_progress) == 1  # the authorization goes on
+
+    for _ in range(300):  # it keeps asking through the outage
+        if len(payments.authorize_calls) >= 3:
+            break
+        await asyncio.sleep(0.01)
+    assert len(payments.authorize_calls) >= 3
+    payments.mode = "approve"  # payment is back; the customer has walked away
+    await until_state(store, pending.id, ReservationState.CONFIRMED)
+
+    assert len(payments.payments) == 1 and len(store.events(ReservationConfirmed)) == 1
+    assert len(deps.payments_in_progress) == 0
+
+
+async def test_a_retry_during_an_outage_joins_it_and_gets_the_reservation_once_payment_is_back(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
+) -> None:
+    payments.mode = "unavailable"
+    for _ in range(3):
+        with pytest.raises(Unavailable):
+            await reserve(deps, ["A1"])
+        assert len(deps.payments_in_progress) == 1  # the retries joined the one authorization
+
+    # Let the pause between attempts grow to its longest: the retry below cuts it short.
+    await asyncio.sleep(booking.MAX_RETRY_PAUSE_S * 1.5)
+    payments.mode = "approve"
+    started = time.monotonic()
+    reservation = await reserve(deps, ["A1"])
+
+    assert reservation.state is ReservationState.CONFIRMED
+    assert time.monotonic() - started < deps.payment_wait_s + 0.5  # answered within its wait, not after a pause
+    assert len(store.reservations) == 1 and len(payments.payments) == 1
+    assert len(store.events(ReservationConfirmed)) == 1
+
+
+async def test_the_pause_between_attempts_is_capped(
     deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway
 ) -> None:
     payments.mode = "unavailable"
     with pytest.raises(Unavailable):
         await reserve(deps, ["A1"])
-    await asyncio.sleep(0.05)
-    assert len(deps.payments_in_progress) == 0 and len(payments.authorize_calls) == 1
+    await asyncio.sleep(booking.MAX_RETRY_PAUSE_S * 2)
+    before = len(payments.authorize_calls)
+    await asyncio.sleep(booking.MAX_RETRY_PAUSE_S * 3.5)
+
+    # However long the outage, payment is asked again at least every MAX_RETRY_PAUSE_S.
+    assert len(payments.authorize_calls) - before >= 2
+
+
+async def test_an_outage_as_long_as_the_window_allows_does_not_lose_the_sale(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway, clock: FakeClock
+) -> None:
+    outage_s = 30.0
+    window_s = booking.pending_window_for(
+        outage_s,
+        payment_deadline_s=deps.payment_deadline_s,
+        payment_grace_s=deps.payment_grace_s,
+        payment_work_limit_s=deps.payment_work_limit_s,
+    )
+    deps = dataclasses.replace(deps, pending_window_s=window_s)
+    payments.mode = "unavailable"
+    with pytest.raises(Unavailable):
+        await reserve(deps, ["A1"])
+    (pending,) = store.reservations.values()
+
+    clock.advance(seconds=outage_s)  # payment comes back just as the outage window ends
+    payments.mode = "approve"
+    await until_state(store, pending.id, ReservationState.CONFIRMED)
+
+    assert len(payments.payments) == 1
+
+
+async def test_past_the_last_moment_to_send_the_authorization_ends_and_leaves_it_to_the_reconciler(
+    deps: BookingDependencies, store: FakeBookingStore, payments: FakePaymentGateway, clock: FakeClock
+) -> None:
+    payments.mode = "unavailable"
+    with pytest.raises(Unavailable):
+        await reserve(deps, ["A1"])
+    last_send_s = deps.pending_window_s - deps.payment_work_limit_s - deps.payment_deadline_s - deps.payment_grace_s
+    clock.advance(seconds=last_send_s + 0.01)
+    await until_no_authorization_runs(deps)
+    calls = len(payments.authorize_calls)
+
+    payments.mode = "approve"
+    await asyncio.sleep(booking.MAX_RETRY_PAUSE_S * 1.5)
+
+    assert len(payments.authorize_calls) == calls  # nothing is sent that could be approved too late
+    assert next(iter(store.reservations.values())).state is ReservationState.PENDING
 
 
 async def test_late_in_the_pending_window_a_retry_only_asks_for_the_outcome(
@@ -376,6 +482,7 @@ async def test_late_in_the_pending_window_a_retry_only_asks_for_the_outcome(
     # Past the last moment an authorization may be sent: one sent now could still be approved
     # after the reconciler has failed the reservation at the end of the window.
     clock.advance(seconds=deps.pending_window_s - deps.payment_work_limit_s)
+    await until_no_authorization_runs(deps)  # the background authorization gave up by itself
     payments.mode = "approve"
     calls = len(payments.authorize_calls)
 

@@ -34,6 +34,9 @@ async def leave_pending(deps: BookingDependencies, payments: FakePaymentGateway,
     payments.mode = mode
     with pytest.raises(Unavailable):
         await reserve(deps, seats, request_id=f"req-{seats[0]}")
+    # The process that started the authorization is gone (as after a crash): only the
+    # reconciler, or a retry, settles the reservation now.
+    await deps.payments_in_progress.close()
     payments.mode = "approve"
     return next(r.id for r in await _pending(deps) if r.request_id == f"req-{seats[0]}")
 
