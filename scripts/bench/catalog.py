@@ -30,6 +30,7 @@ from cinema.movie.v1 import movie_pb2, movie_pb2_grpc
 from cinema.reservation.v1 import reservation_pb2, reservation_pb2_grpc
 from cinema.viewpage.v1 import board_pb2, board_pb2_grpc
 from scripts.bench.auth import Metadata
+from scripts.bench.stack import channel as open_channel
 from services.kit.grpc_errors import find_detail
 
 HALLS = 10
@@ -147,7 +148,7 @@ async def seed_catalog(
     """Register the movies and screenings (idempotent by request ids derived from the run tag)."""
     namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"cinema-bench/{run_tag}")
     first_day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=2)
-    async with grpc.aio.insecure_channel(movie_address) as channel:
+    async with open_channel(movie_address) as channel:
         stub = movie_pb2_grpc.MovieServiceStub(channel)
         limit = asyncio.Semaphore(PARALLEL)
         progress = Progress("seeding movies", movies)
@@ -214,8 +215,8 @@ async def wait_until_propagated(
     deadline = started + timeout_s
     wanted = {s.screening_id for s in catalog.screenings}
     async with (
-        grpc.aio.insecure_channel(reservation_address) as res_channel,
-        grpc.aio.insecure_channel(board_address) as board_channel,
+        open_channel(reservation_address) as res_channel,
+        open_channel(board_address) as board_channel,
     ):
         reservations = reservation_pb2_grpc.ReservationServiceStub(res_channel)
         board = board_pb2_grpc.BoardServiceStub(board_channel)

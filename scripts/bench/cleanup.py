@@ -32,6 +32,7 @@ from cinema.viewpage.v1 import board_pb2_grpc
 from scripts.bench.auth import Metadata, remove_customers
 from scripts.bench.catalog import RETRYABLE, Progress, call_with_retry, whole_board
 from scripts.bench.stack import Stack
+from scripts.bench.stack import channel as open_channel
 
 _DESCRIPTION = re.compile(r"^Benchmark .+ of run (?P<tag>[\w-]+)\.$")  # catalog.bench_description
 PARALLEL = 8
@@ -80,8 +81,8 @@ async def remove_bench_movies(
     """Delete the benchmark's movies (one run's with `tag`, else every run's) and wait until the
     board shows none of them; returns how many were deleted."""
     async with (
-        grpc.aio.insecure_channel(movie_address) as movie_channel,
-        grpc.aio.insecure_channel(board_address) as board_channel,
+        open_channel(movie_address) as movie_channel,
+        open_channel(board_address) as board_channel,
     ):
         movies = movie_pb2_grpc.MovieServiceStub(movie_channel)
         doomed = [m for m in await find_bench_movies(movies, manager) if tag is None or m.tag == tag]

@@ -316,7 +316,7 @@ async def _phases(
         await sampler.stop()
         scrapes["after"] = await serverstats.scrape(stack.metrics_ports)
         if args.profile_seconds > 0:
-            pids = {n: p for n, p in stack.pids().items() if n in service_names}
+            pids = {n: p for n, p in stack.pids().items() if stack.instance_of(n) in service_names}
             found = await profile_processes(pids, args.profile_seconds, report_dir / "profiles")
             profiles.update({n: p.as_dict() for n, p in found.items()})
 

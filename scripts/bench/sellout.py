@@ -71,6 +71,7 @@ from scripts.bench.catalog import (
 )
 from scripts.bench.openloop import OpenLoopRunner, Recorder, schedule
 from scripts.bench.stack import Stack
+from scripts.bench.stack import channel as open_channel
 from scripts.bench.workload import APPROVED_CARD, DEFAULT_WEIGHTS, Workload
 from services.kit.grpc_errors import find_detail
 
@@ -256,7 +257,7 @@ async def _buyer(race: Race, buyer: Buyer, first_view: Sequence[str], go: asynci
 async def schedule_screening(movie_address: str, manager: Metadata, seats: int, run_tag: str) -> tuple[str, list[str]]:
     """A new movie and one screening of exactly `seats` seats in a hall of this run; (id, seat labels)."""
     rows, per_row = seat_grid(seats)
-    async with grpc.aio.insecure_channel(movie_address) as channel:
+    async with open_channel(movie_address) as channel:
         stub = movie_pb2_grpc.MovieServiceStub(channel)
         movie = movie_pb2.Movie(
             title=f"Premiere night ({run_tag})",
@@ -379,7 +380,7 @@ async def run_sellout(
     rng = rng or random.Random()
     tag = run_tag or uuid.uuid4().hex[:8]
     screening_id, all_seats = await schedule_screening(addresses["movie"], manager, seats, tag)
-    async with grpc.aio.insecure_channel(addresses["reservation"]) as channel:
+    async with open_channel(addresses["reservation"]) as channel:
         stub = reservation_pb2_grpc.ReservationServiceStub(channel)
         propagation_s = await wait_until_known(stub, screening_id, customers[0].metadata)
         go = asyncio.Event()

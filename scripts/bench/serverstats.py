@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -49,8 +49,8 @@ def parse_histograms(text: str, service: str) -> Scrape:
     return out
 
 
-async def scrape(metrics_ports: Mapping[str, int]) -> Scrape:
-    """Every service's histograms; a service that does not answer is left out."""
+async def scrape(metrics_ports: Mapping[str, Sequence[int]]) -> Scrape:
+    """Every service's histograms, its instances added up; an instance that does not answer is left out."""
     async with httpx.AsyncClient(timeout=5) as client:
 
         async def one(service: str, port: int) -> Scrape:
@@ -61,10 +61,11 @@ async def scrape(metrics_ports: Mapping[str, int]) -> Scrape:
                 return {}
             return parse_histograms(reply.text, service)
 
-        pages = await asyncio.gather(*(one(s, p) for s, p in metrics_ports.items()))
+        pages = await asyncio.gather(*(one(s, p) for s, ports in metrics_ports.items() for p in ports))
     merged: Scrape = {}
     for page in pages:
-        merged.update(page)
+        for key, histogram in page.items():
+            merged[key] = histogram if key not in merged else merge_histograms([merged[key], histogram])
     return merged
 
 

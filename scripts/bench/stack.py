@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc.aio
+
 from scripts.stack.process import ManagedProcess
 
 STACK_SOURCES = Path(__file__).resolve().parents[1] / "stack"
@@ -63,8 +65,8 @@ class Stack:
     """Where the stack under test answers and which processes it is made of."""
 
     data_dir: Path
-    grpc_ports: dict[str, int]
-    metrics_ports: dict[str, int]
+    grpc_ports: dict[str, list[int]]  # service -> the gRPC port of each of its instances
+    metrics_ports: dict[str, list[int]]
     ingress: str
     scratch: bool
     supervisor: ManagedProcess | None = None
@@ -75,7 +77,19 @@ class Stack:
         return self.data_dir / "run" / "state.json"
 
     def address(self, service: str, target: str) -> str:
-        return self.ingress if target in ("ingress", "rest") else f"127.0.0.1:{self.grpc_ports[service]}"
+        """Where a client reaches `service`: the ingress, or (direct) every instance of it, as one
+        gRPC target that `channel()` balances round-robin."""
+        if target in ("ingress", "rest"):
+            return self.ingress
+        ports = self.grpc_ports[service]
+        if len(ports) == 1:
+            return f"127.0.0.1:{ports[0]}"
+        return "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
+
+    def instance_of(self, component: str) -> str | None:
+        """The service a component of the stack is an instance of (`reservation-2` -> reservation)."""
+        service = component.rsplit("-", 1)[0] if component.rsplit("-", 1)[-1].isdigit() else component
+        return service if service in self.grpc_ports else None
 
     def read_state(self) -> list[dict[str, object]]:
         try:
@@ -101,20 +115,37 @@ class Stack:
             self.supervisor = None
 
 
+def channel(address: str) -> grpc.aio.Channel:
+    """A channel to `address`; a target of several instances (`ipv4:a,b`) is balanced round-robin,
+    as the mesh balances them."""
+    return grpc.aio.insecure_channel(address, options=[("grpc.lb_policy_name", "round_robin")])
+
+
+def _instance_ports(service: str, metrics: bool) -> list[int]:
+    """The ports of a service's instances: the environment's (a scratch stack's, or the developer's
+    overrides), else the runtime's defaults."""
+    from scripts.stack import components
+
+    kind = "METRICS_PORT" if metrics else "PORT"
+    ports = []
+    for k, defaults in enumerate(components.INSTANCE_PORTS[service][: components.instances(service)], start=1):
+        var = f"CINEMA_{service.upper()}_{kind}" + (f"_{k}" if k > 1 else "")
+        ports.append(int(os.environ.get(var) or defaults[1 if metrics else 0]))
+    return ports
+
+
 def describe(scratch: Path | None) -> Stack:
     """The stack's addresses: a scratch stack's from the environment prepare_environment chose, the
     running stack's from the runtime's own configuration (its defaults or the developer's overrides)."""
+    grpc_ports = {s: _instance_ports(s, metrics=False) for s in SERVICES}
+    metrics_ports = {s: _instance_ports(s, metrics=True) for s in SERVICES}
     if scratch is not None:
-        grpc_ports = {s: int(os.environ[f"CINEMA_{s.upper()}_PORT"]) for s in SERVICES}
-        metrics_ports = {s: int(os.environ[f"CINEMA_{s.upper()}_METRICS_PORT"]) for s in SERVICES}
         ingress_port = os.environ.get("CINEMA_INGRESS_PORT")
         ingress = os.environ.get(INGRESS_ENV) or (f"127.0.0.1:{ingress_port}" if ingress_port else DEFAULT_INGRESS)
         return Stack(scratch, grpc_ports, metrics_ports, ingress, scratch=True)
     from scripts.stack import components
     from scripts.stack.paths import DATA
 
-    grpc_ports = {s: int(getattr(components, f"{s.upper()}_PORT")) for s in SERVICES}
-    metrics_ports = {s: int(getattr(components, f"{s.upper()}_METRICS_PORT")) for s in SERVICES}
     running_ingress = f"127.0.0.1:{getattr(components, 'INGRESS_PORT', 18080)}"
     return Stack(DATA, grpc_ports, metrics_ports, os.environ.get(INGRESS_ENV) or running_ingress, scratch=False)
 

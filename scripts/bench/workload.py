@@ -39,6 +39,7 @@ from cinema.viewpage.v1 import board_pb2, board_pb2_grpc
 from scripts.bench.auth import Customer, Tokens
 from scripts.bench.catalog import Catalog
 from scripts.bench.openloop import SKIPPED
+from scripts.bench.stack import channel as open_channel
 
 OPERATIONS = ("board", "movie_board", "movie", "reserve", "cancel", "review")
 DEFAULT_WEIGHTS = {"board": 20, "movie_board": 20, "movie": 15, "reserve": 30, "cancel": 7, "review": 8}
@@ -136,7 +137,7 @@ class Channels:
 
     def get(self, address: str) -> grpc.aio.Channel:
         if address not in self._by_address:
-            self._by_address[address] = grpc.aio.insecure_channel(address)
+            self._by_address[address] = open_channel(address)
         return self._by_address[address]
 
     async def close(self) -> None:

@@ -254,11 +254,9 @@ def _board_snapshot(movies: Sequence[board_pb2.BoardMovie]) -> dict[str, Any]:
 
 
 async def board(stack: ChaosStack) -> list[Check]:
-    address = f"127.0.0.1:{stack.service_port('viewpage')}"
     async with grpc.aio.insecure_channel(stack.ingress) as channel:
         stub = board_pb2_grpc.BoardServiceStub(channel)
         before = _board_snapshot(await whole_board(stub, timeout_s=30))
-    del address
     screenings = await _fetch(
         stack.database_url("reservation"),
         "SELECT id, seat_rows, seats_per_row, cardinality(blocked_seats) AS blocked FROM screenings",
@@ -301,7 +299,8 @@ async def board(stack: ChaosStack) -> list[Check]:
 
 
 def _viewpage_env(stack: ChaosStack) -> dict[str, str]:
-    return {str(k): str(v) for k, v in stack.service_spec("viewpage")["env"].items()}
+    """What `python -m services.viewpage rebuild` reads: the stack's Redis and NATS."""
+    return {"VIEWPAGE_REDIS_URL": stack.urls["redis"], "VIEWPAGE_NATS_URL": stack.urls["nats"]}
 
 
 async def jetstream(stack: ChaosStack, dead_letters_before: int) -> Check:

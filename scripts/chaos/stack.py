@@ -1,6 +1,6 @@
-"""The system under chaos: a whole scratch stack (every port free, data in a temporary folder)
-run by scripts.chaos.supervise, and the handles the scenarios need: pids, signals, holds, a
-second instance of a service on its spare slot behind Envoy, and where each store answers.
+"""The system under chaos: a whole scratch stack (every port free, data in a temporary folder,
+every service with its instances) run by scripts.chaos.supervise, and the handles the scenarios
+need: instances, pids, signals, holds, what Envoy sees, and where each store answers.
 
 `prepare_environment` must run before anything imports scripts.stack.components: the runtime
 reads its ports from the environment once, at import.
@@ -17,9 +17,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from scripts.stack.process import ManagedProcess, free_port
+from scripts.stack.process import ManagedProcess
 
 SERVICES = ("reservation", "payment", "movie", "review", "notification", "viewpage")
 EXTERNAL_STORE_VARS = ("DATABASE_URL", "MONGO_URL", "REDIS_URL", "NATS_URL")
@@ -27,8 +26,8 @@ READY_TIMEOUT_S = 240.0
 REPO = Path(__file__).resolve().parents[2]
 
 
-def prepare_environment(data: Path, drain_s: float) -> dict[str, int]:
-    """Scratch ports for everything, a spare port per service, and the drain the services use.
+def prepare_environment(data: Path, drain_s: float, instances: int) -> None:
+    """Scratch ports for everything, the instances of each service, and the drain the services use.
 
     The drain must outlast Envoy's detection of NOT_SERVING (health check every 1 s, unhealthy
     after 2 failures): with less, a request can still be routed to an instance that stopped."""
@@ -37,13 +36,14 @@ def prepare_environment(data: Path, drain_s: float) -> dict[str, int]:
     for name in EXTERNAL_STORE_VARS:
         os.environ.pop(name, None)
     os.environ.update(scratch_env(data))
-    spares = {s: free_port() for s in SERVICES}
-    os.environ["CHAOS_SPARE_PORTS"] = ",".join(f"{s}={p}" for s, p in spares.items())
+    os.environ["CINEMA_INSTANCES"] = str(instances)
+    # The load is a crowd of customers behind one client: the ingress's per-client token buckets
+    # (writes 20, +10/s) would refuse most of it with RESOURCE_EXHAUSTED (as for the benchmark)
+    os.environ["CINEMA_INGRESS_RATE_LIMIT_PER_S"] = "100000"
     # the kit reads CINEMA_DRAIN_S in its docs' words, each service with its own prefix
     for service in SERVICES:
         os.environ[f"{service.upper()}_DRAIN_S"] = str(drain_s)
     os.environ.setdefault("CINEMA_LOG_LEVEL", "INFO")
-    return spares
 
 
 def _port(var: str) -> int:
@@ -53,10 +53,9 @@ def _port(var: str) -> int:
 @dataclass
 class ChaosStack:
     data: Path
-    spares: dict[str, int]
     supervisor: ManagedProcess | None = None
     urls: dict[str, str] = field(default_factory=dict)
-    extra: dict[str, ManagedProcess] = field(default_factory=dict)  # second instances, by service
+    fault_at: float | None = None  # when the scenario's first signal was sent (monotonic)
 
     # -- where things are ---------------------------------------------------------------------
 
@@ -81,8 +80,14 @@ class ChaosStack:
 
         return urlparse(self.urls["postgres"])._replace(path=f"/{database}").geturl()
 
-    def service_port(self, name: str) -> int:
-        return _port(f"CINEMA_{name.upper()}_PORT")
+    def instances(self, service: str) -> list[str]:
+        """The component names of a service's instances (`payment`, `payment-2`), as running."""
+        names = [n for n in self.states() if n == service or n.startswith(f"{service}-")]
+        return sorted(names, key=lambda n: (len(n), n))
+
+    def port(self, component: str) -> int:
+        """The gRPC port of one instance (from its URL in the supervisor's state)."""
+        return int(str(self.states()[component]["url"]).rsplit(":", 1)[1])
 
     # -- the supervisor's view ----------------------------------------------------------------
 
@@ -125,9 +130,6 @@ class ChaosStack:
         raise RuntimeError(f"the stack was not ready within {READY_TIMEOUT_S:.0f} s; logs in {self.data / 'logs'}")
 
     def stop(self) -> None:
-        for proc in self.extra.values():
-            proc.stop(timeout=30)
-        self.extra.clear()
         if self.supervisor is not None:
             self.supervisor.stop(timeout=120)
             self.supervisor = None
@@ -139,6 +141,8 @@ class ChaosStack:
         if pid is None:
             raise RuntimeError(f"{name} has no pid (state: {self.states().get(name)})")
         os.kill(pid, sig)
+        if self.fault_at is None:
+            self.fault_at = time.monotonic()
         return pid
 
     def hold(self, name: str) -> None:
@@ -183,27 +187,7 @@ class ChaosStack:
             time.sleep(0.02)
         raise RuntimeError(f"the supervisor did not start {name} again within {timeout:.0f} s")
 
-    # -- a second instance on the spare slot ----------------------------------------------------
-
-    def service_spec(self, name: str) -> dict[str, Any]:
-        """How the supervisor launches `name` (written by scripts.chaos.supervise)."""
-        specs = json.loads((self.data / "run" / "chaos-services.json").read_text())
-        spec = specs[name]
-        assert isinstance(spec, dict)
-        return spec
-
-    def second_instance(self, name: str) -> ManagedProcess:
-        """The service as the supervisor runs it, on its spare port (and a free metrics port)."""
-        from scripts.stack.services import grpc_serving
-
-        spec = self.service_spec(name)
-        prefix = name.upper()
-        port = self.spares[name]
-        env = {**spec["env"], f"{prefix}_GRPC_PORT": str(port), f"{prefix}_METRICS_PORT": str(free_port())}
-        log = Path(spec["log"]).with_name(f"{name}-spare.log")
-        assert log.is_relative_to(self.data), f"{log} is not in the scratch stack's folder {self.data}"
-        cwd = Path(spec["cwd"]) if spec["cwd"] else None
-        return ManagedProcess(f"{name}-spare", spec["argv"], log, lambda: grpc_serving(port), env=env, cwd=cwd)
+    # -- what Envoy sees -------------------------------------------------------------------------
 
     def envoy_healthy_hosts(self, cluster: str) -> dict[int, bool]:
         """Port -> healthy, for the instances of a cluster as Envoy sees them now."""

@@ -84,6 +84,32 @@ SERVICE_PORTS = {
     "notification": NOTIFICATION_PORT,
     "viewpage": VIEWPAGE_PORT,
 }
+SERVICE_METRICS_PORTS = {
+    "reservation": RESERVATION_METRICS_PORT,
+    "payment": PAYMENT_METRICS_PORT,
+    "movie": MOVIE_METRICS_PORT,
+    "review": REVIEW_METRICS_PORT,
+    "notification": NOTIFICATION_METRICS_PORT,
+    "viewpage": VIEWPAGE_METRICS_PORT,
+}
+# Redundancy: every service runs INSTANCES processes (CINEMA_INSTANCES, default 2; per service
+# CINEMA_<SERVICE>_INSTANCES), each on its own ports behind Envoy's active health checks and
+# outlier detection, so that one instance's death leaves the work to the other. Instance 1 has
+# the ports above; instance k (2..MAX_INSTANCES) has CINEMA_<SERVICE>_PORT_<k> and
+# CINEMA_<SERVICE>_METRICS_PORT_<k> (defaults: instance 1's plus 100 per instance).
+MAX_INSTANCES = 3
+DEFAULT_INSTANCES = 2
+INSTANCE_PORTS: dict[str, list[tuple[int, int]]] = {
+    name: [(port, SERVICE_METRICS_PORTS[name])]
+    + [
+        (
+            _port(f"CINEMA_{name.upper()}_PORT_{k}", port + 100 * (k - 1)),
+            _port(f"CINEMA_{name.upper()}_METRICS_PORT_{k}", SERVICE_METRICS_PORTS[name] + 100 * (k - 1)),
+        )
+        for k in range(2, MAX_INSTANCES + 1)
+    ]
+    for name, port in SERVICE_PORTS.items()
+}
 # Jaeger (traces of every service, Envoy and identity; in memory): its ports are read by
 # scripts/observability/jaeger.py, listed here so a scratch stack moves them too
 PORT_VARIABLES.extend(jaeger.PORT_VARIABLES)
@@ -174,11 +200,47 @@ def _database_url(admin_url: str, database: str) -> str:
     return parsed._replace(path=f"/{database}").geturl()
 
 
-def _service(
-    name: str, port: int, env: dict[str, str], depends_on: tuple[str, ...], note: str, extra_ports: tuple[int, ...] = ()
-) -> Component:
+def instance_name(service: str, k: int) -> str:
+    """The component (and log, and state) name of instance k of a service: `reservation`, `reservation-2`."""
+    return service if k == 1 else f"{service}-{k}"
+
+
+# FerretDB v1 does not isolate concurrent updates of one document (services/kit/events/doc_outbox.py):
+# a service that updates documents in place runs one instance on it (the chart pins it the same way).
+ONE_INSTANCE_ON_FERRETDB = ("movie",)
+
+
+def instances(service: str) -> int:
+    """How many instances of `service` the stack runs (read when the components are built)."""
+    own = os.environ.get(f"CINEMA_{service.upper()}_INSTANCES")
+    value = own or os.environ.get("CINEMA_INSTANCES") or str(DEFAULT_INSTANCES)
+    count = int(value) if value.strip().isdigit() else 0
+    var = f"CINEMA_{service.upper()}_INSTANCES" if own else "CINEMA_INSTANCES"
+    if not 1 <= count <= MAX_INSTANCES:
+        raise ValueError(f"{var} must be a whole number from 1 to {MAX_INSTANCES}, not {value!r}")
+    if service in ONE_INSTANCE_ON_FERRETDB and not os.environ.get("MONGO_URL"):
+        if own and count > 1:
+            raise ValueError(
+                f"{var}={count}: {service} updates documents in place and FerretDB does not isolate "
+                "concurrent updates of one document; it runs one instance unless MONGO_URL names a real MongoDB"
+            )
+        return 1
+    return count
+
+
+def instance_ports(service: str) -> list[tuple[int, int]]:
+    """(gRPC port, metrics port) of each instance the stack runs."""
+    return INSTANCE_PORTS[service][: instances(service)]
+
+
+def _service(name: str, env: dict[str, str], depends_on: tuple[str, ...], note: str, k: int = 1) -> Component:
     from scripts.stack.process import ManagedProcess
     from scripts.stack.services import grpc_serving
+
+    port, metrics_port = INSTANCE_PORTS[name][k - 1]
+    prefix = name.upper()
+    env = {**env, f"{prefix}_GRPC_PORT": str(port), f"{prefix}_METRICS_PORT": str(metrics_port)}
+    component = instance_name(name, k)
 
     def make() -> ManagedProcess:
         import sys
@@ -186,17 +248,22 @@ def _service(
         from scripts.stack.paths import REPO
 
         return ManagedProcess(
-            name, [sys.executable, "-m", f"services.{name}"], _log(name), lambda: grpc_serving(port), env=env, cwd=REPO
+            component,
+            [sys.executable, "-m", f"services.{name}"],
+            _log(component),
+            lambda: grpc_serving(port),
+            env=env,
+            cwd=REPO,
         )
 
     return Component(
-        name,
+        component,
         f"grpc://127.0.0.1:{port}",
         lambda: grpc_serving(port),
         make_process=make,
-        ports=(port, *extra_ports),
+        ports=(port, metrics_port),
         depends_on=depends_on,
-        note=note,
+        note=f"{note}; metrics http://127.0.0.1:{metrics_port}/metrics",
     )
 
 
@@ -333,20 +400,14 @@ def tracing_env(prefix: str) -> dict[str, str]:
 
 def mesh_page_env() -> dict[str, str]:
     """What the web service's mesh page samples (services/web/settings.py): this stack's Envoy
-    admin, NATS monitoring, Jaeger query API and each service's metrics endpoint."""
-    metrics = {
-        "reservation": RESERVATION_METRICS_PORT,
-        "payment": PAYMENT_METRICS_PORT,
-        "movie": MOVIE_METRICS_PORT,
-        "review": REVIEW_METRICS_PORT,
-        "notification": NOTIFICATION_METRICS_PORT,
-        "viewpage": VIEWPAGE_METRICS_PORT,
-    }
+    admin, NATS monitoring, Jaeger query API and the metrics endpoint of every instance of each
+    service (a name repeats once per instance; the page adds the instances up)."""
+    metrics = [(name, metrics_port) for name in SERVICE_PORTS for _grpc, metrics_port in instance_ports(name)]
     return {
         "WEB_MESH_ENVOY_ADMIN_URL": f"http://127.0.0.1:{ENVOY_ADMIN_PORT}",
         "WEB_MESH_NATS_MONITOR_URL": f"http://127.0.0.1:{NATS_MONITOR_PORT}",
         "WEB_MESH_JAEGER_URL": jaeger_spec().ui_url,
-        "WEB_MESH_SERVICE_METRICS": ",".join(f"{n}=http://127.0.0.1:{port}/metrics" for n, port in metrics.items()),
+        "WEB_MESH_SERVICE_METRICS": ",".join(f"{n}=http://127.0.0.1:{port}/metrics" for n, port in metrics),
     }
 
 
@@ -384,7 +445,8 @@ def edge_components(stores_: list[Component]) -> list[Component]:
         return ManagedProcess("web", argv, _log("web"), lambda: edge.http_ok(web_health), env=env, cwd=REPO)
 
     def make_envoy() -> ManagedProcess:
-        upstreams = {**SERVICE_PORTS, "identity": IDENTITY_PORT, "gateway": GATEWAY_PORT, "web": WEB_PORT}
+        upstreams = {name: [port for port, _metrics in instance_ports(name)] for name in SERVICE_PORTS}
+        upstreams.update({"identity": [IDENTITY_PORT], "gateway": [GATEWAY_PORT], "web": [WEB_PORT]})
         otlp = f"grpc://{jaeger_spec().otlp_grpc_endpoint}"
         config = edge.render_envoy(
             DATA / "envoy" / "envoy.yaml",
@@ -441,6 +503,8 @@ def edge_components(stores_: list[Component]) -> list[Component]:
 
 
 def service_components(stores_: list[Component]) -> list[Component]:
+    """Every instance of every service, in start order (each instance is its own component: the
+    supervisor restarts it alone, and Envoy balances over the instances)."""
     from scripts.stack import edge
 
     urls = {c.name: c.url for c in stores_}
@@ -450,8 +514,6 @@ def service_components(stores_: list[Component]) -> list[Component]:
         **common,
         "PAYMENT_DATABASE_URL": _database_url(urls["postgres"], "payment"),
         "PAYMENT_NATS_URL": urls["nats"],
-        "PAYMENT_GRPC_PORT": str(PAYMENT_PORT),
-        "PAYMENT_METRICS_PORT": str(PAYMENT_METRICS_PORT),
         **identity.auth_env("PAYMENT"),
         **tracing_env("PAYMENT"),
     }
@@ -459,8 +521,6 @@ def service_components(stores_: list[Component]) -> list[Component]:
         **common,
         "RESERVATION_DATABASE_URL": _database_url(urls["postgres"], "reservation"),
         "RESERVATION_NATS_URL": urls["nats"],
-        "RESERVATION_GRPC_PORT": str(RESERVATION_PORT),
-        "RESERVATION_METRICS_PORT": str(RESERVATION_METRICS_PORT),
         # through Envoy's payment listener: the mesh's retries, timeout and breaker apply
         "RESERVATION_PAYMENT_ADDRESS": f"127.0.0.1:{EGRESS_PORTS['payment']}",
         "RESERVATION_TOKEN_URL": identity.token_url,
@@ -473,8 +533,6 @@ def service_components(stores_: list[Component]) -> list[Component]:
         **common,
         "MOVIE_MONGO_URL": urls["mongo"],
         "MOVIE_NATS_URL": urls["nats"],
-        "MOVIE_GRPC_PORT": str(MOVIE_PORT),
-        "MOVIE_METRICS_PORT": str(MOVIE_METRICS_PORT),
         **identity.auth_env("MOVIE"),
         **tracing_env("MOVIE"),
     }
@@ -482,8 +540,6 @@ def service_components(stores_: list[Component]) -> list[Component]:
         **common,
         "REVIEW_MONGO_URL": urls["mongo"],
         "REVIEW_NATS_URL": urls["nats"],
-        "REVIEW_GRPC_PORT": str(REVIEW_PORT),
-        "REVIEW_METRICS_PORT": str(REVIEW_METRICS_PORT),
         **identity.auth_env("REVIEW"),
         **tracing_env("REVIEW"),
     }
@@ -493,8 +549,6 @@ def service_components(stores_: list[Component]) -> list[Component]:
         "NOTIFICATION_NATS_URL": urls["nats"],
         "NOTIFICATION_SMTP_HOST": "127.0.0.1",
         "NOTIFICATION_SMTP_PORT": str(SMTP_PORT),
-        "NOTIFICATION_GRPC_PORT": str(NOTIFICATION_PORT),
-        "NOTIFICATION_METRICS_PORT": str(NOTIFICATION_METRICS_PORT),
         **identity.auth_env("NOTIFICATION"),
         **tracing_env("NOTIFICATION"),
     }
@@ -502,58 +556,21 @@ def service_components(stores_: list[Component]) -> list[Component]:
         **common,
         "VIEWPAGE_REDIS_URL": urls["redis"],
         "VIEWPAGE_NATS_URL": urls["nats"],
-        "VIEWPAGE_GRPC_PORT": str(VIEWPAGE_PORT),
-        "VIEWPAGE_METRICS_PORT": str(VIEWPAGE_METRICS_PORT),
         **identity.auth_env("VIEWPAGE"),
         **tracing_env("VIEWPAGE"),
     }
+    # reservation waits for payment's first instance (it calls payment) and for Envoy (it calls
+    # payment through Envoy's listener); a later instance has the same dependencies as the first
+    plan: list[tuple[str, dict[str, str], tuple[str, ...]]] = [
+        ("viewpage", viewpage_env, ("redis", "nats", "identity")),
+        ("notification", notification_env, ("postgres", "nats", "smtp", "identity")),
+        ("movie", movie_env, ("mongo", "nats", "identity")),
+        ("review", review_env, ("mongo", "nats", "identity")),
+        ("payment", payment_env, ("postgres", "nats", "identity")),
+        ("reservation", reservation_env, ("postgres", "nats", "identity", "payment", "envoy")),
+    ]
     return [
-        _service(
-            "viewpage",
-            VIEWPAGE_PORT,
-            viewpage_env,
-            ("redis", "nats", "identity"),
-            f"metrics http://127.0.0.1:{VIEWPAGE_METRICS_PORT}/metrics",
-            (VIEWPAGE_METRICS_PORT,),
-        ),
-        _service(
-            "notification",
-            NOTIFICATION_PORT,
-            notification_env,
-            ("postgres", "nats", "smtp", "identity"),
-            f"metrics http://127.0.0.1:{NOTIFICATION_METRICS_PORT}/metrics",
-            (NOTIFICATION_METRICS_PORT,),
-        ),
-        _service(
-            "movie",
-            MOVIE_PORT,
-            movie_env,
-            ("mongo", "nats", "identity"),
-            f"metrics http://127.0.0.1:{MOVIE_METRICS_PORT}/metrics",
-            (MOVIE_METRICS_PORT,),
-        ),
-        _service(
-            "review",
-            REVIEW_PORT,
-            review_env,
-            ("mongo", "nats", "identity"),
-            f"metrics http://127.0.0.1:{REVIEW_METRICS_PORT}/metrics",
-            (REVIEW_METRICS_PORT,),
-        ),
-        _service(
-            "payment",
-            PAYMENT_PORT,
-            payment_env,
-            ("postgres", "nats", "identity"),
-            f"metrics http://127.0.0.1:{PAYMENT_METRICS_PORT}/metrics",
-            (PAYMENT_METRICS_PORT,),
-        ),
-        _service(
-            "reservation",
-            RESERVATION_PORT,
-            reservation_env,
-            ("postgres", "nats", "identity", "payment", "envoy"),
-            f"metrics http://127.0.0.1:{RESERVATION_METRICS_PORT}/metrics",
-            (RESERVATION_METRICS_PORT,),
-        ),
+        _service(name, env, depends_on, f"instance {k} of {instances(name)}", k)
+        for name, env, depends_on in plan
+        for k in range(1, instances(name) + 1)
     ]

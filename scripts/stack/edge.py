@@ -170,7 +170,7 @@ class EnvoyPorts:
 def render_envoy(
     path: Path,
     ports: EnvoyPorts,
-    upstreams: dict[str, int],
+    upstreams: dict[str, list[int]],
     identity: IdentityEndpoints,
     otlp: str | None = None,
     trace_sample_ratio: float = 1.0,
@@ -184,7 +184,7 @@ def render_envoy(
         ingress_port=ports.ingress,
         admin_port=ports.admin,
         egress_ports=dict(ports.egress),
-        upstreams={name: [("127.0.0.1", port)] for name, port in upstreams.items()},
+        upstreams={name: [("127.0.0.1", port) for port in ports_] for name, ports_ in upstreams.items()},
         jwks=envoy.JwksUrl(identity.jwks_url),
         issuer=identity.issuer,
         audience="cinema",

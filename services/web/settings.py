@@ -21,7 +21,8 @@ The mesh page (`/mesh`, managers; services.web.service_layer.mesh) samples, from
 - `WEB_MESH_NATS_MONITOR_URL` (default `http://127.0.0.1:18222`): NATS monitoring (`/jsz`, `/healthz`);
 - `WEB_MESH_JAEGER_URL` (default `http://127.0.0.1:16686`): Jaeger's query API (traces);
 - `WEB_MESH_SERVICE_METRICS` (default `make up`'s metrics ports): `name=url` pairs, comma-separated,
-  of each service's `/metrics`;
+  of each service's `/metrics`; a name given once per instance (`reservation=...,reservation=...`)
+  is one service whose instances are added up;
 - `WEB_MESH_SAMPLE_S` (default 3): one sampling round this often while a mesh page is open;
   `WEB_MESH_IDLE_AFTER_S` (default 30): no page asked for this long, and sampling stops.
 The data endpoints demand a manager's token, verified with the kit's `WEB_JWKS_SOURCE`,
@@ -56,8 +57,9 @@ class WebSettings(KitSettings):
     mesh_envoy_admin_url: str = "http://127.0.0.1:19901"
     mesh_nats_monitor_url: str = "http://127.0.0.1:18222"
     mesh_jaeger_url: str = "http://127.0.0.1:16686"
+    # make up's two instances of each service (movie: one on FerretDB)
     mesh_service_metrics: str = ",".join(
-        f"{name}=http://127.0.0.1:{port}/metrics"
+        f"{name}=http://127.0.0.1:{port + extra}/metrics"
         for name, port in (
             ("reservation", 19101),
             ("payment", 19102),
@@ -66,6 +68,7 @@ class WebSettings(KitSettings):
             ("notification", 19105),
             ("viewpage", 19106),
         )
+        for extra in ((0,) if name == "movie" else (0, 100))
     )
     mesh_sample_s: float = Field(default=3.0, ge=0.5, le=60)
     mesh_idle_after_s: float = Field(default=30.0, gt=0)
@@ -80,6 +83,10 @@ class WebSettings(KitSettings):
         return value
 
     @property
-    def mesh_metrics_urls(self) -> dict[str, str]:
-        pairs = (p.strip().partition("=") for p in self.mesh_service_metrics.split(",") if p.strip())
-        return {name.strip(): url.strip() for name, _, url in pairs}
+    def mesh_metrics_urls(self) -> dict[str, list[str]]:
+        """Service -> the metrics URLs of its instances (a name given more than once has several)."""
+        urls: dict[str, list[str]] = {}
+        for pair in filter(None, (p.strip() for p in self.mesh_service_metrics.split(","))):
+            name, _, url = pair.partition("=")
+            urls.setdefault(name.strip(), []).append(url.strip())
+        return urls

@@ -7,10 +7,11 @@ source (a SIGSTOPped service) costs a round at most that long.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -38,6 +39,11 @@ SERVICE_SAMPLES = frozenset(
         "cinema_outbox_oldest_age_seconds",
         "cinema_outbox_published_total",
     }
+)
+# Gauges of a whole store or of the newest process: the instances of a service are combined by their
+# maximum; everything else (counters, histogram buckets) is added up.
+_MAX_OF_INSTANCES = frozenset(
+    {"process_start_time_seconds", "cinema_outbox_backlog", "cinema_outbox_oldest_age_seconds"}
 )
 _PREFIXES = tuple(sorted({name.split("_", 2)[0] + "_" + name.split("_", 2)[1] for name in SERVICE_SAMPLES}))
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -102,6 +108,22 @@ def parse_exposition(text: str) -> list[Sample]:
     return samples
 
 
+def combine_instances(scrapes: Sequence[Sequence[Sample]]) -> list[Sample]:
+    """One service's samples from the expositions of its instances (one scrape per instance)."""
+    combined: dict[tuple[str, tuple[tuple[str, str], ...]], Sample] = {}
+    for samples in scrapes:
+        for sample in samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            seen = combined.get(key)
+            if seen is None:
+                combined[key] = sample
+            elif sample.name in _MAX_OF_INSTANCES:
+                combined[key] = Sample(sample.name, sample.labels, max(seen.value, sample.value))
+            else:
+                combined[key] = Sample(sample.name, sample.labels, seen.value + sample.value)
+    return list(combined.values())
+
+
 class HttpMeshSources:
     """The sources of one deployment, by their addresses (services.web.settings)."""
 
@@ -109,12 +131,12 @@ class HttpMeshSources:
         self,
         envoy_admin_url: str,
         nats_monitor_url: str,
-        service_metrics: Mapping[str, str],
+        service_metrics: Mapping[str, Sequence[str]],
         timeout_s: float = 1.5,
     ) -> None:
         self._envoy = envoy_admin_url.rstrip("/")
         self._nats = nats_monitor_url.rstrip("/")
-        self._metrics = dict(service_metrics)
+        self._metrics = {name: list(urls) for name, urls in service_metrics.items()}
         self._client = httpx.AsyncClient(timeout=timeout_s)
 
     @property
@@ -127,9 +149,23 @@ class HttpMeshSources:
         return parse_envoy_stats(reply.json())
 
     async def service_metrics(self, name: str) -> list[Sample]:
-        reply = await self._client.get(self._metrics[name])
-        reply.raise_for_status()
-        return parse_exposition(reply.text)
+        """The service's samples, its instances added up; an instance that does not answer (a
+        restart) is left out, and only a service none of whose instances answers is an error."""
+        replies = await asyncio.gather(*(self._client.get(url) for url in self._metrics[name]), return_exceptions=True)
+        scrapes: list[list[Sample]] = []
+        failure: BaseException | None = None
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                failure = reply
+            elif reply.is_error:
+                failure = httpx.HTTPStatusError(
+                    f"{reply.status_code} from {reply.url}", request=reply.request, response=reply
+                )
+            else:
+                scrapes.append(parse_exposition(reply.text))
+        if not scrapes and failure is not None:
+            raise failure
+        return combine_instances(scrapes)
 
     async def jetstream(self) -> dict[str, Any]:
         reply = await self._client.get(f"{self._nats}/jsz", params={"streams": "true", "consumers": "true"})
