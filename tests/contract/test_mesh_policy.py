@@ -26,6 +26,7 @@ import yaml
 
 from mesh import envoy, policy
 from mesh.policy import RestRoute
+from services.reservation.settings import ReservationSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 HELM = ROOT / ".tools" / "bin" / "helm"
@@ -370,8 +371,12 @@ def test_every_service_route_carries_the_same_policy_in_envoy_and_istio(local: D
     assert set(compared) == set(policy.load().services)
     assert compared["payment"]["route"] == {
         "timeout_ms": 800, "attempts": 1, "per_try_timeout_ms": 400,
-        "retry_on": frozenset({"connect-failure", "refused-stream"}),
+        "retry_on": frozenset({"connect-failure", "refused-stream", "reset"}),
     }  # fmt: skip
+    # payment's retries (a reset or a per-try timeout: another instance) fit in reservation's deadline
+    payment_route = compared["payment"]["route"]
+    tries_ms = (payment_route["attempts"] + 1) * payment_route["per_try_timeout_ms"]
+    assert tries_ms <= payment_route["timeout_ms"] <= ReservationSettings().payment_deadline_ms
     assert compared["payment"]["ingress"] is None  # payment is not exposed
     gateway = compared["gateway"]["ingress"]["matches"]
     assert {"prefix:/openapi.json", "prefix:/docs", "regex:/v1/board", "regex:/v1/screenings/[^/]+:cancel"} <= gateway
