@@ -15,6 +15,7 @@ rule are checked at compile time, so a changed validate.proto also falls back ra
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
@@ -22,15 +23,15 @@ from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no stubs
 from buf.validate import validate_pb2
-from celpy import celtypes
 from google.protobuf import unknown_fields
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
-from protovalidate.internal import extra_func
 
 from services.kit.errors import FieldViolation
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from google._upb import _message as upb
 
 # What `Message.DESCRIPTOR` is typed as: the Python class or the upb one it is at run time.
@@ -480,16 +481,30 @@ def _is_tuuid(value: str) -> bool:
     return _TUUID.search(value) is not None
 
 
+@functools.cache
+def _cel_formats() -> tuple[ModuleType, ModuleType]:
+    """protovalidate's functions of the well-known formats and CEL's value types, imported when a
+    plan with such a format is compiled: importing protovalidate builds its CEL parser (about half a
+    second of a core at start-up), which a service whose contracts use no such format never needs."""
+    from celpy import celtypes
+    from protovalidate.internal import extra_func
+
+    return extra_func, celtypes
+
+
 # protovalidate's own implementations of the well-known formats, so that the verdicts are identical.
 def _is_email(value: str) -> bool:
+    extra_func, celtypes = _cel_formats()
     return bool(extra_func.cel_is_email(celtypes.StringType(value)))
 
 
 def _is_uri(value: str) -> bool:
+    extra_func, celtypes = _cel_formats()
     return bool(extra_func.cel_is_uri(celtypes.StringType(value)))
 
 
 def _is_hostname(value: str) -> bool:
+    extra_func, celtypes = _cel_formats()
     return bool(extra_func.cel_is_hostname(celtypes.StringType(value)))
 
 
@@ -501,6 +516,7 @@ _FORMATS: dict[str, tuple[Callable[[str], bool], str, str]] = {
     "uri": (_is_uri, "must be a valid URI", "a valid URI"),
     "hostname": (_is_hostname, "must be a valid hostname", "a valid hostname"),
 }
+_CEL_FORMATS = {"email", "uri", "hostname"}
 
 
 def _format_checks(predicate: Callable[[str], bool], bad: str, noun: str) -> list[ValueCheck]:
@@ -526,6 +542,8 @@ def _string_checks(fd: FieldDescriptor, rules: Any) -> list[ValueCheck]:
         elif name in _FORMATS:
             _expect_ids(fd, rule_field, [f"string.{name}", f"string.{name}_empty"])
             if value:
+                if name in _CEL_FORMATS:
+                    _cel_formats()  # imported with the plan (at start-up: validation.prepare), not by a request
                 checks.extend(_format_checks(*_FORMATS[name]))
         elif name in _LENGTHS:
             _expect_ids(fd, rule_field, [f"string.{name}"])

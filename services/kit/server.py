@@ -34,11 +34,13 @@ from typing import Any, NoReturn
 
 import grpc
 import grpc.aio
+from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import Descriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer as AioHealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from services.kit import telemetry
+from services.kit import telemetry, validation
 from services.kit.admission import AdmissionControl, AdmissionSettings
 from services.kit.auth import AuthInterceptor, JwtVerifier
 from services.kit.correlation import CorrelationInterceptor
@@ -51,6 +53,19 @@ log = logging.getLogger(__name__)
 
 Register = Callable[[grpc.aio.Server], Iterable[str] | Awaitable[Iterable[str]]]
 Hook = Callable[[], Awaitable[None]]
+
+
+def request_types(service_names: Iterable[str]) -> list[Descriptor]:
+    """The request message types of these gRPC services (by full name, from the default pool)."""
+    pool = descriptor_pool.Default()
+    types: list[Descriptor] = []
+    for name in service_names:
+        try:
+            service = pool.FindServiceByName(name)
+        except KeyError:  # not generated into the default pool: nothing to prepare
+            continue
+        types.extend(method.input_type for method in service.methods)
+    return types
 
 
 def admission_settings(settings: KitSettings) -> AdmissionSettings:
@@ -136,6 +151,8 @@ class ServiceHost:
         if inspect.isawaitable(registered):
             registered = await registered
         self._service_names = tuple(registered)
+        # The request types' validation plans (and protovalidate, where one needs it) before SERVING.
+        validation.prepare(request_types(self._service_names))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -19,11 +19,18 @@ Before any rule, `validate` refuses a Timestamp or Duration outside the range go
 defines for it (`malformed_times`), wherever it sits in the request: no rule could be evaluated on
 it, and no handler could turn it into a datetime. It also refuses a NUL character in any string
 (`strings_with_nul`): PostgreSQL, where most of what a request says ends up, cannot store one.
+
+protovalidate itself is imported only by a process that needs it (importing it builds its CEL
+parser: about half a second of a core, on every start): `prepare`, given a service's request
+types at start-up, compiles their plans and loads protovalidate only when one of them falls back.
 """
 
 from __future__ import annotations
 
-import protovalidate
+import functools
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 from buf.validate import validate_pb2
 from google.protobuf import duration_pb2, timestamp_pb2
 from google.protobuf.message import Message
@@ -31,8 +38,24 @@ from google.protobuf.message import Message
 from services.kit.errors import FieldViolation, InvalidArgument
 from services.kit.fast_validation import AnyDescriptor, plan_for
 
-# One validator for the process: it compiles the rules of each message type once and caches them.
-_VALIDATOR = protovalidate.Validator()  # type: ignore[no-untyped-call]  # its __init__ is unannotated
+if TYPE_CHECKING:
+    import protovalidate
+
+
+@functools.cache
+def _validator() -> protovalidate.Validator:
+    """One validator for the process: it compiles the rules of each message type once and caches them."""
+    import protovalidate
+
+    return protovalidate.Validator()  # type: ignore[no-untyped-call]  # its __init__ is unannotated
+
+
+def prepare(descriptors: Iterable[AnyDescriptor]) -> None:
+    """Compile the checks of these message types now (a service's request types, before it
+    serves), loading protovalidate if one of them needs it, so that no request waits for either."""
+    for descriptor in descriptors:
+        if plan_for(descriptor) is None:
+            _validator()
 
 
 def field_path(path: validate_pb2.FieldPath) -> str:
@@ -63,8 +86,10 @@ def violations_of(message: Message) -> tuple[FieldViolation, ...]:
 def protovalidate_violations_of(message: Message) -> tuple[FieldViolation, ...]:
     """Every broken rule of `message` as protovalidate itself reports it (the reference, and the
     fallback for rules the fast path does not implement)."""
+    import protovalidate
+
     try:
-        _VALIDATOR.validate(message)
+        _validator().validate(message)
     except protovalidate.ValidationError as exc:
         return tuple(
             FieldViolation(field_path(v.proto.field) or v.proto.rule_id, v.proto.message) for v in exc.violations
