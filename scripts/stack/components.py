@@ -99,16 +99,28 @@ SERVICE_METRICS_PORTS = {
 # CINEMA_<SERVICE>_METRICS_PORT_<k> (defaults: instance 1's plus 100 per instance).
 MAX_INSTANCES = 3
 DEFAULT_INSTANCES = 2
+# The edge's stateless HTTP services run as many instances (identity and web serve /metrics on
+# their HTTP port).
+EDGE_PORTS = {
+    "identity": (IDENTITY_PORT, IDENTITY_PORT),
+    "gateway": (GATEWAY_PORT, GATEWAY_METRICS_PORT),
+    "web": (WEB_PORT, WEB_PORT),
+}
+
+
+def _instance_ports(name: str, port: int, metrics_port: int, k: int) -> tuple[int, int]:
+    grpc_or_http = _port(f"CINEMA_{name.upper()}_PORT_{k}", port + 100 * (k - 1))
+    if metrics_port == port:
+        return grpc_or_http, grpc_or_http
+    return grpc_or_http, _port(f"CINEMA_{name.upper()}_METRICS_PORT_{k}", metrics_port + 100 * (k - 1))
+
+
 INSTANCE_PORTS: dict[str, list[tuple[int, int]]] = {
-    name: [(port, SERVICE_METRICS_PORTS[name])]
-    + [
-        (
-            _port(f"CINEMA_{name.upper()}_PORT_{k}", port + 100 * (k - 1)),
-            _port(f"CINEMA_{name.upper()}_METRICS_PORT_{k}", SERVICE_METRICS_PORTS[name] + 100 * (k - 1)),
-        )
-        for k in range(2, MAX_INSTANCES + 1)
-    ]
-    for name, port in SERVICE_PORTS.items()
+    name: [(port, metrics_port)] + [_instance_ports(name, port, metrics_port, k) for k in range(2, MAX_INSTANCES + 1)]
+    for name, (port, metrics_port) in {
+        **{name: (port, SERVICE_METRICS_PORTS[name]) for name, port in SERVICE_PORTS.items()},
+        **EDGE_PORTS,
+    }.items()
 }
 # Jaeger (traces of every service, Envoy and identity; in memory): its ports are read by
 # scripts/observability/jaeger.py, listed here so a scratch stack moves them too
@@ -412,41 +424,83 @@ def mesh_page_env() -> dict[str, str]:
 
 
 def edge_components(stores_: list[Component]) -> list[Component]:
-    """identity, Envoy, the gateway and the web screen."""
+    """identity, Envoy, the gateway and the web screen (each stateless one with its instances)."""
     from scripts.stack import edge
     from scripts.stack.process import port_open
 
     urls = {c.name: c.url for c in stores_}
-    identity = edge.IdentityEndpoints(IDENTITY_PORT)
+    identity = edge.IdentityEndpoints(IDENTITY_PORT)  # instance 1's address is the issuer's
     identity_dir = DATA / "identity"
     identity_db = _database_url(urls["postgres"], "identity")
     envoy_ports = edge.EnvoyPorts(INGRESS_PORT, ENVOY_ADMIN_PORT, EGRESS_PORTS)
 
-    def make_gateway() -> ManagedProcess:
-        return edge.gateway_process(
-            GATEWAY_PORT, GATEWAY_METRICS_PORT, EGRESS_PORTS, _log("gateway"), tracing_env("GATEWAY")
+    def identity_instance(k: int) -> Component:
+        port = INSTANCE_PORTS["identity"][k - 1][0]
+        name = instance_name("identity", k)
+        health = f"http://127.0.0.1:{port}/healthz"
+        return Component(
+            name,
+            f"http://127.0.0.1:{port}",
+            lambda: edge.http_ok(health),
+            make_process=lambda: edge.identity_process(
+                identity, identity_db, _log(name), identity_dir, tracing_env("IDENTITY"), port=port
+            ),
+            # the demo accounts, once (idempotent): by the first instance
+            after_ready=(
+                (lambda: edge.seed_identity(identity_db, identity_dir / "reservation.secret", identity_dir))
+                if k == 1
+                else None
+            ),
+            ports=(port,),
+            depends_on=("postgres",),
+            note=f"OAuth2 token endpoint {identity.token_url}" if k == 1 else f"instance {k} of identity",
         )
 
-    web_health = f"http://127.0.0.1:{WEB_PORT}/healthz"
+    def gateway_instance(k: int) -> Component:
+        port, metrics_port = INSTANCE_PORTS["gateway"][k - 1]
+        name = instance_name("gateway", k)
+        return Component(
+            name,
+            f"http://127.0.0.1:{port}",
+            lambda: edge.http_ok(f"http://127.0.0.1:{port}/healthz"),
+            make_process=lambda: edge.gateway_process(
+                port, metrics_port, EGRESS_PORTS, _log(name), tracing_env("GATEWAY")
+            ),
+            ports=(port, metrics_port),
+            depends_on=("envoy",),
+            note=f"REST/JSON bridge; API page http://127.0.0.1:{INGRESS_PORT}/docs",
+        )
 
-    def make_web() -> ManagedProcess:
+    def web_instance(k: int) -> Component:
         import sys
 
         from scripts.stack.paths import REPO
 
+        port = INSTANCE_PORTS["web"][k - 1][0]
+        name = instance_name("web", k)
+        health = f"http://127.0.0.1:{port}/healthz"
         env = {
-            "WEB_HTTP_PORT": str(WEB_PORT),
+            "WEB_HTTP_PORT": str(port),
             "WEB_REDIS_URL": urls["redis"],  # viewpage's: its change channel feeds the live updates
             "WEB_LOG_LEVEL": os.environ.get("CINEMA_LOG_LEVEL", "INFO"),
             **mesh_page_env(),
             **identity.auth_env("WEB"),  # the mesh page's data is for managers
         }
         argv = [sys.executable, "-m", "services.web"]
-        return ManagedProcess("web", argv, _log("web"), lambda: edge.http_ok(web_health), env=env, cwd=REPO)
+        return Component(
+            name,
+            f"http://127.0.0.1:{port}",
+            lambda: edge.http_ok(health),
+            make_process=lambda: ManagedProcess(
+                name, argv, _log(name), lambda: edge.http_ok(health), env=env, cwd=REPO
+            ),
+            ports=(port,),
+            depends_on=("redis", "envoy"),
+            note=f"the web screen: http://127.0.0.1:{INGRESS_PORT}/ (through the ingress)",
+        )
 
     def make_envoy() -> ManagedProcess:
-        upstreams = {name: [port for port, _metrics in instance_ports(name)] for name in SERVICE_PORTS}
-        upstreams.update({"identity": [IDENTITY_PORT], "gateway": [GATEWAY_PORT], "web": [WEB_PORT]})
+        upstreams = {name: [port for port, _metrics in instance_ports(name)] for name in INSTANCE_PORTS}
         otlp = f"grpc://{jaeger_spec().otlp_grpc_endpoint}"
         config = edge.render_envoy(
             DATA / "envoy" / "envoy.yaml",
@@ -459,46 +513,20 @@ def edge_components(stores_: list[Component]) -> list[Component]:
         )
         return edge.envoy_process(config, ENVOY_ADMIN_PORT, _log("envoy"))
 
+    envoy = Component(
+        "envoy",
+        f"http://127.0.0.1:{INGRESS_PORT}",
+        lambda: port_open(INGRESS_PORT) and edge.http_ok(f"http://127.0.0.1:{ENVOY_ADMIN_PORT}/ready"),
+        make_process=make_envoy,
+        ports=(INGRESS_PORT, ENVOY_ADMIN_PORT, *EGRESS_PORTS.values()),
+        depends_on=("identity",),
+        note=f"ingress (REST + gRPC); admin http://127.0.0.1:{ENVOY_ADMIN_PORT}",
+    )
     return [
-        Component(
-            "identity",
-            identity.base_url,
-            lambda: edge.http_ok(f"{identity.base_url}/healthz"),
-            make_process=lambda: edge.identity_process(
-                identity, identity_db, _log("identity"), identity_dir, tracing_env("IDENTITY")
-            ),
-            after_ready=lambda: edge.seed_identity(identity_db, identity_dir / "reservation.secret", identity_dir),
-            ports=(IDENTITY_PORT,),
-            depends_on=("postgres",),
-            note=f"OAuth2 token endpoint {identity.token_url}",
-        ),
-        Component(
-            "envoy",
-            f"http://127.0.0.1:{INGRESS_PORT}",
-            lambda: port_open(INGRESS_PORT) and edge.http_ok(f"http://127.0.0.1:{ENVOY_ADMIN_PORT}/ready"),
-            make_process=make_envoy,
-            ports=(INGRESS_PORT, ENVOY_ADMIN_PORT, *EGRESS_PORTS.values()),
-            depends_on=("identity",),
-            note=f"ingress (REST + gRPC); admin http://127.0.0.1:{ENVOY_ADMIN_PORT}",
-        ),
-        Component(
-            "gateway",
-            f"http://127.0.0.1:{GATEWAY_PORT}",
-            lambda: edge.http_ok(f"http://127.0.0.1:{GATEWAY_PORT}/healthz"),
-            make_process=make_gateway,
-            ports=(GATEWAY_PORT, GATEWAY_METRICS_PORT),
-            depends_on=("envoy",),
-            note=f"REST/JSON bridge; API page http://127.0.0.1:{INGRESS_PORT}/docs",
-        ),
-        Component(
-            "web",
-            f"http://127.0.0.1:{WEB_PORT}",
-            lambda: edge.http_ok(web_health),
-            make_process=make_web,
-            ports=(WEB_PORT,),
-            depends_on=("redis", "envoy"),
-            note=f"the web screen: http://127.0.0.1:{INGRESS_PORT}/ (through the ingress)",
-        ),
+        *(identity_instance(k) for k in range(1, instances("identity") + 1)),
+        envoy,
+        *(gateway_instance(k) for k in range(1, instances("gateway") + 1)),
+        *(web_instance(k) for k in range(1, instances("web") + 1)),
     ]
 
 

@@ -116,13 +116,21 @@ def key_encryption_key(folder: Path) -> str:
 
 
 def identity_process(
-    endpoints: IdentityEndpoints, database_url: str, log_path: Path, folder: Path, extra_env: dict[str, str]
+    endpoints: IdentityEndpoints,
+    database_url: str,
+    log_path: Path,
+    folder: Path,
+    extra_env: dict[str, str],
+    port: int | None = None,
 ) -> ManagedProcess:
+    """Identity serving on `port` (default: the endpoints' own); every instance signs as the
+    issuer `endpoints` names."""
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
+    port = endpoints.port if port is None else port
     env = {
         "IDENTITY_DATABASE_URL": database_url,
-        "IDENTITY_HTTP_PORT": str(endpoints.port),
+        "IDENTITY_HTTP_PORT": str(port),
         "IDENTITY_PUBLIC_URL": endpoints.base_url,
         "IDENTITY_KEY_ENCRYPTION_KEY": key_encryption_key(folder),
         "IDENTITY_LOG_LEVEL": os.environ.get("CINEMA_LOG_LEVEL", "INFO"),
@@ -132,7 +140,7 @@ def identity_process(
         "identity",
         [sys.executable, "-m", "services.identity", "serve"],
         log_path,
-        lambda: http_ok(f"{endpoints.base_url}/healthz"),
+        lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
         env=env,
         cwd=REPO,
     )

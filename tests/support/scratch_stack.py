@@ -84,9 +84,14 @@ def scratch_env(data: Path) -> dict[str, str]:
 
 @contextmanager
 def scratch_stack(name: str, kind: type[S], extra_env: dict[str, str] | None = None) -> Iterator[S]:
-    """`make up` in a scratch folder (every port free), yielded as `kind`; `make down` after."""
+    """`make up` in a scratch folder (every port free), yielded as `kind`; `make down` after.
+
+    One instance of each service unless `extra_env` asks for more: these stacks test what the
+    system does, and two shared cores boot eleven Python services half as fast as six. The
+    redundancy of `make up`'s default (two instances) is what the chaos run (tests/chaos), the
+    idle test and the local-runtime test run on."""
     data = scratch_dir(name)
-    env = {**scratch_env(data), **(extra_env or {})}
+    env = {**scratch_env(data), "CINEMA_INSTANCES": "1", **(extra_env or {})}
     started = time.monotonic()
     try:
         up = run_stack(env, "up", timeout=420)

@@ -39,7 +39,8 @@ def stack_pids(stack: ScratchStack) -> dict[str, int]:
 
 
 async def test_the_whole_stack_is_idle_also_with_ten_times_the_catalog() -> None:
-    with scratch_stack("idle", ScratchStack) as stack:
+    # make up's default: two instances of every service (movie one on FerretDB)
+    with scratch_stack("idle", ScratchStack, {"CINEMA_INSTANCES": "2"}) as stack:
         mongo_url = stores.mongo_url(stack.port("CINEMA_MONGO_PORT"))
         await asyncio.sleep(SETTLE_S)
         small = await measure_idle(lambda: stack_pids(stack), WINDOW_S)

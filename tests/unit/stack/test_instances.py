@@ -18,7 +18,11 @@ from services.web.settings import WebSettings
 
 @pytest.fixture(autouse=True)
 def _no_instance_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("CINEMA_INSTANCES", "MONGO_URL", *(f"CINEMA_{s.upper()}_INSTANCES" for s in components.SERVICE_PORTS)):
+    for name in (
+        "CINEMA_INSTANCES",
+        "MONGO_URL",
+        *(f"CINEMA_{s.upper()}_INSTANCES" for s in components.INSTANCE_PORTS),
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -60,7 +64,7 @@ def test_two_movie_instances_on_ferretdb_are_refused(monkeypatch: pytest.MonkeyP
 
 def test_every_instance_has_ports_of_its_own() -> None:
     ports = [p for service in components.INSTANCE_PORTS.values() for pair in service for p in pair]
-    assert len(ports) == len(set(ports)) == len(components.SERVICE_PORTS) * components.MAX_INSTANCES * 2
+    assert len(ports) == len(set(ports)) + 2 * components.MAX_INSTANCES  # identity and web: metrics on the HTTP port
     assert components.INSTANCE_PORTS["reservation"][:2] == [(15051, 19101), (15151, 19201)]
 
 
@@ -75,6 +79,17 @@ def test_each_instance_is_a_component_of_its_own() -> None:
     by_name = {c.name: c for c in services}
     assert by_name["reservation"].ports != by_name["reservation-2"].ports
     assert by_name["reservation-2"].depends_on == by_name["reservation"].depends_on
+
+
+def test_the_edge_runs_its_instances_too() -> None:
+    stores = [
+        components.Component(n, f"{n}://127.0.0.1:1", lambda: True) for n in ("postgres", "mongo", "redis", "nats")
+    ]
+    edge_ = {c.name: c for c in components.edge_components(stores)}
+    assert set(edge_) == {"identity", "identity-2", "envoy", "gateway", "gateway-2", "web", "web-2"}
+    # the demo accounts are seeded once, by the first identity
+    assert edge_["identity"].after_ready is not None and edge_["identity-2"].after_ready is None
+    assert edge_["gateway-2"].ports == components.INSTANCE_PORTS["gateway"][1]
 
 
 def test_envoy_balances_over_every_instance(tmp_path: Path) -> None:
