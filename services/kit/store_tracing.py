@@ -19,15 +19,19 @@ All of it is on only in a process that exports its spans (`instrument_stores`, c
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-from pymongo import monitoring
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from services.kit.mongo_tracing import MongoCommandSpans as MongoCommandSpans
 
 _TRACER_NAME = "cinema.stores"
 _instrumented = False
@@ -136,47 +140,16 @@ async def pg_connection_init(conn: asyncpg.Connection) -> None:
 
 
 # -------------------------------------------------------------------------------- MongoDB
+# MongoCommandSpans lives in services.kit.mongo_tracing: importing PyMongo costs a quarter of a
+# second of CPU at every start, which only the MongoDB services should pay.
 
 
-class MongoCommandSpans(monitoring.CommandListener):
-    """Opens a client span when PyMongo starts a command and ends it on the reply."""
+def __getattr__(name: str) -> Any:
+    if name == "MongoCommandSpans":
+        from services.kit.mongo_tracing import MongoCommandSpans
 
-    def __init__(self) -> None:
-        self._spans: dict[tuple[Any, int], Span] = {}
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if not _inside_trace():
-            return
-        target = event.command.get(event.command_name)
-        collection = target if isinstance(target, str) else ""
-        attributes: dict[str, str | int] = {
-            "db.system.name": "mongodb",
-            "db.system": "mongodb",
-            "db.operation.name": event.command_name,
-            "db.namespace": event.database_name,
-        }
-        if collection:
-            attributes["db.collection.name"] = collection
-        host, port = event.connection_id[0], event.connection_id[1]
-        attributes["server.address"] = str(host)
-        if port is not None:
-            attributes["server.port"] = int(port)
-        name = f"{event.command_name} {event.database_name}" + (f".{collection}" if collection else "")
-        span = _tracer().start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
-        self._spans[(event.connection_id, event.request_id)] = span
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        span = self._spans.pop((event.connection_id, event.request_id), None)
-        if span is not None:
-            span.end()
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        span = self._spans.pop((event.connection_id, event.request_id), None)
-        if span is not None:
-            code = event.failure.get("codeName") or event.failure.get("code") or "failed"
-            span.set_status(Status(StatusCode.ERROR, str(code)))
-            span.set_attribute("error.type", str(code))
-            span.end()
+        return MongoCommandSpans
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------- Redis
@@ -192,10 +165,19 @@ def _instrument_redis() -> None:
 
 def instrument_stores() -> None:
     """Turn on the store spans of this process (once; `configure_tracing` calls it when spans
-    are exported). PostgreSQL pools created afterwards trace their queries."""
+    are exported). PostgreSQL pools created afterwards trace their queries; MongoDB and Redis
+    clients are traced in a process that has imported their driver by then (a service's
+    bootstrap imports its store's driver before it configures tracing): a PostgreSQL service
+    does not import PyMongo and Redis only to watch clients it never makes."""
     global _instrumented
     if _instrumented:
         return
-    monitoring.register(MongoCommandSpans())
-    _instrument_redis()
+    if "pymongo" in sys.modules:
+        from pymongo import monitoring
+
+        from services.kit.mongo_tracing import MongoCommandSpans
+
+        monitoring.register(MongoCommandSpans())
+    if "redis" in sys.modules:
+        _instrument_redis()
     _instrumented = True
