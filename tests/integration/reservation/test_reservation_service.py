@@ -323,12 +323,42 @@ async def test_concurrent_customers_for_one_seat_one_wins(
 # ------------------------------------------------------------------------------ payment down
 
 
-async def test_payment_down_answers_unavailable_fast_and_the_reconciler_frees_the_seats(
+async def test_payment_down_briefly_answers_unavailable_fast_and_the_reservation_confirms_by_itself(
+    js: JetStreamContext, stub: Stub, issuer: LocalTokenIssuer, payment: PaymentService
+) -> None:
+    """An outage shorter than the window: the caller hears UNAVAILABLE at once and walks away;
+    reservation's own authorization keeps asking and confirms the reservation once payment is back."""
+    screening_id = await scheduled(js, stub)
+    me = customer(issuer)
+    await payment.stop()
+    try:
+        started = time.monotonic()
+        await expect_error(
+            stub.CreateReservation(create_request(screening_id, ["G7"]), metadata=me), grpc.StatusCode.UNAVAILABLE
+        )
+        assert time.monotonic() - started < 1.0  # not the 3 s wait: payment cannot be reached
+    finally:
+        await payment.start()
+    page = await stub.ListReservations(pb.ListReservationsRequest(), metadata=me)
+    [pending] = list(page.reservations)
+
+    async def settled() -> pb.Reservation | None:
+        got = await stub.GetReservation(pb.GetReservationRequest(reservation_id=pending.id), metadata=me)
+        return got.reservation if got.reservation.state != pb.RESERVATION_STATE_PENDING else None
+
+    reservation = await eventually(settled)
+    assert reservation.state == pb.RESERVATION_STATE_CONFIRMED
+    assert payment.app is not None
+    assert payment.app.processor.charges[pending.id] == 1  # type: ignore[attr-defined]
+
+
+async def test_payment_down_past_the_window_answers_unavailable_fast_and_the_reconciler_frees_the_seats(
     js: JetStreamContext,
     stub: Stub,
     issuer: LocalTokenIssuer,
     payment: PaymentService,
     payment_stub: payment_pb2_grpc.PaymentServiceAsyncStub,
+    app: ReservationApp,
 ) -> None:
     screening_id = await scheduled(js, stub)
     me = customer(issuer)
@@ -355,6 +385,10 @@ async def test_payment_down_answers_unavailable_fast_and_the_reconciler_frees_th
         await asyncio.sleep(2.0)
         availability = await stub.GetSeatAvailability(pb.GetSeatAvailabilityRequest(screening_id=screening_id))
         assert list(availability.taken_seats) == ["G1", "G2"]
+        # Down past the last moment an authorization may be sent (the outage window is over).
+        s = app.settings
+        last_send_s = s.pending_window_s - s.payment_work_limit_s - s.payment_deadline_s - 0.5
+        await asyncio.sleep(max(0.0, started + last_send_s - time.monotonic()) + 0.5)
     finally:
         await payment.start()
 
