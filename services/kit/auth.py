@@ -27,13 +27,13 @@ from typing import Any, Protocol
 
 import grpc
 import grpc.aio
-import httpx
 from joserfc import jws, jwt
 from joserfc.errors import ExpiredTokenError, JoseError, MissingClaimError
 from joserfc.jwk import Key, KeySet
 
 from services.kit import errors
 from services.kit.grpc_errors import abort_with_domain_error
+from services.kit.httpx_import import httpx
 from services.kit.rpc_wrapping import wrap_handler
 from services.kit.settings import KitSettings
 

@@ -26,9 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from services.kit import errors
+from services.kit.httpx_import import httpx
 
 log = logging.getLogger(__name__)
 
