@@ -4,8 +4,9 @@ Authorization talks to the card processor outside any transaction (a network cal
 hold row locks), then stores the outcome. Idempotency per reservation has two guards: a
 stored payment is returned as it is (the first outcome, approved or declined), and the
 processor is given the reservation id as its own idempotency key, so that two concurrent
-first calls for one reservation are charged once; the loser of the insert race returns the
-winner's payment.
+first calls for one reservation, on one payment instance or on two (the mesh retries a call
+that was cut or stalled on the other instance), are charged once; the loser of the insert race
+(the unique reservation id) returns the winner's payment.
 
 An authorization, once started, runs to its end even when its caller goes away (its deadline
 passed on a busy machine, the mesh cut the call): `Authorizations` runs each in its own task
