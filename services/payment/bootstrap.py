@@ -25,7 +25,7 @@ from services.kit.events.outbox import OutboxRelay, RelaySettings
 from services.kit.server import ServiceHost
 from services.payment.adapters import grpc_api
 from services.payment.adapters.clock import SystemClock
-from services.payment.adapters.processor import SimulatedCardProcessor
+from services.payment.adapters.processor import PgProcessorLedger, SimulatedCardProcessor
 from services.payment.adapters.store import PgUnitOfWork, migrate
 from services.payment.entrypoints.reservation_events import reservation_cancelled_consumer
 from services.payment.service_layer.payments import PaymentDependencies
@@ -88,6 +88,9 @@ class PaymentApp:
         self.pool = await pg.create_pool(
             self.settings.database_url, min_size=self.settings.db_pool_min, max_size=self.settings.db_pool_max
         )
+        if isinstance(self.processor, SimulatedCardProcessor):
+            # Every payment instance asks one (simulated) processor, as it would a real one.
+            self.processor.use_ledger(PgProcessorLedger(self.pool))
         self._events_task = asyncio.create_task(self._run_events(), name="payment-events")
 
     def register(self, server: grpc.aio.Server) -> list[str]:

@@ -256,11 +256,6 @@ async def _scrape(port: int) -> str:
     return await asyncio.to_thread(get)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the processor's shared ledger wired in services/payment/bootstrap.py "
-    "(PaymentApp.start: processor.use_ledger(PgProcessorLedger(pool))); remove this mark then",
-)
 async def test_two_processes_asked_at_once_about_one_reservation_make_one_payment_and_one_charge(
     postgres_server: Server, nats_server: Server, issuer: LocalTokenIssuer, jwks_path: Path, service_token: Metadata
 ) -> None:
