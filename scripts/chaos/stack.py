@@ -8,7 +8,6 @@ reads its ports from the environment once, at import.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -18,6 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scripts.stack import process
 from scripts.stack.process import ManagedProcess
 
 SERVICES = ("reservation", "payment", "movie", "review", "notification", "viewpage")
@@ -215,11 +215,9 @@ class ChaosStack:
 
 
 def renice(pid: int | None, value: int) -> None:
-    """Set a process's nice value (a booting instance yields the CPU to the serving ones)."""
-    if pid is None:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.setpriority(os.PRIO_PROCESS, pid, value)
+    """Set a process's nice value, every thread of it (a booting instance yields the CPU to the serving ones)."""
+    if pid is not None:
+        process.renice(pid, value)
 
 
 def _zombie(pid: int) -> bool:

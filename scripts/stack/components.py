@@ -212,6 +212,14 @@ def _database_url(admin_url: str, database: str) -> str:
     return parsed._replace(path=f"/{database}").geturl()
 
 
+def boot_nice() -> int:
+    """The nice value a Python service boots at (CINEMA_BOOT_NICE, default 10; see ManagedProcess)."""
+    value = int(os.environ.get("CINEMA_BOOT_NICE", "10"))
+    if not 0 <= value <= 19:
+        raise ValueError(f"CINEMA_BOOT_NICE must be from 0 to 19, not {value}")
+    return value
+
+
 def instance_name(service: str, k: int) -> str:
     """The component (and log, and state) name of instance k of a service: `reservation`, `reservation-2`."""
     return service if k == 1 else f"{service}-{k}"
@@ -266,6 +274,7 @@ def _service(name: str, env: dict[str, str], depends_on: tuple[str, ...], note: 
             lambda: grpc_serving(port),
             env=env,
             cwd=REPO,
+            boot_nice=boot_nice(),
         )
 
     return Component(
@@ -443,7 +452,7 @@ def edge_components(stores_: list[Component]) -> list[Component]:
             f"http://127.0.0.1:{port}",
             lambda: edge.http_ok(health),
             make_process=lambda: edge.identity_process(
-                identity, identity_db, _log(name), identity_dir, tracing_env("IDENTITY"), port=port
+                identity, identity_db, _log(name), identity_dir, tracing_env("IDENTITY"), port=port, nice=boot_nice()
             ),
             # the demo accounts, once (idempotent): by the first instance
             after_ready=(

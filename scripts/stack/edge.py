@@ -122,9 +122,10 @@ def identity_process(
     folder: Path,
     extra_env: dict[str, str],
     port: int | None = None,
+    nice: int = 0,
 ) -> ManagedProcess:
-    """Identity serving on `port` (default: the endpoints' own); every instance signs as the
-    issuer `endpoints` names."""
+    """Identity serving on `port` (default: the endpoints' own), booting at nice `nice`; every
+    instance signs as the issuer `endpoints` names."""
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
     port = endpoints.port if port is None else port
@@ -143,6 +144,7 @@ def identity_process(
         lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
         env=env,
         cwd=REPO,
+        boot_nice=nice,
     )
 
 

@@ -7,6 +7,7 @@ run, a killed supervisor) does not leave servers behind on the machine.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -42,6 +43,18 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
         return False
 
 
+def renice(pid: int, value: int) -> None:
+    """Set the nice value of every thread of a process (on Linux nice is per thread: a new thread
+    inherits its creator's, and setpriority(PRIO_PROCESS, pid) reaches the main thread only)."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        tids = [pid]
+    for tid in tids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.setpriority(os.PRIO_PROCESS, tid, value)
+
+
 class ProcessFailed(RuntimeError):
     """A server exited or did not become ready; the message carries the end of its log."""
 
@@ -52,6 +65,12 @@ class ManagedProcess:
 
     `ready` is a cheap probe (a TCP connect, a health endpoint) that says whether the server
     answers; `user` runs it as another system user (PostgreSQL refuses to run as root).
+
+    `boot_nice`: the server boots at this nice value and returns to nice 0 the first time `ready`
+    says it answers. On two shared cores a Python service's start-up (imports, connections) would
+    otherwise take CPU from the instances that serve while it boots (a restarted instance beside
+    its twin; in a cluster a new pod has CPU of its own). Returning to 0 needs CAP_SYS_NICE (root):
+    without it the server keeps running at `boot_nice`, as every other one booted so.
     """
 
     name: str
@@ -62,9 +81,28 @@ class ManagedProcess:
     cwd: Path | None = None
     user: str | None = None
     stop_signal: int = signal.SIGTERM
+    boot_nice: int = 0
     popen: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
     _stop_requested: bool = False
+    _booting: bool = False
+
+    def __post_init__(self) -> None:
+        if self.boot_nice:
+            probe = self.ready
+
+            def ready() -> bool:
+                answers = probe()
+                if answers and self._booting:
+                    self._booting = False
+                    self._renice(0)
+                return answers
+
+            self.ready = ready
+
+    def _renice(self, value: int) -> None:
+        if self.popen is not None:
+            renice(self.popen.pid, value)
 
     @property
     def pid(self) -> int | None:
@@ -99,6 +137,9 @@ class ManagedProcess:
             cwd=str(self.cwd) if self.cwd else None,
             **kwargs,
         )
+        if self.boot_nice:
+            self._booting = True
+            self._renice(self.boot_nice)
         if setpriv:
             self._wait_until_armed(setpriv)
 
