@@ -42,9 +42,11 @@ BOUND_S = 20.0  # "comes back" vs "falls over"; the target (3 s on a quiet machi
 COLD_START_S = 240.0  # all six at once, compiling their bytecode, on a busy machine
 PROBE_EVERY_S = 0.02
 
-# The supervisor of `make up`, given these services as its components (a JSON file of specs).
+# The supervisor of `make up` (scripts.stack.supervisor), given its components in a JSON file:
+# per name the argv, the environment, the log and the gRPC port whose health says "ready" (none:
+# ready as soon as it runs; -1: never ready).
 SUPERVISOR = """
-import json, sys
+import json, logging, sys
 from pathlib import Path
 from scripts.stack.components import Component
 from scripts.stack.paths import REPO
@@ -54,11 +56,12 @@ from scripts.stack.supervisor import Supervisor
 
 def component(name, spec):
     port = spec["port"]
+    ready = (lambda: True) if port is None else (lambda: False) if port < 0 else (lambda: grpc_serving(port))
     def make():
-        argv = [sys.executable, "-m", f"services.{name}"]
-        return ManagedProcess(name, argv, Path(spec["log"]), lambda: grpc_serving(port), env=spec["env"], cwd=REPO)
-    return Component(name, f"grpc://127.0.0.1:{port}", lambda: grpc_serving(port), make_process=make)
+        return ManagedProcess(name, spec["argv"], Path(spec["log"]), ready, env=spec["env"], cwd=REPO)
+    return Component(name, name, ready, make_process=make)
 
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 specs = json.loads(Path(sys.argv[1]).read_text())
 sys.exit(Supervisor([component(name, spec) for name, spec in specs.items()]).run())
 """
@@ -178,12 +181,8 @@ def format_table(restarts: dict[str, Restarts]) -> str:
 class Supervised:
     """The supervisor process and what it writes to its state file."""
 
-    def __init__(self, root: Path, envs: dict[str, dict[str, str]]) -> None:
+    def __init__(self, root: Path, specs: dict[str, dict[str, Any]]) -> None:
         self.data = root / "data"
-        specs = {
-            name: {"port": int(env[f"{name.upper()}_GRPC_PORT"]), "env": env, "log": str(root / f"{name}.log")}
-            for name, env in envs.items()
-        }
         (root / "specs.json").write_text(json.dumps(specs))
         self.process = ManagedProcess(
             "supervisor",
@@ -210,6 +209,13 @@ class Supervised:
             assert self.process.running(), f"the supervisor exited:\n{self.process.log_tail()}"
             time.sleep(0.2)
         raise AssertionError(f"not every service was ready within {timeout_s:.0f} s: {self.components()}")
+
+    def wait_ready(self, name: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.components().get(name, {}).get("phase") != "ready":
+            assert time.monotonic() < deadline, f"{name} not ready within {timeout_s:.0f} s: {self.components()}"
+            assert self.process.running(), f"the supervisor exited:\n{self.process.log_tail()}"
+            time.sleep(0.05)
 
     def kill_and_time(self, name: str, port: int) -> Restart:
         """SIGKILL the service once it has run stably; time its return to SERVING."""
@@ -242,7 +248,16 @@ def test_a_killed_service_is_serving_again_within_seconds(
     root = scratch_dir("restart")
     identity = Identity(root)
     envs = service_envs(root, identity, postgres_server, mongo_server, redis_server, system_nats, smtp_sink)
-    supervised = Supervised(root, envs)
+    specs = {
+        name: {
+            "argv": [sys.executable, "-m", f"services.{name}"],
+            "env": env,
+            "log": str(root / f"{name}.log"),
+            "port": int(env[f"{name.upper()}_GRPC_PORT"]),
+        }
+        for name, env in envs.items()
+    }
+    supervised = Supervised(root, specs)
     supervised.process.start()
     try:
         supervised.wait_all_ready(COLD_START_S)
@@ -256,3 +271,35 @@ def test_a_killed_service_is_serving_again_within_seconds(
     print("\n" + table)
     slow = {name: max(run.kill_to_serving for run in r.runs) for name, r in restarts.items()}
     assert all(seconds < BOUND_S for seconds in slow.values()), f"not SERVING within {BOUND_S:.0f} s: {slow}\n{table}"
+
+
+def test_the_supervisor_restarts_a_stable_process_at_once_and_backs_off_a_crash_loop() -> None:
+    root = scratch_dir("restart-loop")
+    specs: dict[str, dict[str, Any]] = {
+        "steady": {"argv": [sys.executable, "-c", "import time; time.sleep(600)"], "port": None},
+        "crashing": {"argv": [sys.executable, "-c", "raise SystemExit(3)"], "port": -1},
+    }
+    for name, spec in specs.items():
+        spec.update(env={}, log=str(root / f"{name}.log"))
+    supervised = Supervised(root, specs)
+    supervised.process.start()
+    try:
+        supervised.wait_ready("steady", 60)
+        pid = supervised.components()["steady"]["pid"]
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        while (steady := supervised.components()["steady"])["pid"] in (pid, None):
+            assert time.monotonic() - killed < 10, steady
+            time.sleep(0.01)
+        respawn_s = time.monotonic() - killed
+        deadline = time.monotonic() + 30
+        while supervised.components()["crashing"]["restarts"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        supervised.process.stop(timeout=60)
+    log = (root / "supervisor.log").read_text()
+    print(f"\nkill -9 -> a new process: {respawn_s:.3f} s")
+    assert steady["restarts"] == 1 and "restarting steady in 0.0 s" in log, log
+    assert respawn_s < 5, f"{respawn_s:.2f} s from the kill to a new process"
+    delays = [line.rsplit(" in ", 1)[1] for line in log.splitlines() if "restarting crashing in" in line]
+    assert delays[:3] == ["1.0 s", "2.0 s", "4.0 s"], log
