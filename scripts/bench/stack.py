@@ -166,7 +166,7 @@ def start_scratch(stack: Stack, log_dir: Path) -> None:
         for c in components:
             if c.get("phase") == "ready" and c["name"] not in shown:
                 shown.add(str(c["name"]))
-                print(f"  {c['name']:<13} ready after {time.monotonic() - started:5.1f} s", flush=True)
+                print(f"  {c['name']:<14} ready after {time.monotonic() - started:5.1f} s", flush=True)
         if components and all(c.get("phase") in ("ready", "external") for c in components):
             stack.store_urls = {str(c["name"]): str(c["url"]) for c in components}
             return

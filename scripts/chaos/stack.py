@@ -122,7 +122,7 @@ class ChaosStack:
             for name, c in states.items():
                 if c.get("phase") == "ready" and name not in shown:
                     shown.add(name)
-                    print(f"  {name:<13} ready after {time.monotonic() - started:5.1f} s", flush=True)
+                    print(f"  {name:<14} ready after {time.monotonic() - started:5.1f} s", flush=True)
             if self.all_ready():
                 self.urls = {name: str(c["url"]) for name, c in states.items()}
                 return
