@@ -44,6 +44,8 @@ def test_up_status_restart_down(redis_server: Server) -> None:
     env = {
         **os.environ,
         **scratch_env(data),  # every port free: never the developer's own `make up`
+        # one instance of each service: this is about the supervisor (two run in the chaos and idle tests)
+        "CINEMA_INSTANCES": "1",
         # One store given by URL: the runtime uses it instead of starting its own.
         "REDIS_URL": redis_server.url,
     }
