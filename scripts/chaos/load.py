@@ -3,7 +3,7 @@ every 1/rate seconds, whatever the system answers), through the Envoy ingress ov
 demo customer.
 
 What a client may retry is what the contract says: CreateReservation carries a request id, so
-UNAVAILABLE (with its retry hint), DEADLINE_EXCEEDED, ABORTED and RESOURCE_EXHAUSTED are
+UNAVAILABLE (after its retry hint), DEADLINE_EXCEEDED, ABORTED and RESOURCE_EXHAUSTED are
 retried with the same request id until a definite answer (bounded by GIVE_UP_S); every other
 status is final. CancelReservation is idempotent (cancelling a cancelled reservation returns it
 unchanged), so it is retried the same way. Each request gets seats nobody else asks for, so a
@@ -26,6 +26,7 @@ import grpc.aio
 
 from cinema.payment.v1.payment_pb2 import Card
 from cinema.reservation.v1 import reservation_pb2, reservation_pb2_grpc
+from scripts.bench.catalog import retry_hint_s
 
 RETRYABLE = {
     grpc.StatusCode.UNAVAILABLE,
@@ -152,7 +153,9 @@ class LoadDriver:
                     outcome.status, outcome.ended = status, time.monotonic()
                     return None
                 outcome.attempt_errors.append(status)
-                await asyncio.sleep(delay * (0.5 + self.rng.random()))
+                # the server's retry hint when it gives one (as the contract asks), else backoff
+                hint = retry_hint_s(err)
+                await asyncio.sleep(max(hint or 0.0, delay * (0.5 + self.rng.random())))
                 delay = min(delay * 2, 2.0)
                 continue
             outcome.status, outcome.ended = "OK", time.monotonic()
