@@ -1,6 +1,8 @@
-"""`python -m services.reservation`: run the reservation service (migrations at start-up, gRPC,
-outbox relay, catalog consumer, reconciler) until SIGTERM.
-`python -m services.reservation migrate`: only apply the database migrations, then exit.
+"""`python -m services.reservation`: run the reservation service (gRPC, outbox relay, catalog
+consumer, reconciler) until SIGTERM. At start-up it checks the migrations (idempotent, under an
+advisory lock: about 20 ms when none is pending) and applies any the separate step has not.
+`python -m services.reservation migrate`: only apply the database migrations, then exit (the
+separate step: the chart's migration Job, before the pods of a release).
 """
 
 from __future__ import annotations
