@@ -3,7 +3,8 @@ services.<name>`, configured by environment as `make up` does) on the session's 
 by the real supervisor (scripts.stack.supervisor, in a scratch data folder). Each service is
 killed with SIGKILL, twice, and the test records the seconds from the kill to gRPC health SERVING
 again (issue 21: within 3 s on a quiet 2-core machine), and from the new process's spawn to
-SERVING (its boot).
+SERVING (its boot). A second test holds the supervisor to its restart policy with plain processes:
+a process that was ready is restarted at once, a crash loop backs off 1, 2, 4 s.
 
 The table is printed (`-s` shows it); the assertion is only a generous bound that tells "comes
 back" from "falls over", since the machine may be busy with other work.
@@ -11,6 +12,7 @@ back" from "falls over", since the machine may be busy with other work.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -98,9 +100,9 @@ class Restarts:
 
 
 def service_envs(
-    root: Path, identity: Identity, pg: Server, mongo: Server, redis: Server, nats: Server, smtp_port: int
+    identity: Identity, pg: Server, mongo: Server, redis: Server, nats: Server, smtp_port: int
 ) -> dict[str, dict[str, str]]:
-    import asyncio
+    """Each service's whole configuration, as `make up` gives it (a database or prefix of its own)."""
 
     async def databases() -> dict[str, str]:
         return {name: await create_database(pg, name) for name in ("payment", "reservation", "notification")}
@@ -247,7 +249,7 @@ def test_a_killed_service_is_serving_again_within_seconds(
 ) -> None:
     root = scratch_dir("restart")
     identity = Identity(root)
-    envs = service_envs(root, identity, postgres_server, mongo_server, redis_server, system_nats, smtp_sink)
+    envs = service_envs(identity, postgres_server, mongo_server, redis_server, system_nats, smtp_sink)
     specs = {
         name: {
             "argv": [sys.executable, "-m", f"services.{name}"],
