@@ -194,12 +194,18 @@ async def payment_outage(stack: ChaosStack) -> Notes:
     return {"payment instances stopped (pids)": pids, "stopped for s": PAYMENT_OUTAGE_S}
 
 
+EVERY_SERVICE_SETTLE_S = 5.0
+
+
 async def kill_every_service(stack: ChaosStack) -> Notes:
-    """kill -9 one instance of each service in turn, each once the previous one serves again:
-    how long each takes to restart."""
+    """kill -9 one instance of each service in turn, the next `EVERY_SERVICE_SETTLE_S` after the
+    previous one serves again (one fault at a time, as the target is stated): how long each takes
+    to restart."""
     notes: Notes = {}
     slowest = 0.0
-    for service in SERVICES:
+    for i, service in enumerate(SERVICES):
+        if i:
+            await asyncio.sleep(EVERY_SERVICE_SETTLE_S)
         instances = stack.instances(service)
         if len(instances) < 2:
             notes[f"{service}: skipped"] = "one instance (a kill is an outage: see stop-movie)"

@@ -23,6 +23,7 @@ from nats.aio.client import Client as NATS
 from nats.js.client import JetStreamContext
 
 from services.kit import pg
+from services.kit.aio import PrioritySlots
 from services.kit.events.connection import connect_forever, ensure_streams_forever
 from services.kit.events.consumer import EventConsumer
 from services.kit.events.outbox import OutboxRelay, RelaySettings
@@ -115,6 +116,7 @@ class ReservationApp:
             pending_window_s=s.pending_window_s,
             payment_work_limit_s=s.payment_work_limit_s,
             retry_after_s=s.retry_after_s,
+            payment_slots=PrioritySlots(s.payment_concurrency),
             screening_reservations=PgScreeningReservations(self._pool),
         )
         self._reconciler = ReconcilerLoop(

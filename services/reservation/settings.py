@@ -44,6 +44,9 @@ services.kit.settings), the service reads:
 - `RESERVATION_RECONCILER_WINDOW_S`: a PENDING reservation older than this is looked at by the
   reconciler (settled by payment's outcome); must exceed the payment deadline.
 - `RESERVATION_RETRY_AFTER_S`: the retry delay told to callers with UNAVAILABLE.
+- `RESERVATION_PAYMENT_CONCURRENCY` (default 16): AuthorizePayment calls one process has in
+  flight at once; more wait, the oldest reservation first (after a payment outage the backlog is
+  asked in the order its time runs out, at payment's pace, instead of all at once).
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class ReservationSettings(KitSettings):
     reconciler_window_s: float = Field(default=2.0, gt=0)
     reconciler_batch: int = Field(default=100, ge=1)
     retry_after_s: float = Field(default=2.0, ge=0)
+    payment_concurrency: int = Field(default=16, ge=1)
 
     @property
     def payment_deadline_s(self) -> float:

@@ -280,15 +280,25 @@ async def _authorize(
             raise payment_unavailable(deps)
         tries += 1
         try:
-            async with asyncio.timeout(deadline_s + deps.payment_grace_s):
-                return await deps.payments.authorize(
-                    reservation.id,
-                    reservation.customer_id,
-                    reservation.customer_email,
-                    reservation.amount,
-                    card,
-                    deadline_s,
-                )
+            # A few authorizations at a time, the oldest reservation first: after an outage the
+            # backlog is asked in the order its time runs out, at payment's pace, not as a storm.
+            async with asyncio.timeout(time_left):
+                await deps.payment_slots.acquire(reservation.created_at.timestamp())
+            try:
+                deadline_s = min(deps.payment_deadline_s, _authorization_time_left(reservation, deps))
+                if deadline_s < _MIN_ATTEMPT_S:
+                    continue  # the wait for a slot used the time up: the loop ends it
+                async with asyncio.timeout(deadline_s + deps.payment_grace_s):
+                    return await deps.payments.authorize(
+                        reservation.id,
+                        reservation.customer_id,
+                        reservation.customer_email,
+                        reservation.amount,
+                        card,
+                        deadline_s,
+                    )
+            finally:
+                deps.payment_slots.release()
         except (PaymentUnavailable, TimeoutError) as error:
             hint = error.retry_after_s if isinstance(error, PaymentUnavailable) else None
             slow = not isinstance(error, PaymentUnavailable) or error.slow

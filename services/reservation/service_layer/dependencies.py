@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from services.kit.aio import PrioritySlots
 from services.reservation.service_layer.in_progress import PaymentsInProgress
 from services.reservation.service_layer.manager_view import ScreeningReservationsView
 from services.reservation.service_layer.ports import Clock, PaymentGateway, UnitOfWorkFactory
@@ -50,6 +51,8 @@ class BookingDependencies:
     default_page_size: int = 50
     # The authorizations running in the background (one registry per process).
     payments_in_progress: PaymentsInProgress = field(default_factory=PaymentsInProgress)
+    # Calls to AuthorizePayment in flight at once from this process, the oldest reservation's first.
+    payment_slots: PrioritySlots = field(default_factory=lambda: PrioritySlots(16))
     max_page_size: int = 100
     # The manager's view (read-only queries); None where a test does not need it.
     screening_reservations: ScreeningReservationsView | None = None
