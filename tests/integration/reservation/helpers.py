@@ -6,8 +6,10 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
+import grpc
+import grpc.aio
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js.client import JetStreamContext
@@ -121,3 +123,23 @@ async def events_of(
     finally:
         await sub.unsubscribe()
     return found
+
+
+if TYPE_CHECKING:
+    from cinema.reservation.v1.reservation_pb2_grpc import ReservationServiceAsyncStub
+
+
+async def replica_has(
+    stub: ReservationServiceAsyncStub, screening_id: str, within_s: float = 10.0
+) -> pb.GetSeatAvailabilityResponse:
+    """The screening's availability once reservation's replica has it (the consumer is asynchronous)."""
+
+    async def check() -> pb.GetSeatAvailabilityResponse | None:
+        try:
+            return await stub.GetSeatAvailability(pb.GetSeatAvailabilityRequest(screening_id=screening_id))
+        except grpc.aio.AioRpcError as error:
+            if error.code() is grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+
+    return await eventually(check, within_s=within_s)

@@ -30,7 +30,7 @@ from services.kit.events import jetstream
 from services.kit.grpc_errors import find_detail
 from services.kit.testing_tokens import LocalTokenIssuer
 from services.reservation.adapters.postgres import MIGRATIONS
-from tests.integration.reservation.helpers import create_request, eventually, schedule
+from tests.integration.reservation.helpers import create_request, eventually, replica_has, schedule
 from tests.integration.reservation.processes import ServiceProcess
 from tests.support.servers import Server, create_database
 
@@ -91,15 +91,7 @@ async def test_reservation_process_books_through_payment_process_and_stops_on_si
             stub = reservation_pb2_grpc.ReservationServiceStub(channel)
             screening_id = await schedule(js)
 
-            async def in_replica() -> pb.GetSeatAvailabilityResponse | None:
-                try:
-                    return await stub.GetSeatAvailability(pb.GetSeatAvailabilityRequest(screening_id=screening_id))
-                except grpc.aio.AioRpcError as error:
-                    if error.code() is grpc.StatusCode.NOT_FOUND:
-                        return None
-                    raise
-
-            await eventually(in_replica, within_s=20)
+            await replica_has(stub, screening_id, within_s=20)
             me = issuer.metadata(issuer.mint(f"customer-{uuid.uuid4().hex[:6]}", roles={"customer"}))
             made = await stub.CreateReservation(create_request(screening_id, ["A1", "A2"]), metadata=me, timeout=10)
             assert made.reservation.state == pb.RESERVATION_STATE_CONFIRMED
@@ -182,15 +174,7 @@ async def test_payment_stalled_10_s_loses_no_sale_to_customers_who_retry_nor_to_
             stub = reservation_pb2_grpc.ReservationServiceStub(channel)
             screening_id = await schedule(js)
 
-            async def in_replica() -> pb.GetSeatAvailabilityResponse | None:
-                try:
-                    return await stub.GetSeatAvailability(pb.GetSeatAvailabilityRequest(screening_id=screening_id))
-                except grpc.aio.AioRpcError as error:
-                    if error.code() is grpc.StatusCode.NOT_FOUND:
-                        return None
-                    raise
-
-            await eventually(in_replica, within_s=20)
+            await replica_has(stub, screening_id, within_s=20)
             warm = issuer.metadata(issuer.mint("customer-warm", roles={"customer"}))
             made = await stub.CreateReservation(create_request(screening_id, ["M1"]), metadata=warm, timeout=10)
             assert made.reservation.state == pb.RESERVATION_STATE_CONFIRMED

@@ -33,6 +33,7 @@ from tests.integration.reservation.helpers import (
     events_of,
     eventually,
     publish,
+    replica_has,
     schedule,
     stamp,
 )
@@ -52,20 +53,6 @@ def customer(issuer: LocalTokenIssuer, subject: str | None = None) -> Metadata:
 
 def service_token(issuer: LocalTokenIssuer) -> Metadata:
     return issuer.metadata(issuer.mint("test-operator", roles={"manager"}, ttl_s=600))
-
-
-async def replica_has(stub: Stub, screening_id: str) -> pb.GetSeatAvailabilityResponse:
-    """The screening's availability once the replica has it (the consumer is asynchronous)."""
-
-    async def check() -> pb.GetSeatAvailabilityResponse | None:
-        try:
-            return await stub.GetSeatAvailability(pb.GetSeatAvailabilityRequest(screening_id=screening_id))
-        except grpc.aio.AioRpcError as error:
-            if error.code() is grpc.StatusCode.NOT_FOUND:
-                return None
-            raise
-
-    return await eventually(check)
 
 
 async def scheduled(js: JetStreamContext, stub: Stub, **options: object) -> str:
