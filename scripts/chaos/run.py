@@ -51,9 +51,18 @@ class ScenarioResult:
 
 
 async def _token(stack: ChaosStack, user: tuple[str, str]) -> load.Metadata:
-    url = stack.urls["identity"].rstrip("/") + "/oauth2/token"
-    token = await asyncio.to_thread(edge.password_token, url, *user)
-    return (("authorization", f"Bearer {token}"),)
+    """A password grant through the ingress (either identity instance), asked again if slow: a
+    password hash (argon2) on two cores busy with the stack and its load can take seconds."""
+    url = f"http://{stack.ingress}/oauth2/token"
+    for attempt in range(3):
+        try:
+            token = await asyncio.to_thread(edge.password_token, url, *user, 30)
+            return (("authorization", f"Bearer {token}"),)
+        except (TimeoutError, OSError):
+            if attempt == 2:
+                raise
+            await asyncio.sleep(1.0)
+    raise AssertionError("unreachable")
 
 
 async def seed(stack: ChaosStack, tag: str) -> load.SeatPool:

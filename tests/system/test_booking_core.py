@@ -188,16 +188,15 @@ async def test_200_customers_race_for_the_50_seats_of_one_screening(booking: Boo
     assert declined == sum(n for k, n in outcomes.items() if k.startswith("declined"))
 
 
-async def test_payment_down_fails_fast_then_recovers_and_the_reconciler_settles(booking: BookingSystem) -> None:
+async def test_payment_down_fails_fast_then_the_same_request_gets_its_reservation(booking: BookingSystem) -> None:
     screening_id = await booking.publish_screening()
     metadata = booking.identity.customer("alice")
+    request = create_request(screening_id, ["A1", "A2"])
     booking.payment.kill()
     try:
         started = time.monotonic()
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await booking.reservations.CreateReservation(
-                create_request(screening_id, ["A1", "A2"]), metadata=metadata, timeout=30
-            )
+            await booking.reservations.CreateReservation(request, metadata=metadata, timeout=30)
         took = time.monotonic() - started
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         retry = find_detail(caught.value, error_details_pb2.RetryInfo)
@@ -206,18 +205,16 @@ async def test_payment_down_fails_fast_then_recovers_and_the_reconciler_settles(
     finally:
         booking.payment.start()
 
-    # Back up: the same seats can be had again once the reconciler voided the attempt left
-    # PENDING (payment never saw it), within the reconciler's window plus a round.
-    deadline = time.monotonic() + 20
+    # Back up, inside the outage window: the seats stayed held, reservation's own authorization
+    # asked payment again, and a retry with the same request id gets the reservation (the
+    # contract: retry UNAVAILABLE with the same request id after the hint).
+    deadline = time.monotonic() + 30
     while True:
         try:
-            reply = await booking.reservations.CreateReservation(
-                create_request(screening_id, ["A1", "A2"]), metadata=metadata, timeout=30
-            )
+            reply = await booking.reservations.CreateReservation(request, metadata=metadata, timeout=30)
             break
         except grpc.aio.AioRpcError as err:
-            retryable = err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION)
-            if time.monotonic() > deadline or not retryable:
+            if time.monotonic() > deadline or err.code() != grpc.StatusCode.UNAVAILABLE:
                 raise
             await asyncio.sleep(0.25)
     assert reply.reservation.state == STATE.RESERVATION_STATE_CONFIRMED
@@ -331,7 +328,9 @@ async def test_relay_killed_mid_stream_loses_no_event_and_publishes_none_twice(b
     booking.reservation.kill()  # the relay runs inside the reservation process
     await asyncio.gather(*tasks)
     booking.reservation.start()
-    await settle(booking)
+    # a reservation whose process died before it asked payment, and whose customer does not come
+    # back, is failed by the reconciler at the end of the pending window (38.6 s after its claim)
+    await settle(booking, within_s=90)
     await check_invariants(booking)
 
     committed = {

@@ -86,13 +86,14 @@ async def test_envoy_honours_the_callers_grpc_timeout(edge: Edge, slow_edge: Env
     assert status == "4", status
     line = await slow_edge.log_line(lambda line: line["listener"] == "egress_payment")
     assert line["details"] == "max_duration_timeout" and line["duration_ms"] < 200, line
-    # without a deadline the route's per-try timeout (400 ms of payment's policy) ends it
+    # without a deadline the route's policy ends it: a try of 400 ms, retried once (payment's
+    # retries include `reset`, which covers a per-try timeout), within its 800 ms timeout
     elapsed, status = await curl_grpc(slow_edge.egress("payment"), token, body, tmp_path, None)
-    assert 0.38 <= elapsed < 0.7, elapsed
+    assert 0.38 <= elapsed < 1.2, elapsed
     assert status in ("4", "14"), status
-    # a deadline longer than the route's timeout does not lengthen it
+    # a deadline longer than the route's timeout does not lengthen it (30 s asked)
     elapsed, _ = await curl_grpc(slow_edge.egress("payment"), token, body, tmp_path, "30S")
-    assert elapsed < 0.85, elapsed
+    assert elapsed < 1.2, elapsed
 
 
 async def test_a_grpc_client_deadline_shorter_than_the_route_timeout_holds(edge: Edge, slow_edge: EnvoyProxy) -> None:
