@@ -307,7 +307,7 @@ def up() -> int:
         for c in comps:
             if c["phase"] in ("ready", "external") and c["name"] not in shown:
                 shown.add(c["name"])
-                print(f"  {c['name']:<12} ready   {_redact(c['url'])}", flush=True)
+                print(f"  {c['name']:<15} ready   {_redact(c['url'])}", flush=True)
         if comps and all(c["phase"] in ("ready", "external") for c in comps):
             print()
             code = status()
@@ -383,7 +383,7 @@ def status() -> int:
     recorded: dict[str, dict[str, object]] = {c["name"]: c for c in comps} if pid and isinstance(comps, list) else {}
     healthy_all = True
     print(f"supervisor: {'running, pid ' + str(pid) if pid else 'not running'}")
-    print(f"{'component':<12} {'health':<9} {'phase':<9} {'pid':>7} {'restarts':>8}  url")
+    print(f"{'component':<15} {'health':<9} {'phase':<9} {'pid':>7} {'restarts':>8}  url")
     for c in local_components():
         rec = recorded.get(c.name, {})
         try:
@@ -393,11 +393,11 @@ def status() -> int:
         healthy_all &= healthy
         phase = rec.get("phase", "external" if c.external else "stopped")
         print(
-            f"{c.name:<12} {'healthy' if healthy else 'DOWN':<9} {phase:<9} {rec.get('pid') or '-':>7} "
+            f"{c.name:<15} {'healthy' if healthy else 'DOWN':<9} {phase:<9} {rec.get('pid') or '-':>7} "
             f"{rec.get('restarts', 0):>8}  {_redact(c.url)}" + (f"  ({c.note})" if c.note else "")
         )
         if rec.get("error") and not healthy:
-            print(f"{'':<12} last error: {rec['error']}")
+            print(f"{'':<15} last error: {rec['error']}")
     print(f"logs: {LOGS}")
     owns_processes = any(not c.external for c in local_components())
     if owns_processes and pid is None:
