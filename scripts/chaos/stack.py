@@ -140,7 +140,12 @@ class ChaosStack:
         pid = self.pid(name)
         if pid is None:
             raise RuntimeError(f"{name} has no pid (state: {self.states().get(name)})")
-        os.kill(pid, sig)
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            # the state file lags a restart by one supervisor round: signal the new process
+            pid = self.wait_new_pid(name, pid, timeout=10)
+            os.kill(pid, sig)
         if self.fault_at is None:
             self.fault_at = time.monotonic()
         return pid
@@ -223,5 +228,5 @@ def renice(pid: int | None, value: int) -> None:
 def _zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
-    except (FileNotFoundError, IndexError):
+    except (OSError, IndexError):  # gone, or exiting as we read (ESRCH: ProcessLookupError)
         return True
