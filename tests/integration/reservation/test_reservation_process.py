@@ -48,19 +48,30 @@ def auth_env(prefix: str, issuer: LocalTokenIssuer, jwks: Path) -> dict[str, str
     }
 
 
-async def test_reservation_process_books_through_payment_process_and_stops_on_sigterm(
-    postgres_server: Server, nats_server: Server, tmp_path: Path
-) -> None:
+async def _payment_setup(
+    postgres_server: Server, nats_server: Server, tmp_path: Path, database: str
+) -> tuple[LocalTokenIssuer, Path, Path, int, dict[str, str]]:
+    """A token issuer and its JWKS, reservation's service token file, and a payment process's
+    port and environment on a database of its own."""
     issuer = LocalTokenIssuer()
     jwks = issuer.write_jwks(tmp_path / "jwks.json")
     token_file = tmp_path / "payment-token"
     token_file.write_text(issuer.mint("reservation", roles={"service"}, ttl_s=3600))
     payment_port = free_port()
     payment_env = auth_env("PAYMENT", issuer, jwks) | {
-        "PAYMENT_DATABASE_URL": await create_database(postgres_server, "payment"),
+        "PAYMENT_DATABASE_URL": await create_database(postgres_server, database),
         "PAYMENT_NATS_URL": nats_server.url,
         "PAYMENT_GRPC_PORT": str(payment_port),
     }
+    return issuer, jwks, token_file, payment_port, payment_env
+
+
+async def test_reservation_process_books_through_payment_process_and_stops_on_sigterm(
+    postgres_server: Server, nats_server: Server, tmp_path: Path
+) -> None:
+    issuer, jwks, token_file, payment_port, payment_env = await _payment_setup(
+        postgres_server, nats_server, tmp_path, "payment"
+    )
     reservation_db = await create_database(postgres_server, "reservation")
     reservation_env = auth_env("RESERVATION", issuer, jwks) | {
         "RESERVATION_DATABASE_URL": reservation_db,
@@ -139,16 +150,9 @@ async def test_payment_stalled_10_s_loses_no_sale_to_customers_who_retry_nor_to_
     request id (after the hint of each UNAVAILABLE) ends CONFIRMED; so does every one who asked
     once and walked away (reservation's own authorization keeps asking); none is told to start
     again (PAYMENT_NOT_COMPLETED), and every card is charged once."""
-    issuer = LocalTokenIssuer()
-    jwks = issuer.write_jwks(tmp_path / "jwks.json")
-    token_file = tmp_path / "payment-token"
-    token_file.write_text(issuer.mint("reservation", roles={"service"}, ttl_s=3600))
-    payment_port = free_port()
-    payment_env = auth_env("PAYMENT", issuer, jwks) | {
-        "PAYMENT_DATABASE_URL": await create_database(postgres_server, "payment_stall"),
-        "PAYMENT_NATS_URL": nats_server.url,
-        "PAYMENT_GRPC_PORT": str(payment_port),
-    }
+    issuer, jwks, token_file, payment_port, payment_env = await _payment_setup(
+        postgres_server, nats_server, tmp_path, "payment_stall"
+    )
     reservation_env = auth_env("RESERVATION", issuer, jwks) | {
         "RESERVATION_DATABASE_URL": await create_database(postgres_server, "reservation_stall"),
         "RESERVATION_NATS_URL": nats_server.url,
