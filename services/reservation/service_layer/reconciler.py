@@ -39,6 +39,9 @@ class ReconcileReport:
     awaiting_payment: list[str] = field(default_factory=list)  # no outcome at payment yet, still in the window
     already_settled: list[str] = field(default_factory=list)  # settled by someone else meanwhile
     voided: list[str] = field(default_factory=list)  # ended meanwhile; its late approval is to be refunded
+    # Nothing was due: the first moment a PENDING reservation can be (its claim plus the window;
+    # a whole window from now when none is pending). None: something was due, look again soon.
+    next_due_in_s: float | None = None
 
 
 async def reconcile_pending(cmd: ReconcilePending, deps: BookingDependencies) -> ReconcileReport:
@@ -46,9 +49,16 @@ async def reconcile_pending(cmd: ReconcilePending, deps: BookingDependencies) ->
         # A shorter window would fail reservations whose authorization is still in flight.
         raise InvalidArgument.for_field("older_than", "the window must be longer than the payment deadline")
     cutoff = deps.clock.now() - cmd.older_than
+    report = ReconcileReport()
     async with deps.uow() as uow:
         pending_ids = [r.id for r in await uow.reservations.list_pending_older_than(cutoff, cmd.limit)]
-    report = ReconcileReport()
+        if not pending_ids:
+            # An idle reconciler need not look every second: the oldest PENDING reservation
+            # (or one claimed after this moment) is not due before this.
+            now = deps.clock.now()
+            oldest = await uow.reservations.list_pending_older_than(now, 1)
+            due_at = oldest[0].created_at + cmd.older_than if oldest else now + cmd.older_than
+            report.next_due_in_s = max(0.0, (due_at - now).total_seconds())
     for index, reservation_id in enumerate(pending_ids):
         try:
             async with asyncio.timeout(deps.payment_deadline_s + deps.payment_grace_s):

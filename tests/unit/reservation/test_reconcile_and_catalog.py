@@ -17,12 +17,13 @@ from services.reservation.domain.reservation import (
 )
 from services.reservation.domain.screening import Screening, ScreeningStatus
 from services.reservation.domain.values import Money, SeatLabel, SeatMap
+from services.reservation.entrypoints.reconciler_loop import ReconcilerLoop
 from services.reservation.service_layer import catalog
 from services.reservation.service_layer.booking import settle
 from services.reservation.service_layer.commands import ReconcilePending
 from services.reservation.service_layer.dependencies import BookingDependencies
 from services.reservation.service_layer.ports import PaymentResult
-from services.reservation.service_layer.reconciler import reconcile_pending
+from services.reservation.service_layer.reconciler import ReconcileReport, reconcile_pending
 
 from .fakes import FakeBookingStore, FakeClock, FakePaymentGateway
 from .helpers import BOB, reserve
@@ -155,6 +156,29 @@ async def test_young_pending_reservations_are_left_alone(
     report = await reconcile_pending(WINDOW, deps)
     assert report.failed == report.confirmed == report.left_pending == []
     assert payments.find_calls == []
+
+
+async def test_an_idle_reconciler_knows_when_the_next_reservation_can_be_due(
+    deps: BookingDependencies, payments: FakePaymentGateway, clock: FakeClock
+) -> None:
+    # nothing pending: nothing claimed from now on is due before a whole window
+    assert (await reconcile_pending(WINDOW, deps)).next_due_in_s == pytest.approx(10.0)
+    await leave_pending(deps, payments, "unavailable", ["A1"])
+    clock.advance(seconds=4)
+    young = await reconcile_pending(WINDOW, deps)
+    assert young.next_due_in_s == pytest.approx(6.0)  # the claim plus the window
+    clock.advance(seconds=7)
+    due = await reconcile_pending(WINDOW, deps)
+    assert due.awaiting_payment and due.next_due_in_s is None  # something was due: look again soon
+
+
+def test_the_loop_sleeps_between_the_interval_and_the_window(deps: BookingDependencies) -> None:
+    loop = ReconcilerLoop(deps, interval_s=1.0, window_s=10.0)
+    assert loop.pause_after(None) == 1.0  # the round failed
+    assert loop.pause_after(ReconcileReport(left_pending=["r"])) == 1.0
+    assert loop.pause_after(ReconcileReport(next_due_in_s=0.2)) == 1.0
+    assert loop.pause_after(ReconcileReport(next_due_in_s=6.0)) == 6.0
+    assert loop.pause_after(ReconcileReport(next_due_in_s=60.0)) == 10.0
 
 
 async def test_the_window_must_outlast_the_payment_deadline(deps: BookingDependencies) -> None:
