@@ -10,7 +10,7 @@ export PYTHONDONTWRITEBYTECODE :=
 export PYTHONPYCACHEPREFIX ?= $(CURDIR)/.data/pycache
 endif
 
-.PHONY: help bootstrap up down status test lint typecheck proto proto-check bench chaos audit clean
+.PHONY: help bootstrap up down status test check lint typecheck proto proto-check bench chaos audit clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,10 +30,15 @@ status: ## what runs, where, healthy or not (exit 1 when anything is not)
 test: bootstrap lint typecheck ## everything: lint, types, contracts, unit, integration (throwaway stores)
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: ## ruff (lint and format)
+check: bootstrap lint typecheck ## the edit loop: lint, import rules, types, unit and offline contract tests (no servers)
+	@$(PY) -m pytest -q -m "not integration" tests/unit tests/contract $(PYTEST_ARGS)
+
+lint: ## ruff (lint and format) and the architecture's import rules (import-linter, [tool.importlinter])
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check --quiet . || (echo "run: .venv/bin/ruff format ." && exit 1)
 	@echo "ruff: clean"
+	@out=$$(PYTHONPATH=gen/python:. .venv/bin/lint-imports --no-cache --no-logo 2>&1) || { echo "$$out"; exit 1; }; \
+		echo "import rules: $$(echo "$$out" | grep -o '[0-9]* kept, [0-9]* broken')"
 
 typecheck: ## mypy (strict)
 	@.venv/bin/mypy services scripts tests mesh cinema_cli

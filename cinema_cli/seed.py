@@ -1,4 +1,4 @@
-"""`cinema seed`: the demo catalog of `make up` (scripts/stack/seed.py), registered over REST by a
+"""`cinema seed`: the demo catalog of `make up` (cinema_cli.demo_catalog), registered over REST by a
 signed-in manager, with a progress callback per step.
 
 The same movies, halls and start times, and the same request ids (uuid5 of the names in the
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
 from cinema_cli.api import Api
-from scripts.stack.seed import MOVIES, NAMESPACE
+from cinema_cli.demo_catalog import MOVIES, NAMESPACE
 
 SCREENINGS_PER_MOVIE = 2
 STEPS = len(MOVIES) * (1 + SCREENINGS_PER_MOVIE)

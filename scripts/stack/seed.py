@@ -16,16 +16,10 @@ import grpc
 from cinema.common.v1.money_pb2 import Money
 from cinema.common.v1.seat_pb2 import SeatMap
 from cinema.movie.v1 import movie_pb2, movie_pb2_grpc
+from cinema_cli.demo_catalog import MOVIES, NAMESPACE
 
 if TYPE_CHECKING:  # the async stub type exists only in the generated .pyi
     from cinema.movie.v1.movie_pb2_grpc import MovieServiceAsyncStub
-
-NAMESPACE = uuid.UUID("8f3b6a52-51d6-4c57-9a43-0b6a1d2c9e11")
-MOVIES = (
-    ("Arrival", 116, ["sci-fi", "drama"], "A linguist works with the military to talk to alien visitors."),
-    ("Paddington 2", 103, ["family", "comedy"], "A bear, a pop-up book and a prison kitchen."),
-    ("Parasite", 132, ["thriller", "drama"], "Two families, one house, and a basement nobody mentions."),
-)
 
 
 def _request_id(*parts: str) -> str:

@@ -1,4 +1,4 @@
-"""Who is calling: JWT verification (joserfc), the `Caller` value and the gRPC auth interceptor.
+"""Who is calling: JWT verification (joserfc), the current `Caller` and the gRPC auth interceptor.
 
 Tokens are verified against a JWKS (a file or an `http(s)://` URL), cached and reloaded when a
 token names an unknown `kid` (at most once per `min_refresh_s`). Only the configured
@@ -7,8 +7,8 @@ tokens fail before any signature check. `exp`/`nbf` allow a small leeway; `iss`,
 `sub` and `exp` are required.
 
 Handlers read the caller with `current_caller()`; use cases demand rights with
-`require_authenticated` / `require_role`. Roles come from the `roles` claim (a list, or a
-space-separated string).
+`require_authenticated` / `require_role` (services.kit.caller, pure). Roles come from the
+`roles` claim (a list, or a space-separated string).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -32,6 +32,7 @@ from joserfc.errors import ExpiredTokenError, JoseError, MissingClaimError
 from joserfc.jwk import Key, KeySet
 
 from services.kit import errors
+from services.kit.caller import ANONYMOUS, Caller
 from services.kit.grpc_errors import abort_with_domain_error
 from services.kit.httpx_import import httpx
 from services.kit.rpc_wrapping import wrap_handler
@@ -44,26 +45,6 @@ ALWAYS_PUBLIC_SERVICES = frozenset(
     {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"}
 )
 
-
-@dataclass(frozen=True)
-class Caller:
-    """The authenticated principal of a request (or the anonymous one, `subject is None`)."""
-
-    subject: str | None
-    roles: frozenset[str] = frozenset()
-    claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    # The raw token, so a service may forward the caller's identity on a downstream call.
-    token: str | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def is_authenticated(self) -> bool:
-        return self.subject is not None
-
-    def has_role(self, role: str) -> bool:
-        return role in self.roles
-
-
-ANONYMOUS = Caller(subject=None)
 
 _current_caller: contextvars.ContextVar[Caller] = contextvars.ContextVar("cinema_caller", default=ANONYMOUS)
 
@@ -81,21 +62,6 @@ def acting_as(caller: Caller) -> Iterator[Caller]:
         yield caller
     finally:
         _current_caller.reset(token)
-
-
-def require_authenticated(caller: Caller) -> Caller:
-    """Return the caller if it is authenticated, else raise Unauthenticated."""
-    if not caller.is_authenticated:
-        raise errors.Unauthenticated("authentication required")
-    return caller
-
-
-def require_role(caller: Caller, *roles: str) -> Caller:
-    """Return the caller if it holds one of `roles`; Unauthenticated if anonymous, else PermissionDenied."""
-    require_authenticated(caller)
-    if not caller.roles.intersection(roles):
-        raise errors.PermissionDenied(f"requires role {' or '.join(sorted(roles))}")
-    return caller
 
 
 def _roles_from(claims: Mapping[str, Any]) -> frozenset[str]:

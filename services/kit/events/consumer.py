@@ -47,6 +47,7 @@ from services.kit import telemetry
 from services.kit.aio import honour_cancellation, wait_event
 from services.kit.events import envelope as env
 from services.kit.events.naming import parse_full_name, stream_for
+from services.kit.events.outcomes import Unappliable
 from services.kit.logging import bind_correlation
 
 log = logging.getLogger("cinema.consumer")
@@ -83,10 +84,6 @@ CONSUMER_LAG = Histogram(
     ["consumer"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
-
-
-class Unappliable(Exception):
-    """Raised by a handler for an event it can never apply: no retry, no dead letter (see above)."""
 
 
 @dataclass

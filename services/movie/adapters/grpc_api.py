@@ -20,7 +20,8 @@ import grpc.aio
 from cinema.movie.v1 import movie_pb2 as pb
 from cinema.movie.v1 import movie_pb2_grpc as pb_grpc
 from services.kit.actor import Actor
-from services.kit.auth import current_caller, require_role
+from services.kit.auth import current_caller
+from services.kit.caller import require_role
 from services.kit.validation import validate
 from services.movie.adapters.events import money_proto, seat_map_proto, timestamp
 from services.movie.domain.movie import Movie, MovieDetails

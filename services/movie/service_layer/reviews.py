@@ -3,7 +3,7 @@
 Each event is applied once by review id (see services.movie.domain.reviews), so redelivery and
 a delete that overtakes its post change nothing twice. A review event for a movie this service
 does not know is refused (`MovieNotKnown`) as one that can never be applied: counted and set
-aside at once (services.kit.events.consumer.Unappliable), neither retried nor dead-lettered.
+aside at once (services.kit.events.outcomes.Unappliable), neither retried nor dead-lettered.
 Movie ids are minted here and a movie document is never removed (deletion is a flag), so an
 unknown id is a review of a movie that never existed, not one we have yet to hear of; recording
 it on a stub would keep garbage forever. The review service accepts reviews only of movies its
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from services.kit.events.consumer import Unappliable
+from services.kit.events.outcomes import Unappliable
 from services.movie.domain.reviews import Outcome, valid_review_id
 from services.movie.service_layer.dependencies import CatalogDependencies
 

@@ -15,7 +15,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from cinema.notification.v1 import notification_pb2 as pb
 from cinema.notification.v1 import notification_pb2_grpc as pb_grpc
-from services.kit.auth import current_caller, require_authenticated
+from services.kit.auth import current_caller
+from services.kit.caller import require_authenticated
 from services.kit.validation import validate
 from services.notification.adapters.store import store_outage_is_unavailable
 from services.notification.domain.model import DeliveryState

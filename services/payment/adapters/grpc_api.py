@@ -18,7 +18,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from cinema.common.v1 import money_pb2
 from cinema.payment.v1 import payment_pb2, payment_pb2_grpc
-from services.kit.auth import current_caller, require_role
+from services.kit.auth import current_caller
+from services.kit.caller import require_role
 from services.kit.logging import bind_correlation
 from services.kit.validation import validate
 from services.payment.adapters.store import store_outage_is_unavailable

@@ -22,7 +22,8 @@ import grpc.aio
 from cinema.common.v1.seat_pb2 import SeatMap as SeatMapProto
 from cinema.reservation.v1 import reservation_pb2 as pb
 from cinema.reservation.v1 import reservation_pb2_grpc as pb_grpc
-from services.kit.auth import current_caller, require_role
+from services.kit.auth import current_caller
+from services.kit.caller import require_role
 from services.kit.validation import validate
 from services.reservation.adapters.outbox import money_proto, timestamp
 from services.reservation.adapters.postgres import store_outage_is_unavailable

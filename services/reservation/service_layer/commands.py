@@ -18,7 +18,7 @@ from services.reservation.service_layer.ports import PaymentCard
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is asking, from the verified token (services.kit.auth.Caller, reduced to what
+    """Who is asking, from the verified token (services.kit.caller.Caller, reduced to what
     booking needs): a customer, or a theater manager."""
 
     subject: str

@@ -26,7 +26,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from cinema.review.v1 import review_pb2 as pb
 from cinema.review.v1 import review_pb2_grpc as pb_grpc
-from services.kit.auth import Caller, current_caller, require_role
+from services.kit.auth import current_caller
+from services.kit.caller import Caller, require_role
 from services.kit.validation import validate
 from services.review.domain.review import Review
 from services.review.service_layer import reviews

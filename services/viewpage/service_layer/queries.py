@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, tzinfo
 
 from services.kit import errors
-from services.kit.auth import Caller, require_authenticated
+from services.kit.caller import Caller, require_authenticated
 from services.viewpage.domain import board as views
 from services.viewpage.domain.projection import day_of, genre_key
 from services.viewpage.service_layer.ports import ReadModelStore

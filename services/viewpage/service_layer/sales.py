@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.kit import errors
-from services.kit.auth import Caller, require_role
+from services.kit.caller import Caller, require_role
 from services.viewpage.domain import sales
 from services.viewpage.service_layer.ports import ReadModelStore
 

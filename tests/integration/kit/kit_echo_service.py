@@ -15,7 +15,8 @@ import grpc.aio
 from google.protobuf import empty_pb2, wrappers_pb2
 
 from services.kit import errors
-from services.kit.auth import current_caller, require_role
+from services.kit.auth import current_caller
+from services.kit.caller import require_role
 
 SERVICE = "cinema.kit.test.v1.Echo"
 PUBLIC_METHODS = (f"/{SERVICE}/Public",)

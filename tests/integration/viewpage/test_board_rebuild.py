@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from nats.js.client import JetStreamContext
 
 from cinema.viewpage.v1 import board_pb2
-from services.kit.auth import Caller
+from services.kit.caller import Caller
 from services.viewpage.adapters.redis_store import RedisReadModel
 from services.viewpage.adapters.replay import JetStreamHistory
 from services.viewpage.service_layer import queries

@@ -15,18 +15,15 @@ from cryptography.hazmat.primitives import serialization
 
 from services.kit import errors
 from services.kit.auth import (
-    ANONYMOUS,
     AuthInterceptor,
-    Caller,
     FileJwksSource,
     JwksCache,
     JwtVerifier,
     acting_as,
     bearer_token,
     current_caller,
-    require_authenticated,
-    require_role,
 )
+from services.kit.caller import ANONYMOUS, Caller, require_authenticated, require_role
 from services.kit.settings import KitSettings
 from services.kit.testing_tokens import LocalTokenIssuer
 
