@@ -39,7 +39,8 @@ from services.kit.events.consumer import ConsumerSettings, EventConsumer
 from services.kit.events.naming import parse_full_name
 from services.kit.testing_tokens import LocalTokenIssuer
 from services.review.bootstrap import ReviewApp
-from tests.integration.review.helpers import Tokens, create_request, eventually, open_movie, review_settings
+from tests.integration.review.helpers import Tokens, create_request, open_movie, review_settings
+from tests.support.polling import eventually
 from tests.support.servers import Server
 
 pytestmark = pytest.mark.integration

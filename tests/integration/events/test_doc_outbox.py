@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from cinema.events.v1.envelope_pb2 import EventEnvelope
 from cinema.review.v1.events_pb2 import ReviewPosted
 from services.kit.events import doc_outbox, jetstream
 from services.kit.events import envelope as env
+from tests.support.polling import eventually
 from tests.support.servers import Server
 
 pytestmark = pytest.mark.integration
@@ -153,12 +154,6 @@ async def write_review(reviews: AsyncCollection[Mapping[str, Any]], *envelopes: 
     return rid
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], within_s: float = 20.0) -> None:
-    async with asyncio.timeout(within_s):
-        while not await check():  # noqa: ASYNC110 (polling the store: nothing to wait on)
-            await asyncio.sleep(0.1)
-
-
 async def test_after_its_start_up_scan_the_relay_reads_documents_only_by_id(
     mongo_server: Server, js: JetStreamContext
 ) -> None:
@@ -181,7 +176,7 @@ async def test_after_its_start_up_scan_the_relay_reads_documents_only_by_id(
                 await write_review(reviews, written[-1])
                 relay.wake()  # as the use case does after its write
             got = await read_all(js, len(written))
-            await wait_until(lambda: _no_marks(db))
+            await eventually(lambda: _no_marks(db))
         finally:
             relay.stop()
             await asyncio.wait_for(task, 10)
@@ -211,7 +206,7 @@ async def test_the_safety_poll_publishes_what_another_process_wrote(
         e = posted(str(uuid.uuid4()), 1)
         await write_review(db["reviews"], e)
         got = await read_all(js, 1)
-        await wait_until(lambda: _no_marks(db))
+        await eventually(lambda: _no_marks(db))
     finally:
         relay.stop()
         await asyncio.wait_for(task, 10)

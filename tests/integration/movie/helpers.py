@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -111,19 +111,6 @@ def review_deleted(review_id: str, movie_id: str, rating: int, *, event_id: str 
 async def publish_all(js: JetStreamContext, envelopes: Sequence[EventEnvelope]) -> None:
     for envelope in envelopes:
         await jetstream.publish(js, envelope)
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], within_s: float = 15.0, every_s: float = 0.1) -> T:
-    """The first truthy result of `check`, polled until `within_s` passes (then AssertionError)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {within_s} s (last: {result!r})")
-        await asyncio.sleep(every_s)
 
 
 async def catalog_events(

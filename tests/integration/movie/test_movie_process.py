@@ -26,7 +26,6 @@ from services.movie.adapters import mongo
 from tests.integration.movie.helpers import (
     BASE,
     catalog_events,
-    eventually,
     new_hall,
     publish_all,
     review_deleted,
@@ -34,6 +33,7 @@ from tests.integration.movie.helpers import (
     screening_request,
 )
 from tests.integration.reservation.processes import ServiceProcess
+from tests.support.polling import eventually
 from tests.support.servers import Server
 
 pytestmark = pytest.mark.integration

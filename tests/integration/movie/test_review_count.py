@@ -13,14 +13,8 @@ from cinema.movie.v1 import movie_pb2_grpc
 from services.movie.bootstrap import MovieApp
 from services.movie.domain.reviews import Outcome
 from services.movie.service_layer import reviews
-from tests.integration.movie.helpers import (
-    Metadata,
-    create_movie,
-    eventually,
-    publish_all,
-    review_deleted,
-    review_posted,
-)
+from tests.integration.movie.helpers import Metadata, create_movie, publish_all, review_deleted, review_posted
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,8 @@ from services.kit.testing_tokens import LocalTokenIssuer
 from services.notification.bootstrap import NotificationApp
 from services.notification.entrypoints.consumers import DURABLE
 from services.notification.settings import NotificationSettings
-from tests.integration.notification.helpers import DOMAIN, SmtpSink, eventually
+from tests.integration.notification.helpers import DOMAIN, SmtpSink
+from tests.support.polling import eventually
 from tests.support.servers import Server
 
 STREAMS = ("CINEMA_RESERVATION", "CINEMA_PAYMENT")

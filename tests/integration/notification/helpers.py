@@ -11,7 +11,6 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -25,6 +24,7 @@ from cinema.payment.v1.events_pb2 import PaymentRefunded
 from cinema.reservation.v1.events_pb2 import ReservationCancelled, ReservationConfirmed
 from scripts.stack.process import port_open
 from services.kit.events import envelope as env
+from tests.support.polling import eventually
 
 REPO = Path(__file__).resolve().parents[3]
 STARTS = datetime(2027, 3, 5, 19, 30, tzinfo=UTC)
@@ -76,15 +76,6 @@ async def _open(port: int) -> bool:
 
 def message_id(envelope: EventEnvelope) -> str:
     return f"<{envelope.id}@{DOMAIN}>"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within_s: float = 30.0, every_s: float = 0.1) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {within_s} s")
-        await asyncio.sleep(every_s)
 
 
 def _stamp(when: datetime) -> Timestamp:

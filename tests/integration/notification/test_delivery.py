@@ -32,14 +32,8 @@ from services.notification.entrypoints.dispatcher import Dispatcher
 from services.notification.service_layer.notifications import record_notification
 from services.notification.service_layer.ports import OutgoingMail
 from tests.integration.notification.conftest import consumers_exist, consumers_idle, settings_for
-from tests.integration.notification.helpers import (
-    SmtpSink,
-    cancelled,
-    confirmed,
-    eventually,
-    message_id,
-    refunded,
-)
+from tests.integration.notification.helpers import SmtpSink, cancelled, confirmed, message_id, refunded
+from tests.support.polling import eventually
 from tests.support.servers import Server, create_database
 
 if TYPE_CHECKING:

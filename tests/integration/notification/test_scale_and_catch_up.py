@@ -21,7 +21,8 @@ from services.kit.testing_tokens import LocalTokenIssuer
 from services.notification.bootstrap import NotificationApp
 from services.notification.settings import NotificationSettings
 from tests.integration.notification.conftest import consumers_idle, settings_for, started
-from tests.integration.notification.helpers import SmtpSink, confirmed, eventually, message_id
+from tests.integration.notification.helpers import SmtpSink, confirmed, message_id
+from tests.support.polling import eventually
 from tests.support.servers import Server, create_database
 
 pytestmark = pytest.mark.integration

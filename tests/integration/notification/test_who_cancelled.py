@@ -34,7 +34,7 @@ from services.payment.entrypoints.reservation_events import DURABLE as PAYMENT_D
 from services.reservation.bootstrap import ReservationApp
 from services.reservation.entrypoints.catalog_consumer import DURABLE as RESERVATION_DURABLE
 from tests.integration.notification.conftest import consumers_exist, fresh_streams, settings_for
-from tests.integration.notification.helpers import SmtpSink, eventually
+from tests.integration.notification.helpers import SmtpSink
 
 # The real payment and reservation services, as the reservation tests start them.
 from tests.integration.reservation.conftest import (  # noqa: F401 (fixtures)
@@ -45,7 +45,8 @@ from tests.integration.reservation.conftest import (  # noqa: F401 (fixtures)
     reservation_db,
 )
 from tests.integration.reservation.helpers import create_request, events_of, publish, schedule
-from tests.integration.reservation.helpers import eventually as first_result
+from tests.support.polling import eventually
+from tests.support.polling import eventually as first_result
 from tests.support.servers import Server, create_database
 
 if TYPE_CHECKING:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from scripts.stack.paths import REPO
 from scripts.stack.process import ManagedProcess, ProcessFailed, free_port, port_open
 from scripts.stack.services import Identity, ServiceProcess
 from services.kit.grpc_errors import find_detail
+from tests.support.polling import eventually
 
 APPROVED_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000009995"  # insufficient funds in the simulated processor
@@ -229,15 +229,6 @@ def _card(number: str) -> Card:
     return Card(number=number, expiry_month=12, expiry_year=2035, cvc="123")
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, within_s: float = 30.0) -> None:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"not within {within_s:.0f} s: {what}")
-
-
 async def booking_run(system: ObservedSystem) -> BookingRun:
     """A catalog, two confirmed reservations (one then cancelled), a declined card, a review."""
     manager = system.manager()
@@ -277,7 +268,7 @@ async def booking_run(system: ObservedSystem) -> BookingRun:
             return False
         return True
 
-    await eventually(sellable, "the reservation service learns of the screening")
+    await eventually(sellable, every_s=0.2, what="the reservation service learns of the screening")
 
     async def reserve(seats: list[str], number: str, who: Metadata) -> reservation_pb2.Reservation:
         reply = await system.reservations.CreateReservation(
@@ -349,6 +340,8 @@ async def _settled(system: ObservedSystem, run: BookingRun) -> None:
         got = await system.movies.GetMovie(movie_pb2.GetMovieRequest(movie_id=run.movie_id), timeout=5)
         return bool(got.movie.review_count == 1)
 
-    await eventually(board_shows_everything, "the board shows the run")
-    await eventually(mail_for_every_change, "a notification for every change of the customer's reservations")
-    await eventually(movie_counts_the_review, "the movie counts the review")
+    await eventually(board_shows_everything, every_s=0.2, what="the board shows the run")
+    await eventually(
+        mail_for_every_change, every_s=0.2, what="a notification for every change of the customer's reservations"
+    )
+    await eventually(movie_counts_the_review, every_s=0.2, what="the movie counts the review")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from nats.js.client import JetStreamContext
@@ -68,16 +67,6 @@ def reservation_cancelled(
         aggregate_id=reservation_id,
         aggregate_version=version,
     )
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within_s: float = 15.0, every_s: float = 0.1) -> None:
-    """Wait until `check()` is true, or fail after `within_s`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {within_s} s")
-        await asyncio.sleep(every_s)
 
 
 async def payment_events_of(

@@ -24,7 +24,8 @@ from services.payment.bootstrap import PaymentApp
 from services.payment.domain.processor import CARD_APPROVED, CARD_INSUFFICIENT_FUNDS, CARD_PROCESSOR_ERROR
 from services.payment.service_layer import payments as use_cases
 from tests.integration.payment.conftest import Metadata
-from tests.integration.payment.helpers import TEST_CARDS, authorize_request, card, eventually, payment_events_of
+from tests.integration.payment.helpers import TEST_CARDS, authorize_request, card, payment_events_of
+from tests.support.polling import eventually
 from tests.support.servers import Server
 
 if TYPE_CHECKING:

@@ -30,10 +30,10 @@ from tests.integration.payment.helpers import (
     TEST_CARDS,
     authorize_request,
     card,
-    eventually,
     payment_events_of,
     reservation_cancelled,
 )
+from tests.support.polling import eventually
 from tests.support.servers import Server, create_database
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,8 @@ from services.payment.bootstrap import PaymentApp
 from services.payment.domain.processor import CARD_INSUFFICIENT_FUNDS
 from services.payment.entrypoints.reservation_events import DURABLE, ReservationCancelledHandler
 from tests.integration.payment.conftest import Metadata
-from tests.integration.payment.helpers import authorize_request, eventually, payment_events_of, reservation_cancelled
+from tests.integration.payment.helpers import authorize_request, payment_events_of, reservation_cancelled
+from tests.support.polling import eventually
 
 if TYPE_CHECKING:
     from cinema.payment.v1.payment_pb2_grpc import PaymentServiceAsyncStub

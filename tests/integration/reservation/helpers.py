@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
@@ -23,6 +23,7 @@ from cinema.reservation.v1 import reservation_pb2 as pb
 from services.kit.events import envelope as env
 from services.kit.events import jetstream
 from services.payment.domain.processor import CARD_APPROVED
+from tests.support.polling import eventually
 
 NEXT_YEAR = datetime.now(UTC).year + 1
 PRICE = Money(minor_units=1200, currency_code="EUR")
@@ -85,19 +86,6 @@ def create_request(
     return pb.CreateReservationRequest(
         screening_id=screening_id, seats=list(seats), request_id=request_id or str(uuid.uuid4()), card=card(number)
     )
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], within_s: float = 10.0, every_s: float = 0.1) -> T:
-    """The first truthy result of `check`, polled until `within_s` passes (then AssertionError)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {within_s} s")
-        await asyncio.sleep(every_s)
 
 
 async def events_of(

@@ -32,8 +32,9 @@ from services.kit.testing_tokens import LocalTokenIssuer
 from services.payment.domain.processor import CARD_INSUFFICIENT_FUNDS
 from services.reservation.adapters.postgres import MIGRATIONS, PgUnitOfWork
 from tests.integration.reservation.conftest import Metadata
-from tests.integration.reservation.helpers import create_request, events_of, eventually, publish, schedule
+from tests.integration.reservation.helpers import create_request, events_of, publish, schedule
 from tests.integration.reservation.test_booking_store import a_reservation, with_screening
+from tests.support.polling import eventually
 from tests.support.servers import Server, create_database
 
 if TYPE_CHECKING:

@@ -30,8 +30,9 @@ from services.kit.events import jetstream
 from services.kit.grpc_errors import find_detail
 from services.kit.testing_tokens import LocalTokenIssuer
 from services.reservation.adapters.postgres import MIGRATIONS
-from tests.integration.reservation.helpers import create_request, eventually, replica_has, schedule
+from tests.integration.reservation.helpers import create_request, replica_has, schedule
 from tests.integration.reservation.processes import ServiceProcess
+from tests.support.polling import eventually
 from tests.support.servers import Server, create_database
 
 pytestmark = pytest.mark.integration

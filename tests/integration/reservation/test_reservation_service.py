@@ -28,15 +28,8 @@ from services.kit.testing_tokens import LocalTokenIssuer
 from services.payment.domain.processor import CARD_APPROVED, CARD_INSUFFICIENT_FUNDS
 from services.reservation.bootstrap import ReservationApp
 from tests.integration.reservation.conftest import Metadata, PaymentService
-from tests.integration.reservation.helpers import (
-    create_request,
-    events_of,
-    eventually,
-    publish,
-    replica_has,
-    schedule,
-    stamp,
-)
+from tests.integration.reservation.helpers import create_request, events_of, publish, replica_has, schedule, stamp
+from tests.support.polling import eventually
 
 if TYPE_CHECKING:
     from cinema.reservation.v1.reservation_pb2_grpc import ReservationServiceAsyncStub as Stub

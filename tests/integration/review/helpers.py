@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -63,19 +63,6 @@ class Tokens:
 
     def with_roles(self, subject: str, *roles: str) -> Metadata:
         return self.issuer.metadata(self.issuer.mint(subject, roles=set(roles)))
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], within_s: float = 10.0, every_s: float = 0.1) -> T:
-    """The first truthy result of `check`, polled until `within_s` passes (then AssertionError)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {within_s} s")
-        await asyncio.sleep(every_s)
 
 
 async def review_events(

@@ -21,7 +21,8 @@ from services.kit.events import jetstream
 from services.kit.grpc_errors import error_details
 from services.review.adapters.mongo import COLLECTION
 from services.review.bootstrap import ReviewApp
-from tests.integration.review.helpers import Tokens, create_request, eventually
+from tests.integration.review.helpers import Tokens, create_request
+from tests.support.polling import eventually
 
 if TYPE_CHECKING:
     Stub = review_pb2_grpc.ReviewServiceAsyncStub

@@ -27,7 +27,8 @@ from services.review.adapters.mongo import COLLECTION, MongoReviewRepository, en
 from services.review.bootstrap import ReviewApp
 from services.review.service_layer import reviews
 from services.review.service_layer.reviews import Author, DeleteReview, PostReview, ReviewDependencies
-from tests.integration.review.helpers import Tokens, create_request, eventually, open_movie, review_events
+from tests.integration.review.helpers import Tokens, create_request, open_movie, review_events
+from tests.support.polling import eventually
 from tests.support.servers import Server
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
@@ -169,16 +169,6 @@ async def publish_all(js: JetStreamContext, envelopes: Iterable[EventEnvelope], 
 async def publish_in_order(js: JetStreamContext, envelopes: Iterable[EventEnvelope]) -> None:
     for item in envelopes:
         await jetstream.publish(js, item)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within_s: float = 30.0, every_s: float = 0.05) -> None:
-    """Wait until `check()` is true, or fail after `within_s`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {within_s} s")
-        await asyncio.sleep(every_s)
 
 
 def seat_names(count: int, start: int = 0, per_row: int = 10) -> list[str]:

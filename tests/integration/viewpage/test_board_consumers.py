@@ -21,6 +21,7 @@ from services.viewpage.adapters.redis_store import RedisReadModel
 from services.viewpage.domain.projection import plan_for
 from tests.integration.viewpage import helpers as h
 from tests.integration.viewpage.conftest import AppFactory
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +54,7 @@ async def test_three_replicas_apply_3000_events_each_once(
     async def all_handled() -> bool:
         return handled(list(replicas)) >= 3000
 
-    await h.eventually(all_handled, within_s=120, every_s=0.1)
+    await eventually(all_handled, within_s=120, every_s=0.1)
     elapsed = time.perf_counter() - started
     per_replica = [sum(app.handler.outcomes.values()) if app.handler else 0 for app in replicas]
     print(
@@ -74,7 +75,7 @@ async def test_a_stopped_consumer_catches_up_with_nothing_lost_or_doubled(
     await h.publish_in_order(js, workload.catalog)
     early = workload.mixed(100)
     await h.publish_all(js, early)
-    await h.eventually(lambda: h.counters_match(store, workload))
+    await eventually(lambda: h.counters_match(store, workload))
     await first.stop()
 
     await h.publish_all(js, workload.mixed(1000))  # while nobody consumes
@@ -86,7 +87,7 @@ async def test_a_stopped_consumer_catches_up_with_nothing_lost_or_doubled(
     async def caught_up() -> bool:
         return handled([second]) >= 1000
 
-    await h.eventually(caught_up, within_s=90, every_s=0.1)
+    await eventually(caught_up, within_s=90, every_s=0.1)
     assert await h.counters_match(store, workload)
     await asyncio.sleep(1.0)
     assert handled([second]) == 1000  # the 100 early ones were acked: not seen again
@@ -158,7 +159,7 @@ async def test_republished_and_out_of_order_events_through_nats(
         assert app.handler is not None
         return sum(app.handler.outcomes.values()) == 4
 
-    await h.eventually(all_seen)
+    await eventually(all_seen)
     assert app.handler is not None
     assert app.handler.outcomes == {"applied": 2, "stale": 2, "ignored": 0}
     documents = await store.board_documents()
@@ -179,7 +180,7 @@ async def test_a_poison_event_is_parked_and_does_not_block_the_stream(
     async def applied() -> bool:
         return movie_id in (await store.board_documents()).movies
 
-    await h.eventually(applied)
+    await eventually(applied)
     sub = await js.pull_subscribe(
         "cinema.deadletter.viewpage", durable="vp-dead-letter-check", stream=DEAD_LETTER_STREAM
     )
@@ -204,7 +205,7 @@ async def test_event_to_view_lag_under_a_500_events_per_second_feed(
     async def catalog_applied() -> bool:
         return len(lags) == len(workload.catalog)
 
-    await h.eventually(catalog_applied)
+    await eventually(catalog_applied)
     lags.clear()
     rate, seconds = 500, 8
     feed = workload.mixed(rate * seconds)
@@ -221,7 +222,7 @@ async def test_event_to_view_lag_under_a_500_events_per_second_feed(
     async def all_applied() -> bool:
         return len(lags) >= len(feed)
 
-    await h.eventually(all_applied, within_s=60)
+    await eventually(all_applied, within_s=60)
     assert len(lags) == len(feed)
     assert await h.counters_match(store, workload)
     cuts = statistics.quantiles(lags, n=100)

@@ -28,6 +28,7 @@ from services.viewpage.domain.projection import Plan, plan_for
 from services.viewpage.service_layer import queries
 from services.viewpage.settings import ViewpageSettings
 from tests.integration.viewpage import helpers as h
+from tests.support.polling import eventually
 
 if TYPE_CHECKING:
     from cinema.viewpage.v1.board_pb2_grpc import BoardServiceAsyncStub
@@ -425,7 +426,7 @@ async def test_grpc_pages_defaults_limits_and_errors(stub: BoardServiceAsyncStub
         response = await stub.GetBoard(board_pb2.GetBoardRequest(page_size=100))
         return len(response.movies) == 60
 
-    await h.eventually(all_listed)
+    await eventually(all_listed)
     first = await stub.GetBoard(board_pb2.GetBoardRequest())
     assert len(first.movies) == queries.DEFAULT_BOARD_PAGE_SIZE and first.next_page_token
     assert first.time_zone == "Europe/Berlin"

@@ -23,6 +23,7 @@ from services.viewpage.service_layer.rebuild import rebuild
 from services.viewpage.settings import ViewpageSettings
 from tests.integration.viewpage import helpers as h
 from tests.integration.viewpage.conftest import AppFactory
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +72,7 @@ async def test_rebuild_by_replay_equals_the_live_model_while_reads_never_fail(
     await start_app()
     await h.publish_in_order(js, workload.catalog)
     await h.publish_all(js, workload.mixed(1500))
-    await h.eventually(lambda: h.counters_match(store, workload), within_s=60)
+    await eventually(lambda: h.counters_match(store, workload), within_s=60)
     await asyncio.sleep(0.5)  # stale stragglers (late confirmations) handled too
     live_before = await store.dump()
     first_generation = await store.live_generation()
@@ -93,7 +94,7 @@ async def test_rebuild_by_replay_equals_the_live_model_while_reads_never_fail(
     publishing = asyncio.create_task(h.publish_all(js, more, concurrency=4))
     report = await rebuild(store, JetStreamHistory(js))
     await publishing
-    await h.eventually(lambda: h.counters_match(store, workload), within_s=60)
+    await eventually(lambda: h.counters_match(store, workload), within_s=60)
     await asyncio.sleep(0.5)
     await readers.stop()
     assert readers.errors == [], readers.errors[:5]
@@ -110,7 +111,7 @@ async def test_rebuild_command_as_a_process(
     workload = h.Workload(movies=1, screenings_per_movie=2)
     await start_app()
     await h.publish_in_order(js, workload.catalog + workload.mixed(50))
-    await h.eventually(lambda: h.counters_match(store, workload))
+    await eventually(lambda: h.counters_match(store, workload))
     await asyncio.sleep(0.3)
     before = await store.dump()
     env = {
@@ -159,7 +160,7 @@ async def test_board_read_rate_against_raw_get(
     await start_app()
     await h.publish_in_order(js, workload.catalog)
     await h.publish_all(js, workload.mixed(300))
-    await h.eventually(lambda: h.counters_match(store, workload))
+    await eventually(lambda: h.counters_match(store, workload))
     await redis_client.set(f"{store.prefix}:raw", b"x" * 64)
 
     async def raw_get() -> object:
@@ -191,7 +192,7 @@ async def test_a_board_built_by_older_code_is_rebuilt_when_the_service_starts(
     async def listed() -> bool:
         return (await queries.get_board(store)).count == 3
 
-    await h.eventually(listed)
+    await eventually(listed)
     await first.stop()
     # What the code before the materialised entries left: documents and counters only, no shape.
     live = await store.live_generation()
@@ -202,7 +203,7 @@ async def test_a_board_built_by_older_code_is_rebuilt_when_the_service_starts(
 
     second = await start_app()
     assert not second.shape_current
-    await h.eventually(listed)
+    await eventually(listed)
     assert await store.live_generation() > live
     assert second.upgrade is not None
     await second.upgrade

@@ -23,6 +23,7 @@ from services.kit.testing_tokens import LocalTokenIssuer
 from services.viewpage.bootstrap import ViewpageApp
 from services.viewpage.settings import ViewpageSettings
 from tests.integration.viewpage import helpers as h
+from tests.support.polling import eventually
 
 if TYPE_CHECKING:
     from cinema.viewpage.v1.board_pb2_grpc import BoardServiceAsyncStub
@@ -57,7 +58,7 @@ async def test_seed_scenario_board_shows_each_step(
 
     # 1. Register the movie: on its own page, not yet on the board (no screening to come).
     await h.publish_in_order(js, [h.movie_registered(movie_id, "Metropolis", ["drama", "sci-fi"])])
-    await h.eventually(movie_shown)
+    await eventually(movie_shown)
     movie = await movie_board()
     assert (movie.title, list(movie.genres), movie.review_count, len(movie.screenings)) == (
         "Metropolis",
@@ -76,7 +77,7 @@ async def test_seed_scenario_board_shows_each_step(
     async def has_screening() -> bool:
         return bool(await board_movies())
 
-    await h.eventually(has_screening)
+    await eventually(has_screening)
     [shown] = await board_movies()
     [screening] = shown.screenings
     assert (screening.screening_id, screening.free_seats, screening.total_seats) == (screening_id, 100, 100)
@@ -91,7 +92,7 @@ async def test_seed_scenario_board_shows_each_step(
     async def free_seats(expected: int) -> bool:
         return (await movie_board()).screenings[0].free_seats == expected
 
-    await h.eventually(lambda: free_seats(97))
+    await eventually(lambda: free_seats(97))
     listed = await stub.ListCustomerReservations(board_pb2.ListCustomerReservationsRequest(), metadata=customer)
     [entry] = listed.reservations
     assert (entry.reservation_id, list(entry.seats), entry.state, entry.hall) == (
@@ -108,7 +109,7 @@ async def test_seed_scenario_board_shows_each_step(
     async def reviewed() -> bool:
         return (await movie_board()).review_count == 1
 
-    await h.eventually(reviewed)
+    await eventually(reviewed)
     assert (await movie_board()).average_rating == 4.0
 
     # 5. Cancel (and its refund): seats free again, the entry cancelled and refunded, hall kept.
@@ -120,13 +121,13 @@ async def test_seed_scenario_board_shows_each_step(
             h.payment_refunded(payment_id, reservation_id),
         ],
     )
-    await h.eventually(lambda: free_seats(100))
+    await eventually(lambda: free_seats(100))
 
     async def refunded() -> bool:
         page = await stub.ListCustomerReservations(board_pb2.ListCustomerReservationsRequest(), metadata=customer)
         return bool(page.reservations[0].payment_state == payment_pb2.PAYMENT_STATE_REFUNDED)
 
-    await h.eventually(refunded)
+    await eventually(refunded)
     [entry] = (
         await stub.ListCustomerReservations(board_pb2.ListCustomerReservationsRequest(), metadata=customer)
     ).reservations
@@ -159,7 +160,7 @@ async def test_customer_reservations_need_a_token_and_are_the_callers_own(
         )
         return len(page.reservations) == 5
 
-    await h.eventually(all_there)
+    await eventually(all_there)
     # Paging, newest first.
     seen: list[str] = []
     token = ""

@@ -30,6 +30,7 @@ from services.viewpage.bootstrap import ViewpageApp
 from services.viewpage.service_layer.rebuild import rebuild
 from services.viewpage.settings import ViewpageSettings
 from tests.integration.viewpage import helpers as h
+from tests.support.polling import eventually
 
 if TYPE_CHECKING:
     from cinema.viewpage.v1.board_pb2_grpc import BoardServiceAsyncStub
@@ -131,7 +132,7 @@ async def test_sales_of_a_screening_and_a_movie_from_shuffled_repeated_events(
         s = answer.screening.sales
         return s.refund_count == 1 and s.cancellations == 1 and s.revenue.minor_units == 6 * PRICE
 
-    await h.eventually(first_settled)
+    await eventually(first_settled)
     answer = await stub.GetScreeningSales(board_pb2.GetScreeningSalesRequest(screening_id=first), metadata=manager)
     s = answer.screening.sales
     assert answer.screening.movie_id == movie_id and answer.screening.hall == "Hall 1"
@@ -153,7 +154,7 @@ async def test_sales_of_a_screening_and_a_movie_from_shuffled_repeated_events(
         answer = await stub.GetMovieSales(board_pb2.GetMovieSalesRequest(movie_id=movie_id), metadata=manager)
         return answer.sales.seats_sold == 7
 
-    await h.eventually(movie_settled)
+    await eventually(movie_settled)
     whole = await stub.GetMovieSales(board_pb2.GetMovieSalesRequest(movie_id=movie_id), metadata=manager)
     assert whole.title == "Metropolis"
     assert [x.screening_id for x in whole.screenings] == [first, second]  # earliest first
@@ -188,7 +189,7 @@ async def test_sales_are_for_managers_only_and_bad_ids_are_named(
             return False
         return True
 
-    await h.eventually(known)
+    await eventually(known)
     empty = await stub.GetMovieSales(board_pb2.GetMovieSalesRequest(movie_id=movie_id), metadata=manager)
     assert (empty.sales.seats_sold, empty.sales.seats_free, empty.sales.revenue.minor_units) == (0, 100, 0)
 
