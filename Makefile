@@ -31,7 +31,7 @@ test: bootstrap lint typecheck ## everything: lint, types, contracts, unit, inte
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 check: bootstrap lint typecheck ## the edit loop: lint, import rules, types, unit and offline contract tests (no servers)
-	@$(PY) -m pytest -q -m "not integration" tests/unit tests/contract $(PYTEST_ARGS)
+	@$(PY) -m pytest -q -n auto -m "not integration" tests/unit tests/contract $(PYTEST_ARGS)
 
 lint: ## ruff (lint and format) and the architecture's import rules (import-linter, [tool.importlinter])
 	@.venv/bin/ruff check .
