@@ -246,7 +246,9 @@ async def test_a_booking_with_no_address_is_parked_no_recipient_counted_and_logg
         pool = notification.pool
 
         async def recorded() -> bool:
-            return await settled(pool, made.id, 1)
+            # The row is visible once committed, a moment before the consumer counts and logs it
+            # (the counter and the log line follow the insert in one step): wait for the counter.
+            return await settled(pool, made.id, 1) and parked() == before + 1
 
         await eventually(recorded)
 
